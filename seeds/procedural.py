@@ -1,0 +1,128 @@
+"""Procedural math generators with difficulty levels and exact gold answers.
+
+Each generator maps a seeded `random.Random` and a level (1 = easiest) to
+(question, answer, program): the program prints the answer, which makes these problems usable as
+few-shot examples for posing. Answers are exact (integers or reduced fractions).
+"""
+from __future__ import annotations
+
+import random
+from fractions import Fraction
+from typing import Callable, Iterator, Sequence
+
+from selfplay.records import Problem
+from selfplay.rng import rng_for
+
+Item = tuple[str, str, str]
+_NAMES = ["Tom", "Ana", "Li", "Sara", "Omar", "Mia", "Ben", "Zoe", "Raj", "Eva"]
+_THINGS = ["apples", "pencils", "stickers", "marbles", "books", "cookies", "coins", "cards"]
+
+
+def _hi(level: int) -> int:
+    return {1: 9, 2: 20, 3: 50, 4: 100}.get(level, 10 ** min(level - 2, 6))
+
+
+def add(r: random.Random, level: int) -> Item:
+    a, b = r.randint(1, _hi(level)), r.randint(1, _hi(level))
+    return f"What is {a} + {b}?", str(a + b), f"print({a} + {b})"
+
+
+def sub(r: random.Random, level: int) -> Item:
+    a, b = sorted((r.randint(1, _hi(level)), r.randint(1, _hi(level))), reverse=True)
+    return f"What is {a} - {b}?", str(a - b), f"print({a} - {b})"
+
+
+def mul(r: random.Random, level: int) -> Item:
+    a, b = r.randint(2, max(3, _hi(level) // 3)), r.randint(2, 9 if level < 3 else 12)
+    return f"What is {a} times {b}?", str(a * b), f"print({a} * {b})"
+
+
+def two_step(r: random.Random, level: int) -> Item:
+    a, b, c = (r.randint(1, _hi(level)) for _ in range(3))
+    if r.random() < 0.5:
+        return f"What is {a} + {b} + {c}?", str(a + b + c), f"print({a} + {b} + {c})"
+    a = max(a, c) + b
+    return f"What is {a} + {b} - {c}?", str(a + b - c), f"print({a} + {b} - {c})"
+
+
+def word_add(r: random.Random, level: int) -> Item:
+    n, t = r.choice(_NAMES), r.choice(_THINGS)
+    a, b = r.randint(1, _hi(level)), r.randint(1, _hi(level))
+    q = f"{n} has {a} {t} and gets {b} more. How many {t} does {n} have now?"
+    return q, str(a + b), f"have = {a}\ngot = {b}\nprint(have + got)"
+
+
+def word_sub(r: random.Random, level: int) -> Item:
+    n, t = r.choice(_NAMES), r.choice(_THINGS)
+    a = r.randint(2, _hi(level) + 1)
+    b = r.randint(1, a - 1)
+    q = f"{n} had {a} {t} and gave away {b}. How many {t} are left?"
+    return q, str(a - b), f"had = {a}\ngave = {b}\nprint(had - gave)"
+
+
+def word_mul(r: random.Random, level: int) -> Item:
+    n, t = r.choice(_NAMES), r.choice(_THINGS)
+    a, b = r.randint(2, 9), r.randint(2, max(3, _hi(level) // 2))
+    q = f"{n} buys {a} boxes with {b} {t} in each box. How many {t} does {n} buy?"
+    return q, str(a * b), f"boxes = {a}\nper_box = {b}\nprint(boxes * per_box)"
+
+
+def fraction_add(r: random.Random, level: int) -> Item:
+    d1, d2 = r.randint(2, 4 + 2 * level), r.randint(2, 4 + 2 * level)
+    a, b = Fraction(r.randint(1, d1 - 1), d1), Fraction(r.randint(1, d2 - 1), d2)
+    s = a + b
+    gold = str(s.numerator) if s.denominator == 1 else f"\\frac{{{s.numerator}}}{{{s.denominator}}}"
+    prog = f"from fractions import Fraction\nprint(Fraction({a.numerator}, {a.denominator}) + Fraction({b.numerator}, {b.denominator}))"
+    return f"What is {a} + {b}? Give the answer as a reduced fraction.", gold, prog
+
+
+def linear(r: random.Random, level: int) -> Item:
+    x, a = r.randint(-_hi(level) // 2, _hi(level)), r.randint(2, 3 + level)
+    b = r.randint(1, _hi(level))
+    return (f"Solve for x: {a}x + {b} = {a * x + b}.", str(x),
+            f"a, b, c = {a}, {b}, {a * x + b}\nprint((c - b) // a)")
+
+
+GENERATORS: dict[str, Callable[[random.Random, int], Item]] = {
+    "add": add, "sub": sub, "mul": mul, "two_step": two_step, "word_add": word_add,
+    "word_sub": word_sub, "word_mul": word_mul, "fraction_add": fraction_add, "linear": linear,
+}
+
+
+def generate(name: str, level: int, index: int, *, seed: int = 0, split: str = "train") -> Problem:
+    """One problem, reproducible from (seed, split, generator, level, index)."""
+    if name not in GENERATORS:
+        raise ValueError(f"seeds.generators: unknown generator {name!r}; choose from {sorted(GENERATORS)}")
+    if level < 1:
+        raise ValueError(f"seeds.level: must be >= 1, got {level}")
+    q, a, prog = GENERATORS[name](rng_for(seed, split, name, level, index), level)
+    return Problem(id=f"{split}-{name}-L{level}-{index:06d}", question=q, answer=a, origin="procedural",
+                   source=name, level=level, program=prog, meta={"split": split})
+
+
+def procedural_problems(n: int, generators: Sequence[str], levels: Sequence[int], *, seed: int = 0,
+                        split: str = "train", exclude: frozenset[str] = frozenset()) -> list[Problem]:
+    """n distinct problems cycling over generators x levels; questions in `exclude` are skipped
+    (the held-out split is passed here so training never sees a held-out question)."""
+    if n < 0:
+        raise ValueError(f"problems: must be >= 0, got {n}")
+    combos = [(g, lv) for lv in levels for g in generators]
+    if not combos and n:
+        raise ValueError("seeds.generators/levels: empty")
+    out: list[Problem] = []
+    seen = set(exclude)
+    for p in _stream(combos, seed, split):
+        if len(out) >= n:
+            break
+        if p.question not in seen:
+            seen.add(p.question)
+            out.append(p)
+    return out
+
+
+def _stream(combos: Sequence[tuple[str, int]], seed: int, split: str) -> Iterator[Problem]:
+    index = 0
+    while index < 10_000_000:  # bounded: tiny generators run out of distinct questions
+        g, lv = combos[index % len(combos)]
+        yield generate(g, lv, index // len(combos), seed=seed, split=split)
+        index += 1

@@ -1,0 +1,44 @@
+"""The one small protocol every generation backend implements.
+
+prompts (chat message lists) + sampling params + per-sample seeds -> k completions per prompt.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, Sequence
+
+Messages = list[dict[str, str]]
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    n: int = 8
+    temperature: float = 0.8
+    top_p: float = 0.95
+    max_new_tokens: int = 256
+    stop: tuple[str, ...] = ()
+    with_logprobs: bool = False
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    finish_reason: str  # "stop" (eos or stop string) | "length"
+    n_tokens: int
+    seed: int
+    logprob_mean: float | None = None
+
+
+class Backend(Protocol):
+    name: str
+    model: str  # model id or directory the backend serves
+
+    def generate(self, prompts: Sequence[Messages], params: SamplingParams,
+                 seeds: Sequence[Sequence[int]]) -> list[list[Completion]]:
+        """Return len(prompts) lists, each with params.n completions.
+
+        seeds[i][j] seeds sample j of prompt i; temperature 0 means greedy (seeds ignored).
+        """
+        ...
+
+    def close(self) -> None: ...

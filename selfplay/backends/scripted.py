@@ -1,0 +1,65 @@
+"""Scripted backend: deterministic fake completions for fast unit tests ONLY.
+
+It reads the arithmetic question out of a solve prompt and answers right or wrong depending on
+the per-sample seed (so pairs form), and answers pose prompts with a small problem + program.
+The real model path is tested separately (tests marked `model`).
+"""
+from __future__ import annotations
+
+import re
+from typing import Sequence
+
+from selfplay.backends.base import Completion, Messages, SamplingParams
+
+_Q = re.compile(r"Problem: (.*?)\nSolution:\s*$", re.S)
+_NUMS = re.compile(r"-?\d+")
+
+
+class ScriptedBackend:
+    name = "scripted"
+
+    def __init__(self, model: str = "scripted", *, correct_every: int = 2, calls: list | None = None, **_: object):
+        self.model = model
+        self.correct_every = correct_every  # sample is correct when seed % correct_every == 0
+        self.calls = calls if calls is not None else []
+
+    def _solve(self, question: str, seed: int) -> str:
+        nums = [int(x) for x in _NUMS.findall(question)]
+        if "Solve for x" in question:
+            a, b, c = nums[:3]
+            ans = (c - b) // a
+        elif "-" in question or "gave away" in question or "left" in question:
+            ans = nums[0] - sum(nums[1:])
+        elif "times" in question or "boxes" in question:
+            ans = nums[0] * nums[1]
+        else:
+            ans = sum(nums)
+        if seed % self.correct_every:
+            ans += 1 + seed % 3
+        if seed % 7 == 3:
+            return f"I think about {question[:20]} but I am not sure."  # no final answer
+        return f"We compute step by step. The result is {ans}. The answer is \\boxed{{{ans}}}."
+
+    def _pose(self, seed: int) -> str:
+        a, b = 2 + seed % 50, 3 + (seed // 50) % 40
+        return (f"Problem: Kim has {a} red beads and {b} blue beads. How many beads does Kim have?\n"
+                f"Program:\n```python\nprint({a} + {b})\n```")
+
+    def generate(self, prompts: Sequence[Messages], params: SamplingParams,
+                 seeds: Sequence[Sequence[int]]) -> list[list[Completion]]:
+        self.calls.append(len(prompts))
+        out = []
+        for msgs, row in zip(prompts, seeds):
+            text = msgs[-1]["content"]
+            m = _Q.search(text)
+            comps = []
+            for j in range(params.n):
+                s = int(row[j]) if j < len(row) else j
+                body = self._solve(m.group(1), s) if m else self._pose(s)
+                comps.append(Completion(text=body, finish_reason="stop", n_tokens=len(body.split()), seed=s,
+                                        logprob_mean=-0.5 if params.with_logprobs else None))
+            out.append(comps)
+        return out
+
+    def close(self) -> None:
+        pass

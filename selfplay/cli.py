@@ -1,0 +1,131 @@
+"""`selfplay` command line: `run` for the whole loop, one subcommand per stage, `eval`, `report`."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+RUN_FLAGS = {  # flag -> config field it overrides
+    "out": "run.out", "rounds": "run.rounds", "seed": "run.seed", "model": "model.name",
+    "backend": "model.backend", "problems": "seeds.problems", "samples": "solve.samples",
+    "max_new_tokens": "solve.max_new_tokens", "pose_attempts": "pose.attempts",
+    "temperature": "solve.temperature", "top_p": "solve.top_p", "batch_size": "model.batch_size",
+}
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="TOML config file (see configs/default.toml)")
+    p.add_argument("--out", help="output directory (default: run.out = runs/default)")
+    p.add_argument("--seed", type=int, help="run seed: every random draw derives from it")
+    p.add_argument("--model", help="'default' (embedded SmolLM2-135M-Instruct), a HF model id or a local dir")
+    p.add_argument("--backend", choices=["hf", "vllm"], help="generation backend (default hf)")
+    p.add_argument("--batch-size", type=int, help="rows per forward pass (hf backend)")
+
+
+def _round_args(p: argparse.ArgumentParser) -> None:
+    _common(p)
+    p.add_argument("--round", type=int, default=0, help="round index K (files in OUT/round_K)")
+    p.add_argument("--problems", type=int, help="procedural seed problems per round")
+    p.add_argument("--samples", type=int, help="reasoning paths per problem (default 8)")
+    p.add_argument("--max-new-tokens", type=int, help="token budget per reasoning path")
+    p.add_argument("--temperature", type=float, help="sampling temperature for solving")
+    p.add_argument("--top-p", type=float, help="nucleus sampling top-p for solving")
+    p.add_argument("--pose-attempts", type=int, help="problems the model is asked to pose per round (0 = off)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="selfplay", description="Reasoning training data by self-play: "
+                                 "pose, solve, verify, pair (DPO), train, evaluate.")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    run = sub.add_parser("run", help="run (or resume) the whole loop for N rounds")
+    _round_args(run)
+    run.add_argument("--rounds", type=int, help="number of rounds (default 1)")
+    for name, hlp in [("problems", "stage 1: seed + posed problems -> problems.jsonl"),
+                      ("solve", "stages 2-3: sample and verify -> rollouts.jsonl"),
+                      ("pair", "stage 4: rollouts -> pairs.jsonl"),
+                      ("stats", "recompute stats.json of a round")]:
+        _round_args(sub.add_parser(name, help=hlp))
+    ver = sub.add_parser("verify", help="re-verify a rollouts.jsonl with the current verifier (in place, atomic)")
+    ver.add_argument("rollouts", help="OUT/round_K/rollouts.jsonl")
+    ver.add_argument("--problems", help="problems.jsonl with the gold answers (default: beside rollouts)")
+    ver.add_argument("--timeout", type=float, default=3.0)
+    return ap
+
+
+def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
+    return {field: getattr(args, flag) for flag, field in RUN_FLAGS.items() if hasattr(args, flag)}
+
+
+def _context(args: argparse.Namespace, round_idx: int):
+    from selfplay.config import load_config
+    from selfplay.loop import make_context, prepare_out
+
+    cfg = load_config(args.config, overrides_from(args))
+    out = prepare_out(cfg)
+    return make_context(cfg, out, round_idx)
+
+
+def cmd_stage(args: argparse.Namespace) -> int:
+    from selfplay import round as rnd
+
+    ctx = _context(args, args.round)
+    try:
+        ctx.dir.mkdir(parents=True, exist_ok=True)
+        problems = rnd.stage_problems(ctx)
+        if args.cmd == "problems":
+            print(f"{len(problems)} problems -> {ctx.dir / 'problems.jsonl'}")
+            return 0
+        rollouts, timing = rnd.stage_solve(ctx, problems) if args.cmd == "solve" else (
+            rnd.load_rollouts(ctx.dir / "rollouts.jsonl", ctx.cfg.solve.samples), {})
+        if args.cmd == "solve":
+            print(f"{sum(map(len, rollouts.values()))} rollouts -> {ctx.dir / 'rollouts.jsonl'}")
+            return 0
+        pairs = rnd.stage_pair(ctx, problems, rollouts)
+        stats = rnd.round_stats(ctx, problems, rollouts, pairs, timing)
+        from selfplay import io
+
+        io.write_json(ctx.dir / "stats.json", stats)
+        print(f"{len(pairs)} pairs -> {ctx.dir / 'pairs.jsonl'}" if args.cmd == "pair" else f"stats -> {ctx.dir / 'stats.json'}")
+        return 0
+    finally:
+        ctx.close()
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from selfplay.verify_stage import reverify_file
+
+    path = Path(args.rollouts)
+    probs = Path(args.problems) if args.problems else path.with_name("problems.jsonl")
+    changed, total = reverify_file(path, probs, timeout=args.timeout)
+    print(f"re-verified {total} rollouts in {path}: {changed} labels changed")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from selfplay.config import load_config
+    from selfplay.loop import run_loop
+
+    cfg = load_config(args.config, overrides_from(args))
+    run_loop(cfg)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"run": cmd_run, "verify": cmd_verify}
+    try:
+        return handlers.get(args.cmd, cmd_stage)(args)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"selfplay: error: {e}", file=sys.stderr)
+        return 2
+    except RuntimeError as e:  # missing extras, sandbox unavailable: one line, no traceback
+        print(f"selfplay: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("selfplay: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,223 @@
+"""Run configuration: dataclasses loaded from TOML (tomllib), validated with the field's name.
+
+Every field has a default, so an empty file (or no file) is a valid config; CLI flags override
+file values; the resolved config is written next to the data (OUT/config.json).
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from seeds.procedural import GENERATORS
+
+
+@dataclass
+class RunConfig:
+    seed: int = 0
+    rounds: int = 1
+    out: str = "runs/default"
+
+
+@dataclass
+class ModelConfig:
+    name: str = "default"  # "default" = embedded SmolLM2-135M-Instruct; or any HF id / local dir
+    backend: str = "hf"  # hf | vllm
+    dtype: str = "float32"
+    batch_size: int = 64  # rows per forward pass (hf backend)
+
+
+@dataclass
+class SeedsConfig:
+    problems: int = 48  # procedural seed problems per round
+    generators: list[str] = field(default_factory=lambda: ["add", "sub", "word_add", "word_sub", "two_step"])
+    levels: list[int] = field(default_factory=lambda: [1])
+    files: list[str] = field(default_factory=list)  # JSONL files (GSM8K or question/answer)
+    file_problems: int = 0  # problems drawn from the files per round
+    hf_datasets: list[str] = field(default_factory=list)  # e.g. "openai/gsm8k:main:train"
+
+
+@dataclass
+class PoseConfig:
+    enabled: bool = True
+    attempts: int = 16  # posing attempts per round
+    shots: int = 3
+    temperature: float = 0.9
+    top_p: float = 0.95
+    max_new_tokens: int = 160
+    exec_timeout: float = 3.0
+    sandbox: str = "bwrap"  # bwrap | unisolated-UNSAFE (no namespaces: model code can reach host files)
+
+
+@dataclass
+class SolveConfig:
+    samples: int = 8
+    temperature: float = 0.8
+    top_p: float = 0.95
+    max_new_tokens: int = 192
+    batch_problems: int = 8  # problems per generation batch (x samples rows)
+
+
+@dataclass
+class VerifyConfig:
+    timeout: float = 3.0
+    workers: int = 0  # 0 = one per core
+
+
+@dataclass
+class PairConfig:
+    max_pairs_per_problem: int = 4
+
+
+@dataclass
+class TrainSection:
+    """DPO + NLL between rounds (see selfplay/train.py and docs/training.md)."""
+
+    enabled: bool = True
+    beta: float = 0.1
+    learning_rate: float = 5e-6
+    epochs: int = 1
+    batch_size: int = 2
+    grad_accum: int = 2
+    max_length: int = 512
+    nll_weight: float = 1.0
+    max_steps: int = -1
+    use_lora: bool = False
+    accumulate: str = "current"  # current | all | last:N — which rounds' pairs train round K
+
+
+@dataclass
+class EvalSection:
+    """Held-out evaluation of the starting model and every round's model."""
+
+    enabled: bool = True
+    heldout_problems: int = 64  # held-out procedural split: never posed from, never trained on
+    files: list[str] = field(default_factory=list)  # extra JSONL sets (GSM8K, SVAMP, MAWPS, q/a)
+    file_limit: int = 100
+    samples: int = 4  # sampled paths per problem for maj@k / pass@k (1 = greedy only)
+    max_new_tokens: int = 192
+
+
+@dataclass
+class Config:
+    run: RunConfig = field(default_factory=RunConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    seeds: SeedsConfig = field(default_factory=SeedsConfig)
+    pose: PoseConfig = field(default_factory=PoseConfig)
+    solve: SolveConfig = field(default_factory=SolveConfig)
+    verify: VerifyConfig = field(default_factory=VerifyConfig)
+    pair: PairConfig = field(default_factory=PairConfig)
+    train: TrainSection = field(default_factory=TrainSection)
+    eval: EvalSection = field(default_factory=EvalSection)
+
+    def validate(self) -> "Config":
+        def need(cond: bool, name: str, msg: str) -> None:
+            if not cond:
+                raise ValueError(f"config: {name}: {msg}")
+
+        need(self.run.rounds >= 1, "run.rounds", "must be >= 1")
+        need(self.model.backend in ("hf", "vllm", "scripted"), "model.backend", "must be hf or vllm")
+        need(self.model.dtype in ("float32", "bfloat16", "float16", "auto"), "model.dtype", "float32|bfloat16|float16|auto")
+        need(self.model.batch_size >= 1, "model.batch_size", "must be >= 1")
+        need(self.seeds.problems >= 0, "seeds.problems", "must be >= 0")
+        bad = [g for g in self.seeds.generators if g not in GENERATORS]
+        need(not bad, "seeds.generators", f"unknown {bad}; choose from {sorted(GENERATORS)}")
+        need(all(lv >= 1 for lv in self.seeds.levels) and bool(self.seeds.levels), "seeds.levels", "non-empty, each >= 1")
+        for f in self.seeds.files:
+            need(Path(f).exists(), "seeds.files", f"{f} not found")
+        need(self.pose.attempts >= 0, "pose.attempts", "must be >= 0")
+        need(self.pose.sandbox in ("bwrap", "unisolated-UNSAFE"), "pose.sandbox", "bwrap | unisolated-UNSAFE")
+        need(self.pose.shots >= 1, "pose.shots", "must be >= 1")
+        for sec in ("pose", "solve"):
+            c = getattr(self, sec)
+            need(c.temperature >= 0, f"{sec}.temperature", "must be >= 0")
+            need(0 < c.top_p <= 1, f"{sec}.top_p", "must be in (0, 1]")
+            need(c.max_new_tokens >= 1, f"{sec}.max_new_tokens", "must be >= 1")
+        need(self.solve.samples >= 2, "solve.samples", "must be >= 2 (pairs need a correct and an incorrect path)")
+        need(self.solve.batch_problems >= 1, "solve.batch_problems", "must be >= 1")
+        need(self.verify.timeout > 0, "verify.timeout", "must be > 0")
+        need(self.verify.workers >= 0, "verify.workers", "must be >= 0")
+        need(self.pair.max_pairs_per_problem >= 1, "pair.max_pairs_per_problem", "must be >= 1")
+        need(self.train.beta > 0, "train.beta", "must be > 0")
+        need(self.train.learning_rate > 0, "train.learning_rate", "must be > 0")
+        need(self.train.batch_size >= 1 and self.train.grad_accum >= 1, "train.batch_size", "batch_size and grad_accum >= 1")
+        need(self.train.max_length >= 32, "train.max_length", "must be >= 32")
+        acc = self.train.accumulate
+        need(acc in ("current", "all") or (acc.startswith("last:") and acc[5:].isdigit() and int(acc[5:]) >= 1),
+             "train.accumulate", "current | all | last:N")
+        need(self.eval.heldout_problems >= 0, "eval.heldout_problems", "must be >= 0")
+        need(self.eval.samples >= 1, "eval.samples", "must be >= 1")
+        for f in self.eval.files:
+            need(Path(f).exists(), "eval.files", f"{f} not found")
+        need(self.seeds.problems + self.seeds.file_problems + self.pose.attempts > 0 or bool(self.seeds.hf_datasets),
+             "seeds.problems", "no problem source: set seeds.problems, seeds.file_problems or pose.attempts")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _coerce(value: Any, typ: Any, name: str) -> Any:
+    origin = get_origin(typ)
+    if origin is list:
+        (inner,) = get_args(typ)
+        if not isinstance(value, list):
+            raise ValueError(f"config: {name}: expected a list, got {type(value).__name__}")
+        return [_coerce(v, inner, f"{name}[{i}]") for i, v in enumerate(value)]
+    if typ is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if typ in (int, float, str, bool) and (type(value) is not typ):
+        raise ValueError(f"config: {name}: expected {typ.__name__}, got {value!r}")
+    return value
+
+
+def _fill(obj: Any, data: dict[str, Any], prefix: str) -> None:
+    hints = get_type_hints(type(obj))
+    names = {f.name for f in dataclasses.fields(obj)}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if key not in names:
+            raise ValueError(f"config: {name}: unknown field (known: {', '.join(sorted(names))})")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ValueError(f"config: {name}: expected a table [{name}]")
+            _fill(current, value, f"{name}.")
+        else:
+            setattr(obj, key, _coerce(value, hints[key], name))
+
+
+def from_dict(data: dict[str, Any]) -> Config:
+    cfg = Config()
+    _fill(cfg, data, "")
+    return cfg
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    """Defaults <- TOML file <- overrides ({"solve.samples": 4, ...}); then validate."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.exists():
+            raise ValueError(f"config: {p}: file not found")
+        try:
+            data = tomllib.loads(p.read_text())
+        except tomllib.TOMLDecodeError as e:
+            raise ValueError(f"config: {p}: invalid TOML ({e})") from None
+    cfg = from_dict(data)
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        *parents, leaf = dotted.split(".")
+        target = cfg
+        for part in parents:
+            target = getattr(target, part)
+        _fill(target, {leaf: value}, ".".join(parents) + "." if parents else "")
+    return cfg.validate()

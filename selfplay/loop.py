@@ -1,0 +1,200 @@
+"""The iterative loop: for each round, pose/solve/verify/pair, train (DPO + NLL), evaluate.
+
+Resumable at any stage: each stage's finished output is a file (written atomically), and a rerun
+of the same command skips what exists. OUT/config.json pins the data-affecting config: resuming
+with different settings is refused (only run.rounds may grow).
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from selfplay import io
+from selfplay.backends.base import Backend
+from selfplay.config import Config
+from selfplay.records import Problem
+from selfplay.round import RoundContext, log, run_round
+
+_MUTABLE = {"run.rounds", "run.out"}  # may differ between the first run and a resume
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def prepare_out(cfg: Config) -> Path:
+    """Create OUT and write the resolved config; refuse to resume a run made with other settings."""
+    out = Path(cfg.run.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "config.json"
+    new = cfg.to_dict()
+    if path.exists():
+        old = _flat(io.read_json(path))
+        for key, value in _flat(new).items():
+            if key not in _MUTABLE and key in old and old[key] != value:
+                raise ValueError(f"{path}: {key} was {old[key]!r} in this run, now {value!r}; "
+                                 f"use another --out or the original setting to resume")
+    io.write_json(path, new)
+    return out
+
+
+def heldout_problems(cfg: Config) -> list[Problem]:
+    """The held-out procedural split: its own seed namespace, never posed from or trained on."""
+    from seeds import procedural_problems
+
+    return procedural_problems(cfg.eval.heldout_problems, cfg.seeds.generators, cfg.seeds.levels,
+                               seed=cfg.run.seed, split="heldout")
+
+
+def eval_sets(cfg: Config) -> dict[str, list[Problem]]:
+    from seeds import load_jsonl_problems
+
+    sets = {"heldout_procedural": heldout_problems(cfg)} if cfg.eval.heldout_problems else {}
+    for f in cfg.eval.files:
+        sets[Path(f).stem] = load_jsonl_problems(f, limit=cfg.eval.file_limit)
+    return sets
+
+
+def round_model(cfg: Config, out: Path, round_idx: int) -> str:
+    """Round K samples from round K-1's trained model (the base model when not trained)."""
+    from selfplay.models import resolve_model
+
+    for k in range(round_idx - 1, -1, -1):
+        if (out / f"round_{k}" / "model" / "config.json").exists():
+            return str(out / f"round_{k}" / "model")
+    return resolve_model(cfg.model.name)
+
+
+def make_context(cfg: Config, out: Path, round_idx: int,
+                 backend_factory: Callable[[str], Backend] | None = None) -> RoundContext:
+    held = frozenset(p.question for ps in eval_sets(cfg).values() for p in ps) if cfg.eval.enabled else frozenset()
+    return RoundContext(cfg=cfg, out=out, round_idx=round_idx, model=round_model(cfg, out, round_idx),
+                        heldout_questions=held, backend_factory=backend_factory)
+
+
+def evaluate_model(cfg: Config, model: str, sets: dict[str, list[Problem]], path: Path,
+                   backend_factory: Callable[[str], Backend] | None = None) -> dict[str, Any]:
+    """Evaluate one model on every held-out set; writes `path` atomically, skips if it exists."""
+    if path.exists():
+        return io.read_json(path)
+    from selfplay.backends import get_backend
+    from selfplay.evaluate import evaluate
+    from verifiers import MathVerifier
+
+    log(f"evaluating {model} on {', '.join(f'{k} ({len(v)})' for k, v in sets.items())}")
+    backend = backend_factory(model) if backend_factory else get_backend(
+        cfg.model.backend, model, dtype=cfg.model.dtype, batch_size=cfg.model.batch_size, seed=cfg.run.seed)
+    result: dict[str, Any] = {"model": model, "sets": {}}
+    try:
+        with MathVerifier(workers=cfg.verify.workers or None, timeout=cfg.verify.timeout) as verifier:
+            for name, problems in sets.items():
+                r = evaluate(backend, problems, verifier, samples=cfg.eval.samples,
+                             temperature=cfg.solve.temperature, top_p=cfg.solve.top_p,
+                             max_new_tokens=cfg.eval.max_new_tokens, seed=cfg.run.seed)
+                result["sets"][name] = r
+    finally:
+        backend.close()
+    io.write_json(path, result)
+    return result
+
+
+def train_round(cfg: Config, out: Path, round_idx: int, base_model: str) -> dict[str, Any]:
+    """DPO + NLL on this round's pairs (plus earlier rounds' per train.accumulate)."""
+    rdir = out / f"round_{round_idx}"
+    model_dir, stats_path = rdir / "model", rdir / "train_stats.json"
+    if (model_dir / "config.json").exists() and stats_path.exists():
+        return io.read_json(stats_path)
+    from selfplay.train import TrainConfig, train_dpo
+
+    t = cfg.train
+    acc = t.accumulate
+    first = 0 if acc == "all" else round_idx if acc == "current" else max(0, round_idx - int(acc[5:]) + 1)
+    files = [out / f"round_{k}" / "pairs.jsonl" for k in range(first, round_idx + 1)]
+    tcfg = TrainConfig(beta=t.beta, learning_rate=t.learning_rate, epochs=t.epochs,
+                       per_device_batch_size=t.batch_size, grad_accum=t.grad_accum, max_length=t.max_length,
+                       nll_weight=t.nll_weight, max_steps=t.max_steps, use_lora=t.use_lora,
+                       seed=cfg.run.seed + round_idx)
+    t0 = time.perf_counter()
+    try:
+        stats = train_dpo([f for f in files if f.exists()], base_model, model_dir, tcfg)
+    except ValueError as e:  # no usable pairs: the next round keeps the current model
+        log(f"round {round_idx}: no training ({e}); copying the starting model")
+        shutil.rmtree(model_dir, ignore_errors=True)
+        tmp = model_dir.with_name("model.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(base_model, tmp)
+        tmp.rename(model_dir)
+        stats = {"skipped": str(e), "n_train": 0}
+    stats["seconds"] = round(time.perf_counter() - t0, 1)
+    stats["pair_files"] = [str(f) for f in files]
+    io.write_json(stats_path, stats)
+    return stats
+
+
+def run_loop(cfg: Config, backend_factory: Callable[[str], Backend] | None = None) -> list[dict[str, Any]]:
+    out = prepare_out(cfg)
+    t_run = time.perf_counter()
+    sets = eval_sets(cfg) if cfg.eval.enabled else {}
+    all_stats = []
+    if sets:
+        evaluate_model(cfg, round_model(cfg, out, 0), sets, out / "eval_base.json", backend_factory)
+    for k in range(cfg.run.rounds):
+        ctx = make_context(cfg, out, k, backend_factory)
+        log(f"round {k}: model {ctx.model}")
+        try:
+            stats = run_round(ctx)
+        finally:
+            ctx.close()
+        if cfg.train.enabled:
+            stats["train"] = train_round(cfg, out, k, ctx.model)
+        if sets and cfg.train.enabled:
+            stats["eval"] = evaluate_model(cfg, str(out / f"round_{k}" / "model"), sets,
+                                           out / f"round_{k}" / "eval.json", backend_factory)
+        if sets:
+            from selfplay.evaluate import check_contamination
+
+            pair_files = [out / f"round_{j}" / "pairs.jsonl" for j in range(k + 1)]
+            contamination = check_contamination([p for ps in sets.values() for p in ps], pair_files)
+            io.write_json(out / f"round_{k}" / "contamination.json", contamination)
+        all_stats.append(stats)
+        print_summary(stats)
+    if cfg.train.enabled or sets:
+        from selfplay.report import write_report
+
+        log(f"report -> {write_report(out)}")
+    log(f"done in {time.perf_counter() - t_run:.0f} s; data in {out}")
+    return all_stats
+
+
+def print_summary(s: dict[str, Any]) -> None:
+    posed = s.get("posed") or {}
+    lines = [
+        f"== round {s['round']} summary ==",
+        f"problems: {s['problems']} {s.get('by_origin', {})}; posed kept {posed.get('kept', 0)}/{posed.get('attempted', 0)}"
+        + (f" (rejected: {posed.get('rejected')})" if posed.get("rejected") else ""),
+        f"samples: {s['samples']}  correct {s['correct']}  incorrect {s['incorrect']}  unknown {s['unknown']}"
+        f"  ({s['pct_correct']}% correct of labelled)",
+        f"pairs: {s['pairs']} from {s['problems_with_pairs']} problems",
+        f"verdict reasons: {s['verdict_reasons']}",
+    ]
+    t = s.get("timing") or {}
+    if t.get("solve_seconds"):
+        lines.append(f"solve+verify: {t['solve_seconds']} s, {t['samples_per_s']} samples/s, {t['tokens_per_s']} tok/s")
+    tr = s.get("train")
+    if tr:
+        lines.append(f"train: {tr.get('n_train', 0)} pairs, loss {tr.get('train_loss')}, "
+                     f"reward acc {tr.get('rewards_accuracy_last', tr.get('rewards/accuracies'))}"
+                     + (f" (skipped: {tr['skipped']})" if tr.get("skipped") else ""))
+    ev = s.get("eval")
+    if ev:
+        for name, r in ev.get("sets", {}).items():
+            lines.append(f"held-out {name}: pass@1 {r.get('pass@1')} CI {r.get('pass@1_ci')}")
+    print("\n".join(lines), flush=True)

@@ -1,0 +1,66 @@
+"""Pair stage: correct x incorrect reasoning paths -> TRL conversational preference pairs.
+
+Only labelled paths are used (unknown verdicts never become pairs). Identical texts are merged
+first, so a pair never has chosen == rejected. Which pairs are kept is a seeded, deterministic
+choice that spreads over distinct chosen and distinct rejected paths.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from selfplay.prompts import solve_messages
+from selfplay.records import Pair, Problem, Rollout
+from selfplay.rng import rng_for
+
+
+def _distinct(rollouts: Sequence[Rollout], label: str) -> list[Rollout]:
+    seen: set[str] = set()
+    out = []
+    for r in sorted(rollouts, key=lambda r: r.sample_index):
+        text = r.completion.strip()
+        if r.label == label and text and text not in seen:
+            seen.add(text)
+            out.append(r)
+    return out
+
+
+def pass_rate(rollouts: Sequence[Rollout]) -> float | None:
+    labelled = [r for r in rollouts if r.label in ("correct", "incorrect")]
+    if not labelled:
+        return None
+    return sum(r.label == "correct" for r in labelled) / len(labelled)
+
+
+def make_pairs(problem: Problem, rollouts: Sequence[Rollout], *, max_pairs: int, round_idx: int,
+               seed: int, model: str, sampling: dict[str, Any]) -> list[Pair]:
+    """Up to max_pairs distinct (correct, incorrect) pairs for one problem."""
+    good, bad = _distinct(rollouts, "correct"), _distinct(rollouts, "incorrect")
+    if not good or not bad:
+        return []
+    rng = rng_for(seed, round_idx, problem.id, "pair")
+    rng.shuffle(good)
+    rng.shuffle(bad)
+    # Walk the grid along diagonals: pair k uses good[k % G] and bad[(k % G + k // G) % B]. This
+    # is a bijection onto good x bad (no repeats), and the first pairs reuse each path as little
+    # as possible, so the kept pairs spread over distinct chosen and rejected texts.
+    n_good, n_bad = len(good), len(bad)
+    chosen_pairs = [(good[k % n_good], bad[(k % n_good + k // n_good) % n_bad])
+                    for k in range(min(max_pairs, n_good * n_bad))]
+    rate = pass_rate(rollouts)
+    prompt = solve_messages(problem.question)
+    out = []
+    for i, (c, r) in enumerate(chosen_pairs):
+        out.append(Pair(
+            prompt=prompt,
+            chosen=[{"role": "assistant", "content": c.completion}],
+            rejected=[{"role": "assistant", "content": r.completion}],
+            metadata={
+                "problem_id": problem.id, "origin": problem.origin, "source": problem.source,
+                "level": problem.level, "gold": problem.answer, "question": problem.question,
+                "chosen_extracted": c.extracted, "rejected_extracted": r.extracted,
+                "chosen_index": c.sample_index, "rejected_index": r.sample_index, "pair_index": i,
+                "chosen_tokens": c.n_tokens, "rejected_tokens": r.n_tokens,
+                "chosen_logprob": c.logprob_mean, "rejected_logprob": r.logprob_mean,
+                "pass_rate": rate, "round": round_idx, "model": model, "sampling": sampling,
+            }))
+    return out

@@ -1,0 +1,108 @@
+"""Pose stage (self-play): the model writes new problems, each with a Python program whose
+printed output is the answer.
+
+A posed problem is kept only if its program runs in the sandbox, is deterministic (two runs
+print the same), prints exactly one parseable number, and its question is not a duplicate of a
+seed, a held-out problem or another posed problem. Every rejection is counted by reason.
+"""
+from __future__ import annotations
+
+import re
+from collections import Counter
+from fractions import Fraction
+from typing import Any, Iterable, Sequence
+
+from selfplay.backends.base import Backend, SamplingParams
+from selfplay.prompts import pose_messages
+from selfplay.records import Problem
+from selfplay.rng import derive_seed, rng_for
+
+_CODE = re.compile(r"```(?:python|py)?[ \t]*\n(.*?)(?:```|\Z)", re.S)
+_NUMBER = re.compile(r"^-?\d+(?:\.\d+)?(?:/\d+)?$")
+MAX_QUESTION_CHARS = 600
+
+
+def normalize_question(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", " ", text.lower()).strip()
+
+
+def parse_posed(text: str) -> tuple[str | None, str | None]:
+    """(question, program) from a posing completion; None for a part that is missing."""
+    m = _CODE.search(text)
+    program = m.group(1).strip() if m else None
+    head = text[:m.start()] if m else text
+    head = re.split(r"\n\s*Program\s*:?", head, flags=re.I)[0]
+    head = re.sub(r"^\s*(?:\*\*)?(?:New )?Problem\s*:?\s*(?:\*\*)?", "", head.strip(), flags=re.I).strip()
+    return (head or None), (program or None)
+
+
+def canonical_answer(stdout: str) -> str | None:
+    """The single printed number, normalised (12.0 -> 12, 6/4 -> 3/2); None if not exactly one."""
+    lines = [ln.strip() for ln in stdout.strip().splitlines() if ln.strip()]
+    if len(lines) != 1 or not _NUMBER.match(lines[0]) or len(lines[0]) > 40:
+        return None
+    try:
+        v = Fraction(lines[0])
+    except (ValueError, ZeroDivisionError):
+        return None
+    if v.denominator == 1:
+        return str(v.numerator)
+    if "." in lines[0]:
+        return lines[0].rstrip("0").rstrip(".")
+    return f"\\frac{{{v.numerator}}}{{{v.denominator}}}" if v >= 0 else f"-\\frac{{{-v.numerator}}}{{{v.denominator}}}"
+
+
+def check_posed(question: str | None, program: str | None, sandbox: Any, seen: set[str]) -> tuple[str | None, str]:
+    """(answer, "ok") or (None, rejection reason) for one posed problem."""
+    if not question or len(question) < 15:
+        return None, "no_question"
+    if len(question) > MAX_QUESTION_CHARS:
+        return None, "question_too_long"
+    if not program:
+        return None, "no_program"
+    if normalize_question(question) in seen:
+        return None, "duplicate"
+    first = sandbox.run(program)
+    if first.verdict.label != "correct":
+        return None, f"program_{first.verdict.reason}"
+    answer = canonical_answer(first.stdout)
+    if answer is None:
+        return None, "no_output" if not first.stdout.strip() else "unparseable_output"
+    second = sandbox.run(program)
+    if second.verdict.label != "correct" or second.stdout != first.stdout:
+        return None, "nondeterministic"
+    return answer, "ok"
+
+
+def pose_problems(backend: Backend, sandbox: Any, examples: Sequence[Problem], *, attempts: int, shots: int,
+                  params: SamplingParams, seed: int, round_idx: int, existing: Iterable[str] = (),
+                  model: str = "", progress: Any = None) -> tuple[list[Problem], dict[str, Any]]:
+    """Ask for `attempts` new problems; return the kept ones and stats {attempted, kept, rejected}."""
+    shot_pool = [e for e in examples if e.program]
+    if not shot_pool or attempts <= 0:
+        return [], {"attempted": 0, "kept": 0, "rejected": {}}
+    prompts, seeds = [], []
+    for a in range(attempts):
+        rng = rng_for(seed, round_idx, "pose-shots", a)
+        picks = rng.sample(shot_pool, min(shots, len(shot_pool)))
+        prompts.append(pose_messages([(p.question, p.program or "") for p in picks]))
+        seeds.append([derive_seed(seed, round_idx, "pose", a)])
+    one = SamplingParams(n=1, temperature=params.temperature, top_p=params.top_p,
+                         max_new_tokens=params.max_new_tokens)
+    outs = backend.generate(prompts, one, seeds)
+    seen = {normalize_question(q) for q in existing}
+    kept: list[Problem] = []
+    reasons: Counter[str] = Counter()
+    for a, comps in enumerate(outs):
+        question, program = parse_posed(comps[0].text)
+        answer, reason = check_posed(question, program, sandbox, seen)
+        if progress is not None:
+            progress.update(1)
+        if answer is None:
+            reasons[reason] += 1
+            continue
+        seen.add(normalize_question(question or ""))
+        kept.append(Problem(id=f"posed-r{round_idx}-{a:05d}", question=question or "", answer=answer,
+                            origin="posed", source=model, program=program,
+                            meta={"round": round_idx, "attempt": a}))
+    return kept, {"attempted": attempts, "kept": len(kept), "rejected": dict(sorted(reasons.items()))}

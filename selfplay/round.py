@@ -1,0 +1,231 @@
+"""One self-play round: problems (seeds + posed) -> solve + verify -> pair -> stats.
+
+Files in OUT/round_K/: problems.jsonl, rollouts.jsonl, pairs.jsonl, pose.json, stats.json.
+Crash safety: problems.jsonl, pairs.jsonl and stats.json are written atomically once their stage
+finishes; rollouts.jsonl is an append-only log written a whole batch of problems at a time, so a
+restart keeps every finished problem, drops a torn tail and only generates what is missing. A
+stage whose output file exists is never redone.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from selfplay import io
+from selfplay.backends import get_backend
+from selfplay.backends.base import Backend, SamplingParams
+from selfplay.config import Config
+from selfplay.pose import pose_problems
+from selfplay.records import Pair, Problem, Rollout
+from selfplay.rng import derive_seed
+
+
+def log(msg: str) -> None:
+    print(f"[selfplay] {msg}", file=sys.stderr, flush=True)
+
+
+def bar(total: int, desc: str, unit: str) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
+
+
+@dataclass
+class RoundContext:
+    """What the stages of one round share; heavy parts (backend, verifier, sandbox) start lazily."""
+
+    cfg: Config
+    out: Path
+    round_idx: int
+    model: str
+    heldout_questions: frozenset[str] = frozenset()
+    backend_factory: Callable[[str], Backend] | None = None
+    _backend: Backend | None = field(default=None, repr=False)
+    _verifier: Any = field(default=None, repr=False)
+    _sandbox: Any = field(default=None, repr=False)
+
+    @property
+    def dir(self) -> Path:
+        return self.out / f"round_{self.round_idx}"
+
+    def backend(self) -> Backend:
+        if self._backend is None:
+            if self.backend_factory is not None:
+                self._backend = self.backend_factory(self.model)
+            else:
+                m = self.cfg.model
+                log(f"loading model {self.model} on backend {m.backend}")
+                self._backend = get_backend(m.backend, self.model, dtype=m.dtype, batch_size=m.batch_size,
+                                            seed=self.cfg.run.seed)
+        return self._backend
+
+    def verifier(self) -> Any:
+        if self._verifier is None:
+            from verifiers import MathVerifier
+
+            self._verifier = MathVerifier(workers=self.cfg.verify.workers or None, timeout=self.cfg.verify.timeout)
+        return self._verifier
+
+    def sandbox(self) -> Any:
+        if self._sandbox is None:
+            from verifiers.sandbox import Sandbox
+
+            self._sandbox = Sandbox(timeout=self.cfg.pose.exec_timeout, mode=self.cfg.pose.sandbox)
+        return self._sandbox
+
+    def close(self) -> None:
+        for part in (self._backend, self._verifier, self._sandbox):
+            if part is not None:
+                part.close()
+        self._backend = self._verifier = self._sandbox = None
+
+
+def seed_problems(cfg: Config, round_idx: int, exclude: frozenset[str]) -> list[Problem]:
+    """This round's seed problems: fresh procedural items (per-round seed) plus file/HF items."""
+    from seeds import load_hf_dataset, load_jsonl_problems, procedural_problems
+
+    rseed = derive_seed(cfg.run.seed, "round", round_idx)
+    probs = procedural_problems(cfg.seeds.problems, cfg.seeds.generators, cfg.seeds.levels, seed=rseed,
+                                split="train", exclude=exclude)
+    pool: list[Problem] = []
+    for f in cfg.seeds.files:
+        pool.extend(load_jsonl_problems(f))
+    for spec in cfg.seeds.hf_datasets:
+        name, _, rest = spec.partition(":")
+        conf, _, split = rest.partition(":")
+        pool.extend(load_hf_dataset(name, config=conf or None, split=split or "train"))
+    pool = [p for p in pool if p.question not in exclude]
+    if pool and cfg.seeds.file_problems:
+        from selfplay.rng import rng_for
+
+        rng_for(rseed, "files").shuffle(pool)
+        probs.extend(pool[:cfg.seeds.file_problems])
+    return probs
+
+
+def stage_problems(ctx: RoundContext) -> list[Problem]:
+    path = ctx.dir / "problems.jsonl"
+    if path.exists():
+        return io.read_records(path, Problem.from_dict)
+    cfg = ctx.cfg
+    seeds = seed_problems(cfg, ctx.round_idx, ctx.heldout_questions)
+    posed: list[Problem] = []
+    pose_stats: dict[str, Any] = {"attempted": 0, "kept": 0, "rejected": {}}
+    if cfg.pose.enabled and cfg.pose.attempts > 0:
+        t0 = time.perf_counter()
+        params = SamplingParams(n=1, temperature=cfg.pose.temperature, top_p=cfg.pose.top_p,
+                                max_new_tokens=cfg.pose.max_new_tokens)
+        pbar = bar(cfg.pose.attempts, f"round {ctx.round_idx} pose", "problem")
+        backend = ctx.backend()
+        posed, pose_stats = pose_problems(
+            backend, ctx.sandbox(), seeds, attempts=cfg.pose.attempts, shots=cfg.pose.shots, params=params,
+            seed=cfg.run.seed, round_idx=ctx.round_idx,
+            existing=[p.question for p in seeds] + sorted(ctx.heldout_questions), model=ctx.model, progress=pbar)
+        pbar.close()
+        pose_stats["seconds"] = round(time.perf_counter() - t0, 2)
+        log(f"posed {pose_stats['kept']}/{pose_stats['attempted']} kept; rejected: {pose_stats['rejected']}")
+    io.write_json(ctx.dir / "pose.json", pose_stats)
+    problems = seeds + posed
+    io.write_jsonl(path, problems)
+    return problems
+
+
+def load_rollouts(path: Path, samples: int) -> dict[str, list[Rollout]]:
+    """Complete groups (all `samples` paths) per problem from the append-only log; a torn tail
+    or an incomplete group is dropped (and the file rewritten without it)."""
+    if not path.exists():
+        return {}
+    groups: dict[str, dict[int, Rollout]] = defaultdict(dict)
+    n_lines = 0
+    for r in io.read_records(path, Rollout.from_dict, repair=True):
+        groups[r.problem_id][r.sample_index] = r  # a duplicate line can never double a sample
+        n_lines += 1
+    done = {pid: [g[j] for j in sorted(g)] for pid, g in groups.items() if len(g) == samples}
+    if sum(len(v) for v in done.values()) != n_lines:
+        io.write_jsonl(path, [r for group in done.values() for r in group])
+    return done
+
+
+def stage_solve(ctx: RoundContext, problems: Sequence[Problem]) -> tuple[dict[str, list[Rollout]], dict[str, Any]]:
+    from selfplay.solve import solve_and_verify
+
+    cfg = ctx.cfg
+    path = ctx.dir / "rollouts.jsonl"
+    done = load_rollouts(path, cfg.solve.samples)
+    todo = [p for p in problems if p.id not in done]
+    timing: dict[str, Any] = {"resumed_problems": len(done)}
+    if not todo:
+        return done, timing
+    if done:
+        log(f"resuming: {len(done)} problems already solved, {len(todo)} to go")
+    params = SamplingParams(n=cfg.solve.samples, temperature=cfg.solve.temperature, top_p=cfg.solve.top_p,
+                            max_new_tokens=cfg.solve.max_new_tokens, stop=(), with_logprobs=True)
+    pbar = bar(len(todo) * cfg.solve.samples, f"round {ctx.round_idx} solve+verify", "sample")
+    t0, tokens = time.perf_counter(), 0
+    for rollouts in solve_and_verify(ctx.backend(), todo, params, ctx.verifier(), seed=cfg.run.seed,
+                                     round_idx=ctx.round_idx, batch_problems=cfg.solve.batch_problems, progress=pbar):
+        io.append_jsonl(path, rollouts)
+        for r in rollouts:
+            done.setdefault(r.problem_id, []).append(r)
+        tokens += sum(r.n_tokens for r in rollouts)
+    pbar.close()
+    secs = time.perf_counter() - t0
+    timing.update(solve_seconds=round(secs, 2), solved_samples=len(todo) * cfg.solve.samples,
+                  tokens=tokens, samples_per_s=round(len(todo) * cfg.solve.samples / secs, 3),
+                  tokens_per_s=round(tokens / secs, 1))
+    return done, timing
+
+
+def stage_pair(ctx: RoundContext, problems: Sequence[Problem], rollouts: dict[str, list[Rollout]]) -> list[Pair]:
+    from selfplay.pair import make_pairs
+
+    path = ctx.dir / "pairs.jsonl"
+    if path.exists():
+        return io.read_records(path, Pair.from_dict)
+    s = ctx.cfg.solve
+    sampling = {"temperature": s.temperature, "top_p": s.top_p, "max_new_tokens": s.max_new_tokens, "n": s.samples}
+    pairs = [pair for p in problems for pair in make_pairs(
+        p, rollouts.get(p.id, []), max_pairs=ctx.cfg.pair.max_pairs_per_problem, round_idx=ctx.round_idx,
+        seed=ctx.cfg.run.seed, model=ctx.model, sampling=sampling)]
+    io.write_jsonl(path, pairs)
+    return pairs
+
+
+def round_stats(ctx: RoundContext, problems: Sequence[Problem], rollouts: dict[str, list[Rollout]],
+                pairs: Sequence[Pair], timing: dict[str, Any]) -> dict[str, Any]:
+    flat = [r for p in problems for r in rollouts.get(p.id, [])]
+    labels = Counter(r.label for r in flat)
+    reasons = Counter(r.reason for r in flat)
+    pose_path = ctx.dir / "pose.json"
+    posed = io.read_json(pose_path) if pose_path.exists() else {}
+    prev = ctx.dir / "stats.json"
+    if prev.exists() and not timing.get("solve_seconds"):  # a rerun keeps the original timings
+        timing = io.read_json(prev).get("timing", timing)
+    labelled = labels["correct"] + labels["incorrect"]
+    return {
+        "round": ctx.round_idx, "model": ctx.model, "problems": len(problems),
+        "by_origin": dict(Counter(p.origin for p in problems)), "samples": len(flat),
+        "correct": labels["correct"], "incorrect": labels["incorrect"], "unknown": labels["unknown"],
+        "pct_correct": round(100 * labels["correct"] / labelled, 2) if labelled else 0.0,
+        "problems_with_pairs": len({pr.metadata["problem_id"] for pr in pairs}), "pairs": len(pairs),
+        "verdict_reasons": dict(reasons.most_common()), "posed": posed,
+        "finish_reasons": dict(Counter(r.finish_reason for r in flat)), "timing": timing,
+    }
+
+
+def run_round(ctx: RoundContext) -> dict[str, Any]:
+    """Run (or resume) one round and return its stats (also written to stats.json)."""
+    ctx.dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    problems = stage_problems(ctx)
+    rollouts, timing = stage_solve(ctx, problems)
+    pairs = stage_pair(ctx, problems, rollouts)
+    if timing.get("solve_seconds"):
+        timing["round_seconds"] = round(time.perf_counter() - t0, 2)
+    stats = round_stats(ctx, problems, rollouts, pairs, timing)
+    io.write_json(ctx.dir / "stats.json", stats)
+    return stats

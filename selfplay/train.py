@@ -1,0 +1,344 @@
+"""Train the next round's model on DPO pairs: TRL DPOTrainer with DPO + NLL on chosen (RPO).
+
+The loss is `loss_type=["sigmoid", "sft"]` with weights `[1.0, nll_weight]`: the sigmoid DPO loss
+against a frozen reference (the round's starting model) plus the mean NLL of the chosen answer,
+which keeps the policy from lowering the likelihood of correct answers (Pang et al. 2024, RPO).
+
+TRL truncates prompt+completion at `max_length` silently, and a pair whose answers are cut off
+turns into chosen == rejected (pure noise). So pairs are length-checked here with the same chat
+template TRL uses and dropped (and counted), never truncated. trl / peft / datasets are imported
+inside functions so the core package imports fast.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import resource
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import orjson
+
+from selfplay.records import Pair
+
+log = logging.getLogger(__name__)
+
+_ACCUMULATE_RE = re.compile(r"^(current|all|last:([1-9][0-9]*))$")
+
+
+@dataclass
+class TrainConfig:
+    """DPO + NLL settings; defaults suit the 135M model on a 2-core CPU.
+
+    learning_rate: 1e-5 is small enough that a few hundred pairs don't wreck a 135M model and large
+        enough that a handful of steps visibly move the reward margins (5e-7..5e-6 is typical for
+        7B models, where each step moves far more parameters' worth of behaviour).
+    max_length: pairs whose prompt+chosen or prompt+rejected (chat template applied) exceed it are
+        dropped. max_prompt_length: pairs whose prompt alone exceeds it are dropped (TRL 1.16 has no
+        such field; we enforce it ourselves). None disables either check.
+    nll_weight: weight of the "sft" (NLL on chosen) term; 0 trains plain sigmoid DPO.
+    accumulate: which rounds' pairs a round trains on: "current", "all", or "last:N" (see
+        `select_pair_files`).
+    """
+
+    beta: float = 0.1
+    learning_rate: float = 1e-5
+    epochs: float = 1.0
+    per_device_batch_size: int = 2
+    grad_accum: int = 2
+    max_length: int | None = 512
+    max_prompt_length: int | None = 384
+    nll_weight: float = 1.0
+    use_lora: bool = False
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.0
+    seed: int = 0
+    max_steps: int = -1
+    accumulate: str = "current"
+    warmup_ratio: float = 0.1
+    lr_scheduler: str = "cosine"
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    gradient_checkpointing: bool = False  # 135M fits easily; checkpointing only costs CPU time
+    logging_steps: int = 1
+
+    def validate(self) -> "TrainConfig":
+        def bad(name: str, why: str) -> ValueError:
+            return ValueError(f"TrainConfig.{name}: {why}, got {getattr(self, name)!r}")
+
+        if not self.beta > 0:
+            raise bad("beta", "must be > 0")
+        if not self.learning_rate > 0:
+            raise bad("learning_rate", "must be > 0")
+        if not self.epochs > 0:
+            raise bad("epochs", "must be > 0")
+        for name in ("per_device_batch_size", "grad_accum", "lora_r", "lora_alpha", "logging_steps"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise bad(name, "must be an integer >= 1")
+        for name in ("max_length", "max_prompt_length"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or v < 8):
+                raise bad(name, "must be None or an integer >= 8")
+        if self.max_length is not None and self.max_prompt_length is not None \
+                and self.max_prompt_length >= self.max_length:
+            raise bad("max_prompt_length", f"must be < max_length ({self.max_length})")
+        if self.nll_weight < 0:
+            raise bad("nll_weight", "must be >= 0")
+        if not 0 <= self.lora_dropout < 1:
+            raise bad("lora_dropout", "must be in [0, 1)")
+        if not isinstance(self.max_steps, int) or self.max_steps == 0 or self.max_steps < -1:
+            raise bad("max_steps", "must be -1 (use epochs) or an integer >= 1")
+        if not isinstance(self.accumulate, str) or not _ACCUMULATE_RE.match(self.accumulate):
+            raise bad("accumulate", 'must be "current", "all" or "last:N" with N >= 1')
+        if not 0 <= self.warmup_ratio < 1:
+            raise bad("warmup_ratio", "must be in [0, 1)")
+        if self.lr_scheduler not in ("linear", "cosine", "constant", "constant_with_warmup"):
+            raise bad("lr_scheduler", "must be linear, cosine, constant or constant_with_warmup")
+        if self.weight_decay < 0:
+            raise bad("weight_decay", "must be >= 0")
+        if not self.max_grad_norm > 0:
+            raise bad("max_grad_norm", "must be > 0")
+        return self
+
+
+def select_pair_files(files_by_round: Sequence[Path], accumulate: str) -> list[Path]:
+    """Pick which rounds' pair files to train on. `files_by_round` is oldest first, current last.
+
+    "current": only the last; "all": every round; "last:N": the last N rounds (fewer if fewer exist).
+    """
+    m = _ACCUMULATE_RE.match(accumulate or "")
+    if not m:
+        raise ValueError(f'accumulate must be "current", "all" or "last:N", got {accumulate!r}')
+    files = [Path(f) for f in files_by_round]
+    if not files:
+        return []
+    if accumulate == "current":
+        return files[-1:]
+    if accumulate == "all":
+        return files
+    return files[-int(m.group(2)):]
+
+
+def load_pairs(pair_files: Sequence[Path]) -> list[Pair]:
+    """Read pair JSONL files in order; a malformed line raises ValueError naming file:line."""
+    pairs: list[Pair] = []
+    for path in pair_files:
+        with open(path, "rb") as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    pairs.append(Pair.from_dict(orjson.loads(line)))
+                except (orjson.JSONDecodeError, ValueError, TypeError) as e:
+                    raise ValueError(f"{path}:{lineno}: bad pair: {e}") from e
+    return pairs
+
+
+def _text(messages: list[dict[str, str]]) -> str:
+    return "\n".join(str(m.get("content", "")) for m in messages)
+
+
+def filter_pairs(pairs: Sequence[Pair], tokenizer, cfg: TrainConfig) -> tuple[list[Pair], dict[str, int]]:
+    """Drop (and count) identical, duplicate and over-long pairs. Never truncates.
+
+    Lengths are counted exactly as TRL tokenizes: the chat template over prompt + answer.
+    """
+    counts = {"n_pairs_in": len(pairs), "n_dropped_identical": 0, "n_dropped_duplicate": 0,
+              "n_dropped_too_long": 0, "n_dropped_prompt_too_long": 0}
+    kept: list[Pair] = []
+    seen: set[tuple[str, str, str]] = set()
+
+    def n_tokens(messages: list[dict[str, str]], gen_prompt: bool = False) -> int:
+        out = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True,
+                                            add_generation_prompt=gen_prompt)
+        return len(out["input_ids"])
+
+    for p in pairs:
+        chosen, rejected = _text(p.chosen).strip(), _text(p.rejected).strip()
+        if chosen == rejected:
+            counts["n_dropped_identical"] += 1
+            continue
+        key = (_text(p.prompt), chosen, rejected)
+        if key in seen:  # the same pair from two accumulated rounds would be counted twice
+            counts["n_dropped_duplicate"] += 1
+            continue
+        seen.add(key)
+        if cfg.max_prompt_length is not None and n_tokens(p.prompt, True) > cfg.max_prompt_length:
+            counts["n_dropped_prompt_too_long"] += 1
+            counts["n_dropped_too_long"] += 1
+            continue
+        if cfg.max_length is not None and (n_tokens(p.prompt + p.chosen) > cfg.max_length
+                                           or n_tokens(p.prompt + p.rejected) > cfg.max_length):
+            counts["n_dropped_too_long"] += 1
+            continue
+        kept.append(p)
+    return kept, counts
+
+
+def _replace_dir(tmp: Path, target: Path) -> None:
+    """Move a finished directory into place; the old target (if any) is removed only afterwards."""
+    old = target.with_name(target.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        os.replace(target, old)
+    os.replace(tmp, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(orjson.dumps(obj, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
+    os.replace(tmp, path)
+
+
+def _progress_callback():
+    from transformers import TrainerCallback
+
+    class _LogProgress(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not logs or "loss" not in logs:
+                return
+            log.info("dpo step %d/%d loss=%.4f rewards/acc=%.2f rewards/margin=%.4f",
+                     state.global_step, state.max_steps, logs["loss"],
+                     logs.get("rewards/accuracies", float("nan")), logs.get("rewards/margins", float("nan")))
+
+    return _LogProgress()
+
+
+def _mean(xs: list[float]) -> float | None:
+    return float(sum(xs) / len(xs)) if xs else None
+
+
+def train_dpo(pair_files: Sequence[Path], base_model: str, out_dir: Path, cfg: TrainConfig,
+              ref_model: str | None = None, *, stats_path: Path | None = None) -> dict[str, Any]:
+    """Train `base_model` on the pairs in `pair_files` and save a plain HF model to `out_dir`.
+
+    The reference is `ref_model` if given, else the base model (the round's starting model).
+    The model and tokenizer are written to `out_dir.tmp` and renamed into place. Stats are
+    returned and written to `stats_path` (default `out_dir.parent / "train_stats.json"`).
+    Raises ValueError when no usable pair remains (the caller decides to copy the base model).
+    """
+    cfg.validate()
+    t0 = time.perf_counter()
+    out_dir = Path(out_dir)
+    stats_path = Path(stats_path) if stats_path is not None else out_dir.parent / "train_stats.json"
+
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, GenerationConfig
+    from trl import DPOConfig, DPOTrainer
+
+    from selfplay.models import load_tokenizer, resolve_model
+
+    base_path = resolve_model(base_model)
+    tokenizer = load_tokenizer(base_path)
+    pairs = load_pairs(pair_files)
+    kept, counts = filter_pairs(pairs, tokenizer, cfg)
+    if not kept:
+        raise ValueError(f"no usable DPO pairs in {[str(f) for f in pair_files]}: {counts}")
+
+    dataset = Dataset.from_list([{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected}
+                                 for p in kept])
+    cuda = torch.cuda.is_available()
+    bf16 = cuda and torch.cuda.is_bf16_supported()
+    model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
+    ref_path = resolve_model(ref_model) if ref_model else base_path
+    peft_config = None
+    ref = None
+    if cfg.use_lora:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                                 target_modules="all-linear", task_type="CAUSAL_LM")
+        # With LoRA and no explicit ref, TRL disables the adapter to get the base model: no 2nd copy.
+        if ref_model and ref_path != base_path:
+            ref = AutoModelForCausalLM.from_pretrained(ref_path, dtype=torch.float32)
+    else:
+        ref = AutoModelForCausalLM.from_pretrained(ref_path, dtype=torch.float32)
+
+    work = out_dir.with_name(out_dir.name + ".work")
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(work, ignore_errors=True)
+    shutil.rmtree(tmp, ignore_errors=True)
+    nll = cfg.nll_weight > 0
+    args = DPOConfig(
+        output_dir=str(work),
+        beta=cfg.beta,
+        loss_type=["sigmoid", "sft"] if nll else ["sigmoid"],
+        loss_weights=[1.0, cfg.nll_weight] if nll else None,
+        max_length=cfg.max_length,
+        learning_rate=cfg.learning_rate,
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.per_device_batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        warmup_steps=cfg.warmup_ratio,  # transformers 5: a float in [0, 1) is a ratio of total steps
+        lr_scheduler_type=cfg.lr_scheduler,
+        weight_decay=cfg.weight_decay,
+        max_grad_norm=cfg.max_grad_norm,
+        # transformers 5 name; TRL's own default for the old alias is True (slow on CPU).
+        activation_checkpointing=cfg.gradient_checkpointing,
+        bf16=bf16, fp16=False,  # DPOConfig defaults bf16=True; on CPU that is slow autocast
+        use_cpu=not cuda,
+        seed=cfg.seed, data_seed=cfg.seed,
+        logging_steps=cfg.logging_steps,
+        save_strategy="no",
+        report_to="none",
+        dataloader_num_workers=0,
+    )
+    trainer = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=dataset,
+                         processing_class=tokenizer, peft_config=peft_config,
+                         callbacks=[_progress_callback()])
+    log.info("dpo: %d pairs (%s) -> %s", len(kept), counts, out_dir)
+    t_train = time.perf_counter()
+    result = trainer.train()
+    train_seconds = time.perf_counter() - t_train
+
+    trained = trainer.model
+    if cfg.use_lora:
+        trained = trained.merge_and_unload()  # a plain model: every backend loads it without peft
+    trained.config.use_cache = True  # training turns the cache off; generation wants it back
+    # Generation must stop at <|im_end|>: copy the base's generation config and pin eos/pad.
+    try:
+        gen = GenerationConfig.from_pretrained(base_path)
+    except OSError:
+        gen = GenerationConfig.from_model_config(trained.config)
+    gen.eos_token_id = tokenizer.eos_token_id
+    gen.pad_token_id = tokenizer.pad_token_id
+    trained.generation_config = gen
+    trained.config.eos_token_id = tokenizer.eos_token_id
+    trained.config.pad_token_id = tokenizer.pad_token_id
+    trained.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)  # keeps chat_template.jinja
+    _replace_dir(tmp, out_dir)
+    shutil.rmtree(work, ignore_errors=True)
+
+    history = [h for h in trainer.state.log_history if "loss" in h]
+    accs = [h["rewards/accuracies"] for h in history if "rewards/accuracies" in h]
+    margins = [h["rewards/margins"] for h in history if "rewards/margins" in h]
+    steps = int(trainer.state.global_step)
+    stats: dict[str, Any] = {
+        **counts,
+        "n_train": len(kept),
+        "steps": steps,
+        "train_loss": float(result.training_loss),
+        "reward_accuracy_mean": _mean(accs), "reward_accuracy_last": accs[-1] if accs else None,
+        "reward_margin_mean": _mean(margins), "reward_margin_last": margins[-1] if margins else None,
+        "seconds": time.perf_counter() - t0,
+        "train_seconds": train_seconds,
+        "seconds_per_step": train_seconds / steps if steps else None,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # KiB on Linux
+        "device": "cuda" if cuda else "cpu",
+        "base_model": base_path, "ref_model": ref_path, "out_dir": str(out_dir),
+        "pair_files": [str(f) for f in pair_files],
+        "config": asdict(cfg),
+        "history": history,
+    }
+    _write_json(stats_path, stats)
+    return stats
