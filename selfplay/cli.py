@@ -19,7 +19,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="output directory (default: run.out = runs/default)")
     p.add_argument("--seed", type=int, help="run seed: every random draw derives from it")
     p.add_argument("--model", help="'default' (embedded SmolLM2-135M-Instruct), a HF model id or a local dir")
-    p.add_argument("--backend", choices=["hf", "vllm"], help="generation backend (default hf)")
+    p.add_argument("--backend", choices=["hf", "vllm", "scripted"],
+                   help="generation backend (default hf; 'scripted' is a fake for tests)")
     p.add_argument("--batch-size", type=int, help="rows per forward pass (hf backend)")
 
 

@@ -19,9 +19,9 @@ import numpy as np
 
 from selfplay.records import Problem, Rollout
 
-# Tokens are numbers (thousands separators dropped, decimals kept) or runs of letters; all other
-# characters (punctuation, symbols, underscores) separate tokens and are dropped.
-_TOKEN_RE = re.compile(r"\d+(?:\.\d+)?|[^\W\d_]+")
+# Tokens are runs of letters and digits (a "." between digits stays: 3.5; thousands separators
+# are dropped first); all other characters (punctuation, symbols, "_") separate tokens.
+_TOKEN_RE = re.compile(r"(?:[^\W_]|(?<=\d)\.(?=\d))+")
 _THOUSANDS_RE = re.compile(r"(?<=\d),(?=\d{3}\b)")
 _PRIME = 4294967291  # largest prime < 2**32: (a * x + b) stays below 2**64 in uint64 arithmetic
 
@@ -70,7 +70,10 @@ def _choose_bands(num_perm: int, threshold: float) -> tuple[int, int]:
 class MinHashIndex:
     """Word-shingle MinHash with LSH banding (numpy), exact Jaccard verified on candidates.
 
-    >>> idx = MinHashIndex(threshold=0.8); idx.add(["a b c d e f g h"]); idx.query("a b c d e f g h")
+    >>> idx = MinHashIndex(threshold=0.8)
+    >>> idx.add(["a b c d e f g h"])
+    [0]
+    >>> idx.query("a b c d e f g h")
     1.0
 
     `query` returns the best exact Jaccard among LSH candidates, 0.0 when there are none. Texts
@@ -100,14 +103,16 @@ class MinHashIndex:
         """MinHash signature (num_perm uint64 values), None for an empty shingle set."""
         if not shingles:
             return None
-        x = np.fromiter((_hash32(s) % _PRIME for s in shingles), dtype=np.uint64, count=len(shingles))
+        x = np.fromiter((_hash32(s) % _PRIME for s in shingles), dtype=np.uint64,
+                        count=len(shingles))
         return ((self._a * x[None, :] + self._b) % np.uint64(_PRIME)).min(axis=1)
 
     def _keys(self, sig: np.ndarray) -> list[bytes]:
         return [sig[i * self.rows:(i + 1) * self.rows].tobytes() for i in range(self.bands)]
 
     def add(self, texts: Iterable[str]) -> list[int]:
-        """Index texts; returns their ids (positions). Texts without words are stored, never matched."""
+        """Index texts; returns their ids (positions). Texts without words are stored but
+        never matched."""
         ids = []
         for text in texts:
             sh = word_shingles(text, self.shingle)
@@ -137,7 +142,7 @@ class MinHashIndex:
         return best, best_id
 
     def query(self, text: str) -> float:
-        """Best exact Jaccard of `text` against the indexed texts that LSH proposes (0.0 if none)."""
+        """Best exact Jaccard of `text` against the indexed texts LSH proposes (0.0 if none)."""
         return self.best_match(text)[0]
 
 
@@ -178,23 +183,31 @@ def distinct_n(texts: Iterable[str], n: int) -> float:
     return len(seen) / total if total else 0.0
 
 
-def has_repetition(text: str, *, substring_len: int = 20, substring_count: int = 6,
+def has_repetition(text: str, *, substring_len: int = 30, substring_count: int = 6,
                    line_min_chars: int = 5, line_count: int = 5, ngram: int = 4,
                    min_distinct_ngram: float = 0.3, min_words: int = 50) -> bool:
-    """A degenerate loop: some `substring_len`-char substring occurs >= `substring_count` times
-    without overlap (whitespace collapsed first), or one line of >= `line_min_chars` chars occurs
-    >= `line_count` times, or a text of >= `min_words` words has distinct-`ngram` ratio below
-    `min_distinct_ngram`."""
+    """A degenerate loop, any of:
+    - the occurrences of one `substring_len`-char substring (whitespace collapsed) cover at least
+      substring_len x substring_count chars: six disjoint repeats, or a shorter-period loop
+      ("7 + 7 + 7 + ...") as long as that (a lone run like "=====" of 40 chars is not enough);
+    - one line of >= `line_min_chars` chars occurs >= `line_count` times;
+    - a text of >= `min_words` words has distinct-`ngram` ratio < `min_distinct_ngram`.
+    Defaults flag 1 of the 8,792 GSM8K reference solutions (train + test)."""
     lines = Counter(s for s in (ln.strip() for ln in text.splitlines()) if len(s) >= line_min_chars)
     if lines and max(lines.values()) >= line_count:
         return True
     flat = " ".join(text.split())
-    if len(flat) >= substring_len * substring_count:
-        windows = Counter(flat[i:i + substring_len] for i in range(len(flat) - substring_len + 1))
+    size, need = substring_len, substring_len * substring_count
+    if len(flat) >= need:
+        windows = Counter(flat[i:i + size] for i in range(len(flat) - size + 1))
         for sub, c in windows.most_common():
-            if c < substring_count:
+            if c < substring_count:  # coverage <= c * size: no later window can reach `need`
                 break
-            if flat.count(sub) >= substring_count:  # str.count does not count overlaps
+            covered, end, pos = 0, 0, flat.find(sub)
+            while pos >= 0:  # length of the union of [pos, pos + size) over occurrences
+                covered += pos + size - max(pos, end)
+                end, pos = pos + size, flat.find(sub, pos + 1)
+            if covered >= need:
                 return True
     n_words = len(flat.split())
     return n_words >= max(min_words, ngram) and distinct_n([flat], ngram) < min_distinct_ngram
@@ -202,7 +215,8 @@ def has_repetition(text: str, *, substring_len: int = 20, substring_count: int =
 
 def mean_pairwise_jaccard(texts: Sequence[str], *, shingle: int = 1, sample: int = 200,
                           seed: int = 0) -> float | None:
-    """Mean exact Jaccard over all pairs of (a seeded sample of at most `sample`) texts; None if < 2."""
+    """Mean exact Jaccard over all pairs of texts (a seeded sample of at most `sample` of them);
+    None if there are fewer than 2."""
     texts = list(texts)
     if len(texts) > sample:
         texts = random.Random(seed).sample(texts, sample)
@@ -253,8 +267,8 @@ def diversity_metrics(problems: Sequence[Problem], rollouts: Sequence[Rollout], 
     }
 
 
-COLLAPSE_KEYS: tuple[str, ...] = ("distinct_problem_ratio", "distinct_1", "distinct_2", "distinct_3",
-                                  "answer_entropy_global", "posed_similarity")
+COLLAPSE_KEYS: tuple[str, ...] = ("distinct_problem_ratio", "distinct_1", "distinct_2",
+                                  "distinct_3", "answer_entropy_global", "posed_similarity")
 HIGHER_IS_WORSE: frozenset[str] = frozenset({"posed_similarity"})
 
 

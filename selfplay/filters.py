@@ -7,7 +7,6 @@ Definitions, defaults and the quality-score formula: docs/filters.md.
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter, defaultdict
 from dataclasses import replace
 from typing import Any, Generic, Iterable, Mapping, Sequence, TypeVar
@@ -95,7 +94,8 @@ def pass_rates(rollouts: Iterable[Rollout]) -> dict[str, tuple[int, int]]:
 
 
 def solve_rate_band(problems: Sequence[Problem], rollouts: Sequence[Rollout], low: float = 0.125,
-                    high: float = 0.875, origins: Sequence[str] = ("posed",)) -> FilterResult[Problem]:
+                    high: float = 0.875,
+                    origins: Sequence[str] = ("posed",)) -> FilterResult[Problem]:
     """Keep problems of `origins` whose fraction correct (among correct + incorrect rollouts) is
     within [low, high]: always solved teaches nothing ("too_easy"), never solved gives no chosen
     path and may have a wrong gold ("too_hard"), no verdict at all is "no_verdicts". Problems of
@@ -124,7 +124,7 @@ def solve_rate_band(problems: Sequence[Problem], rollouts: Sequence[Rollout], lo
 # ---------------------------------------------------------------- completion hygiene
 
 def completion_hygiene(rollouts: Sequence[Rollout], *, max_tokens: int | None = None,
-                       max_chars: int | None = 4000, repeat_substring_len: int = 20,
+                       max_chars: int | None = 4000, repeat_substring_len: int = 30,
                        repeat_substring_count: int = 6, repeat_line_count: int = 5,
                        min_distinct_4gram: float = 0.3,
                        distinct_min_words: int = 50) -> FilterResult[Rollout]:
@@ -159,7 +159,8 @@ def perplexity_filter(rollouts: Sequence[Rollout], min_logprob: float = -3.0,
     or > max_logprob ("high_logprob": generic, memorised). Rollouts without one (None or NaN) pass
     and are counted in info["no_logprob"]."""
     if min_logprob > max_logprob:
-        raise ValueError(f"perplexity_filter: min_logprob {min_logprob} > max_logprob {max_logprob}")
+        raise ValueError(f"perplexity_filter: min_logprob {min_logprob} > "
+                         f"max_logprob {max_logprob}")
     dropped = _counts("low_logprob", "high_logprob")
     info = {"no_logprob": 0}
     kept: list[Rollout] = []

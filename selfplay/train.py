@@ -12,6 +12,7 @@ inside functions so the core package imports fast.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import resource
@@ -267,6 +268,11 @@ def train_dpo(pair_files: Sequence[Path], base_model: str, out_dir: Path, cfg: T
     shutil.rmtree(work, ignore_errors=True)
     shutil.rmtree(tmp, ignore_errors=True)
     nll = cfg.nll_weight > 0
+    # Warmup in whole steps, rounded down: the first warmup step runs at lr 0, so a 2-step round
+    # with a ratio (transformers rounds it up) would waste half its training.
+    per_epoch = math.ceil(math.ceil(len(kept) / cfg.per_device_batch_size) / cfg.grad_accum)
+    total_steps = cfg.max_steps if cfg.max_steps > 0 else math.ceil(cfg.epochs * per_epoch)
+    warmup_steps = int(cfg.warmup_ratio * total_steps)
     args = DPOConfig(
         output_dir=str(work),
         beta=cfg.beta,
@@ -278,7 +284,7 @@ def train_dpo(pair_files: Sequence[Path], base_model: str, out_dir: Path, cfg: T
         max_steps=cfg.max_steps,
         per_device_train_batch_size=cfg.per_device_batch_size,
         gradient_accumulation_steps=cfg.grad_accum,
-        warmup_steps=cfg.warmup_ratio,  # transformers 5: a float in [0, 1) is a ratio of total steps
+        warmup_steps=warmup_steps,
         lr_scheduler_type=cfg.lr_scheduler,
         weight_decay=cfg.weight_decay,
         max_grad_norm=cfg.max_grad_norm,
@@ -326,10 +332,11 @@ def train_dpo(pair_files: Sequence[Path], base_model: str, out_dir: Path, cfg: T
     stats: dict[str, Any] = {
         **counts,
         "n_train": len(kept),
-        "steps": steps,
+        "steps": steps, "warmup_steps": warmup_steps,
         "train_loss": float(result.training_loss),
-        "reward_accuracy_mean": _mean(accs), "reward_accuracy_last": accs[-1] if accs else None,
-        "reward_margin_mean": _mean(margins), "reward_margin_last": margins[-1] if margins else None,
+        # TRL's names; the bare key is the last logged value, _mean averages the logged history
+        "rewards/accuracies": accs[-1] if accs else None, "rewards/accuracies_mean": _mean(accs),
+        "rewards/margins": margins[-1] if margins else None, "rewards/margins_mean": _mean(margins),
         "seconds": time.perf_counter() - t0,
         "train_seconds": train_seconds,
         "seconds_per_step": train_seconds / steps if steps else None,

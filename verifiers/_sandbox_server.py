@@ -27,6 +27,7 @@ import traceback
 import types
 
 MiB = 1024 * 1024
+MAX_SERVER_COMPILE = 200_000  # characters; larger programs are compiled in the job process
 
 
 def _read_exact(fd, n):
@@ -66,7 +67,7 @@ def _exit_status(exc):
     return 1
 
 
-def _child(cfg, code, fds, jobdir):
+def _child(cfg, code, compiled, fds, jobdir):
     """Runs in the forked job process; never returns."""
     try:
         os.setsid()
@@ -92,7 +93,9 @@ def _child(cfg, code, fds, jobdir):
         os._exit(126)
     status = 0
     try:
-        exec(compile(code, "main.py", "exec"), main.__dict__)
+        if isinstance(compiled, BaseException):  # SyntaxError etc. from compiling in the server
+            raise compiled
+        exec(compiled or compile(code, "main.py", "exec"), main.__dict__)
     except SystemExit as exc:
         status = _exit_status(exc)
     except BaseException as exc:
@@ -186,9 +189,19 @@ def run_job(cfg, req):
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     t0 = time.monotonic()
+    compiled = None
+    if len(code) <= MAX_SERVER_COMPILE:
+        # Compiling here, where the parser's memory is already warm, saves ~1.3 ms per job of
+        # page faults in the fresh child. compile() runs no code; its size is capped here.
+        try:
+            compiled = compile(code, "main.py", "exec", dont_inherit=True)
+        except Exception as exc:
+            exc.__traceback__ = None
+            compiled = exc
     pid = os.fork()
     if pid == 0:
-        _child(dict(cfg, timeout=timeout), code, (in_fd, out_w, err_w), jobdir)
+        _child(dict(cfg, timeout=timeout), code, compiled, (in_fd, out_w, err_w), jobdir)
+    del compiled
     for fd in (in_fd, out_w, err_w):
         os.close(fd)
     pidfd = os.pidfd_open(pid)
@@ -242,6 +255,9 @@ def main():
     if cfg["isolated"] and os.getpid() > 3:  # kill(-1) outside a fresh PID namespace: never
         send(1, {"ready": False, "error": f"not in a new PID namespace (pid {os.getpid()})"})
         return
+    # A pathological compile() in the server fails with MemoryError, not by eating the host.
+    server_mem = max(cfg["memory_mb"], 512) * MiB
+    resource.setrlimit(resource.RLIMIT_AS, (server_mem, server_mem))
     builtins.exit = builtins.quit = _quit
     sys.path[:0] = cfg.get("paths", [])
     os.chdir(cfg["base"])

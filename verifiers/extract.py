@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["extract_answer", "find_boxed", "normalize_answer", "strip_text_wrappers",
+__all__ = ["extract_answer", "find_boxed", "normalize_answer", "strip_text_wrappers", "has_prose",
            "match_braces", "MATH_WORDS"]
 
 # Words that are mathematics, not units or prose; kept by the unit stripper and the bare test.
@@ -35,12 +35,15 @@ MATH_WORDS = frozenset({"pi", "sqrt", "sin", "cos", "tan", "cot", "sec", "csc", 
 
 _MAX_PHRASE = 400  # chars kept after "the answer is"; real answers are far shorter
 _PHRASE_RE = re.compile(
-    r"(?:answer(?:\s*\*{1,2})?\s*(?:is|was|would\s+be|will\s+be|should\s+be|=|:)(?:\s*\*{1,2})?"
-    r"\s*:?|####)[ \t]*([^\n]{0,%d})" % _MAX_PHRASE, re.IGNORECASE)
+    r"(?:answer(?:\s*\*{1,2})?\s*(?:(?:is|was|would\s+be|will\s+be|should\s+be)(?![\w'])|=|:)(?:\s*\*{1,2})?"
+    r"\s*:?|####)[ \t]*", re.IGNORECASE)  # anchors only: the answer is read after the last one
+_FILLER_RE = re.compile(r"^(?:(?:approximately|about|around|roughly|exactly|just|simply|equal\s+to|"
+                        r"given\s+by|then|therefore|thus)\s+|\\approx\s*|~\s*)+", re.IGNORECASE)
 _SENTENCE_END = re.compile(r"\.(?=\s|$)")
 _LAST_NUMBER_RE = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 _TEXT_CMD_RE = re.compile(r"\\(?:text|textbf|textit|textrm|mathrm|mathbf|mbox|operatorname)\s*\{")
 _WORD_RE = re.compile(r"(?<![\\a-zA-Z])[a-zA-Z]{2,}")
+_PROSE_RE = re.compile(r"(?<![\\a-zA-Z])[a-zA-Z]{3,}(?![a-zA-Z])")
 
 
 def match_braces(s: str, open_at: int) -> int:
@@ -64,22 +67,26 @@ def match_braces(s: str, open_at: int) -> int:
 
 def find_boxed(text: str) -> str | None:
     """Content of the last ``\\boxed``/``\\fbox``; None if absent, empty or unclosed."""
-    start = max(text.rfind("\\boxed"), text.rfind("\\fbox"))
-    if start < 0:
-        return None
-    i = start + (6 if text.startswith("\\boxed", start) else 5)
+    end = len(text)
+    while True:
+        start = max(text.rfind("\\boxed", 0, end), text.rfind("\\fbox", 0, end))
+        if start < 0:
+            return None
+        i = start + (6 if text.startswith("\\boxed", start) else 5)
+        if i < len(text) and text[i].isalpha():  # e.g. \boxedtext: not our command
+            end = start
+            continue
+        break
     n = len(text)
-    if i < n and text[i].isalpha():  # e.g. \boxedtext: not our command
-        return find_boxed(text[:start])
     while i < n and text[i] in " \t":
         i += 1
     if i >= n:
         return None
     if text[i] == "{":
-        end = match_braces(text, i)
-        if end < 0:
+        close = match_braces(text, i)
+        if close < 0:
             return None  # truncated while writing the answer: do not guess
-        inner = text[i + 1:end].strip()
+        inner = text[i + 1:close].strip()
         return inner or None
     m = re.match(r"[^\s$]+", text[i:i + _MAX_PHRASE])  # "\boxed 5": one TeX token group
     return m.group(0) if m else None
@@ -91,43 +98,59 @@ def _from_phrase(text: str) -> str | None:
         pass
     if last is None:
         return None
-    ans = last.group(1)
+    ans = text[last.end():last.end() + _MAX_PHRASE].split("\n", 1)[0]
     m = _SENTENCE_END.search(ans)
     if m:
         ans = ans[:m.start()]
-    ans = ans.strip().strip("*").strip()
+    ans = _FILLER_RE.sub("", ans.strip().strip("*").strip())
+    cut = _first_prose_word(ans)
+    if cut > 0:  # "18 because 9*2 = 18" -> "18"; an answer that starts with prose is kept
+        ans = ans[:cut].rstrip(" ,;:")
     return ans or None
+
+
+def _first_prose_word(s: str) -> int:
+    """Index of the first plain word (3+ letters, not mathematics, outside braces), or -1."""
+    for m in _PROSE_RE.finditer(s):
+        w = m.group(0).lower()
+        if w in MATH_WORDS or w in ("and", "or"):
+            continue
+        if s.count("{", 0, m.start()) == s.count("}", 0, m.start()):
+            return m.start()
+    return -1
+
+
+def has_prose(s: str) -> bool:
+    """True when ``s`` holds a plain word: sympy would read "because" as b*e*c*a*u*s*e."""
+    return _first_prose_word(s) >= 0
 
 
 def _looks_bare(text: str) -> bool:
     """One short line that is an answer rather than prose (at most one plain word, a unit)."""
     if "\n" in text or len(text) > 200:
         return False
-    words = [w for w in _WORD_RE.findall(text) if w.lower() not in MATH_WORDS]
     # words inside \text{...} count too: "\text{ dollars}" is one unit word.
-    return len(words) <= 1 and any(c.isdigit() or c == "\\" or c.isalpha() for c in text)
+    words = [w for w in _WORD_RE.findall(text) if w.lower() not in MATH_WORDS]
+    return len(words) <= 1
 
 
 def extract_answer(text: str, *, last_number: bool = False, allow_bare: bool = True) -> str | None:
     """The final answer stated in ``text`` (see the module docstring), or None. Never raises."""
     if not isinstance(text, str) or not text.strip():
         return None
-    try:
-        if "\\boxed" in text or "\\fbox" in text:
-            return find_boxed(text)  # a box is the model's own final answer marker
-        ans = _from_phrase(text)
-        if ans is not None:
-            return ans
-        stripped = text.strip()
-        if allow_bare and _looks_bare(stripped):
-            return stripped
-        if last_number:
-            m = None
-            for m in _LAST_NUMBER_RE.finditer(text):
-                pass
-            return m.group(0).rstrip(",") if m else None
-    except RecursionError:  # pragma: no cover - find_boxed recursion only on odd \boxedX runs
-        return None
+    if "\\boxed" in text or "\\fbox" in text:
+        return find_boxed(text)  # a box is the model's own final answer marker
+    ans = _from_phrase(text)
+    if ans is not None:
+        return ans
+    stripped = text.strip()
+    if allow_bare and _looks_bare(stripped):
+        return stripped
+    if last_number:
+        m = None
+        for m in _LAST_NUMBER_RE.finditer(text):
+            pass
+        return m.group(0).rstrip(",") if m else None
     return None
 
 
@@ -154,9 +177,11 @@ _UNICODE = {"\u2212": "-", "\u2013": "-", "\u00d7": "\\times ", "\u00f7": "/", "
             "\u221a": "\\sqrt ", "\u00b0": "", "\uff0c": ",", "\u2060": ""}
 _SPACING_RE = re.compile(r"\\[,;:! ]|\\(?:displaystyle|left|right|big|Big|bigg|Bigg)(?![a-zA-Z])|~")
 _DEGREE_RE = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|\\circ|\\degree")
-_ASSIGN_RE = re.compile(r"^\s*[a-zA-Z](?:_\{?[a-zA-Z0-9]+\}?)?\s*(?:=|\\in(?![a-zA-Z]))\s*(.+)$", re.S)
+_ASSIGN_RE = re.compile(r"^\s*[a-zA-Z](?:_\{?[a-zA-Z0-9]+\}?)?(?:\([a-z]\))?\s*(?:=|\\in(?![a-zA-Z]))"
+                        r"\s*(.+)$", re.S)
 _UNITS_RE = re.compile(r"^([-+]?(?:\d[\d,]*(?:\.\d+)?|\.\d+))\s*([a-zA-Z][a-zA-Z ./]*(?:\^\d)?)$")
 _THOUSANDS_RE = re.compile(r"^[-+]?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?$")
+_THOUSANDS_SPACE_RE = re.compile(r"^[-+]?[1-9]\d{0,2}(?: \d{3})+(?:\.\d+)?$")
 _FRAC_CMD_RE = re.compile(r"\\[dt]?frac(?![a-zA-Z])")
 
 
@@ -204,13 +229,15 @@ def normalize_answer(ans: str) -> str:
     - degrees (``^\\circ``) and the percent sign are dropped: "50\\%" is the number 50, never
       0.5 (no x100 leniency either way);
     - currency: ``\\$`` and any ``$`` left over are dropped ("$18" -> "18");
-    - trailing periods and a leading single-variable assignment go ("x = 5" -> "5",
+    - trailing periods and a leading single-variable assignment go ("x = 5" -> "5", "f(x) = 2x"
+      -> "2x",
       "x \\in (0, 1)" -> "(0, 1)");
     - a number followed only by plain words is a number with a unit ("18 dollars" -> "18");
       words that are mathematics ("2 pi") are kept;
-    - thousands separators: commas are removed only when the *whole* answer is one number
-      written in groups of exactly three digits with no spaces ("1,000" and "-12,345.5" are
-      numbers; "2, 3", "2,3", "1,00" and "(1,100)" are left alone and read as lists/tuples).
+    - thousands separators: commas (or LaTeX ``{,}``, or single spaces / ``\\,``) are removed
+      only when the *whole* answer is one number written in groups of exactly three digits
+      after a leading 1-3 digit group ("1,000", "-12,345.5", "1\\,000" are numbers; "2, 3",
+      "2,3", "1,00" and "(1,100)" are left alone and read as lists/tuples).
     """
     s = ans.strip()
     for k, v in _UNICODE.items():
@@ -242,6 +269,8 @@ def normalize_answer(ans: str) -> str:
     if m and not any(w.lower() in MATH_WORDS for w in re.findall(r"[a-zA-Z]+", m.group(2))):
         if len(re.sub(r"[^a-zA-Z]", "", m.group(2))) >= 2:
             s = m.group(1)
-    if "," in s and _THOUSANDS_RE.match(s):
-        s = s.replace(",", "")
+    if "{,}" in s:
+        s = s.replace("{,}", ",")  # LaTeX's 1{,}000
+    if ("," in s and _THOUSANDS_RE.match(s)) or (" " in s and _THOUSANDS_SPACE_RE.match(s)):
+        s = s.replace(",", "").replace(" ", "")
     return s

@@ -2,8 +2,8 @@
 
 Numeric policy (also in docs/verifiers.md):
 
-- Integers, fractions (``3/4``, ``\\frac{3}{4}``, ``-\\frac{1}{2}``, ``\\frac{-1}{2}``) and
-  decimals are read exactly as ``fractions.Fraction``.
+- Integers, fractions (``3/4``, ``\\frac{3}{4}``, ``-\\frac{1}{2}``, ``\\frac{-1}{2}``), mixed
+  numbers (``2 1/2``, ``2\\frac{1}{2}``) and decimals are read exactly as ``fractions.Fraction``.
 - The gold is taken at face value (exact). A prediction written as an integer or a fraction must
   equal it exactly.
 - A prediction written as a decimal with ``d`` digits after the point is correct when it is
@@ -34,6 +34,8 @@ _INT_RE = re.compile(r"[+-]?\d+")
 _DEC_RE = re.compile(r"[+-]?(?:\d+\.\d*|\.\d+)")
 _SLASH_RE = re.compile(r"([+-]?)([+-]?\d+)/([+-]?\d+)")
 _FRAC_RE = re.compile(r"([+-]?)\\frac\{([+-]?\d+)\}\{([+-]?\d+)\}")
+_MIXED_RE = re.compile(r"([+-]?)(\d+)\s*(?:(?<=\s)(\d+)/(\d+)|\\frac\{(\d+)\}\{(\d+)\})")
+_DIGIT_SPACE_RE = re.compile(r"\d\s+\d")
 _INF_RE = re.compile(r"([+-]?)(?:\\infty|infty|inf|infinity|oo)")
 
 
@@ -58,6 +60,15 @@ def parse_number(s: str) -> Num | None:
 
     ``s`` should be normalized (``normalize_answer``) and screened (``screen``) first.
     """
+    m = _MIXED_RE.fullmatch(s.strip())
+    if m:  # "2 1/2" and "2\frac{1}{2}" are mixed numbers (as latex2sympy reads the latter)
+        whole, num, den = int(m.group(2)), int(m.group(3) or m.group(5)), int(m.group(4) or m.group(6))
+        if den == 0:
+            return None
+        v = whole + Fraction(num, den)
+        return Num(-v if m.group(1) == "-" else v)
+    if _DIGIT_SPACE_RE.search(s):
+        return None  # "1 000" or "2 3": not one number; never glue the digits together
     t = s.replace(" ", "")
     if not t or len(t) > MAX_DIGITS + 8:
         return None
@@ -130,7 +141,6 @@ def _exponent_after(s: str, i: int) -> tuple[str, int]:
     if i >= n:
         return "", i
     if s[i] in "{(":
-        close = "}" if s[i] == "{" else ")"
         depth, k = 0, i
         while k < n:
             if s[k] in "{(":

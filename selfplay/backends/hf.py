@@ -87,9 +87,10 @@ class HFBackend:
         cur, cur_pos = ids, pos
         with torch.inference_mode():
             for _step in range(p.max_new_tokens):
+                # logits_to_keep=1: the prefill would otherwise build B x prompt_len x vocab logits
                 out = self.net(input_ids=cur, attention_mask=attn, position_ids=cur_pos,
-                               past_key_values=past, use_cache=True)
-                past = out.past_key_values
+                               cache=past, use_cache=True, logits_to_keep=1)
+                past = out.cache
                 logits = out.logits[:, -1, :].float().cpu()
                 nxt = self._sample(logits, [gens[r] for r in alive], p)
                 if p.with_logprobs:

@@ -6,12 +6,14 @@ The real model path is tested separately (tests marked `model`).
 """
 from __future__ import annotations
 
+import os
 import re
+import time
 from typing import Sequence
 
 from selfplay.backends.base import Completion, Messages, SamplingParams
 
-_Q = re.compile(r"Problem: (.*?)\nSolution:\s*$", re.S)
+_Q = re.compile(r"Problem: ((?:(?!Problem: ).)*?)\nSolution:\s*$", re.S)  # the last problem shown
 _NUMS = re.compile(r"-?\d+")
 
 
@@ -48,6 +50,8 @@ class ScriptedBackend:
     def generate(self, prompts: Sequence[Messages], params: SamplingParams,
                  seeds: Sequence[Sequence[int]]) -> list[list[Completion]]:
         self.calls.append(len(prompts))
+        # Tests that kill a run mid-stage slow generation down so the kill lands inside it.
+        time.sleep(float(os.environ.get("SELFPLAY_SCRIPTED_DELAY", "0")))
         out = []
         for msgs, row in zip(prompts, seeds):
             text = msgs[-1]["content"]

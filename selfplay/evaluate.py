@@ -1,0 +1,261 @@
+"""Held-out evaluation: greedy pass@1, and with samples > 1 also maj@k and pass@k (with 95% CIs).
+
+Every sampled path is seeded from (eval seed, problem id, sample index) with a stable hash
+(`selfplay.rng.derive_seed`, namespaced "eval" so eval draws never coincide with training
+rollouts), so any problem's result can be regenerated alone and a rerun gives the same numbers.
+
+eval.json schema (one file per evaluated model; see docs/training.md):
+    {"model": str, "sets": {name: {"n", "pass@1", "pass@1_ci", "k", "maj@k", "maj@k_ci", "pass@k",
+     "pass@k_ci", "pass@1_sampled", "pass@k_curve", ..., "params": {...}, "problems": [...]}}}
+"""
+from __future__ import annotations
+
+import re
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import orjson
+
+from selfplay.backends.base import Backend, SamplingParams
+from selfplay.contamination import check_contamination  # noqa: F401  (re-exported)
+from selfplay.metrics import majority_vote, summarize
+from selfplay.prompts import solve_messages
+from selfplay.records import Problem
+from selfplay.rng import derive_seed
+
+GREEDY_INDEX = -1  # the sample index the greedy path's (unused) seed derives from
+
+
+def eval_seed(seed: int, problem_id: str, index: int) -> int:
+    """Stable per-sample seed (blake2b, not Python's salted hash())."""
+    return derive_seed("eval", seed, problem_id, index)
+
+
+def _batches(items: Sequence[Problem], size: int) -> Iterator[Sequence[Problem]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def _verdicts(verifier: Any, items: list[tuple[str, str]]) -> list[Any]:
+    out = list(verifier.verify_many(items))
+    if len(out) != len(items):
+        raise RuntimeError(f"verifier returned {len(out)} verdicts for {len(items)} items")
+    return out
+
+
+def _record(comp: Any, verdict: Any, keep_text: bool) -> dict[str, Any]:
+    r = {"label": verdict.label, "reason": verdict.reason, "extracted": verdict.extracted,
+         "finish_reason": comp.finish_reason, "n_tokens": comp.n_tokens}
+    if keep_text:
+        r["completion"] = comp.text
+    return r
+
+
+def evaluate(backend: Backend, problems: Sequence[Problem], verifier: Any = None, *, samples: int = 8,
+             temperature: float = 0.8, top_p: float = 0.95, max_new_tokens: int = 256, seed: int = 0,
+             batch_size: int = 16, keep_completions: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Evaluate `backend` on `problems`: metrics (see selfplay.metrics) + per-problem records.
+
+    verifier: anything with verify_many(iterable of (gold, completion)) -> verdicts in order
+    (verifiers.MathVerifier); None starts a MathVerifier for this call.
+    batch_size: problems per generate call. The greedy completion text is always kept;
+    sampled texts only with keep_completions.
+    """
+    if samples < 1:
+        raise ValueError(f"evaluate: samples must be >= 1, got {samples}")
+    if batch_size < 1:
+        raise ValueError(f"evaluate: batch_size must be >= 1, got {batch_size}")
+    ids = [p.id for p in problems]
+    if len(set(ids)) != len(ids):
+        raise ValueError("evaluate: problem ids must be unique")
+    own_verifier = verifier is None
+    if own_verifier:
+        from verifiers import MathVerifier
+
+        verifier = MathVerifier()
+    greedy_params = SamplingParams(n=1, temperature=0.0, top_p=1.0, max_new_tokens=max_new_tokens)
+    sample_params = SamplingParams(n=samples, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
+    t0 = time.perf_counter()
+    records: list[dict[str, Any]] = []
+    from tqdm import tqdm
+
+    pbar = tqdm(total=len(problems), desc="eval", unit="problem", file=sys.stderr, disable=not progress,
+                dynamic_ncols=True)
+    try:
+        for batch in _batches(problems, batch_size):
+            prompts = [solve_messages(p.question) for p in batch]
+            greedy = backend.generate(prompts, greedy_params, [[eval_seed(seed, p.id, GREEDY_INDEX)] for p in batch])
+            sampled: list[list[Any]] = [[] for _ in batch]
+            if samples > 1:
+                sampled = backend.generate(prompts, sample_params,
+                                           [[eval_seed(seed, p.id, j) for j in range(samples)] for p in batch])
+            items = [(p.answer, g[0].text) for p, g in zip(batch, greedy)]
+            items += [(p.answer, c.text) for p, cs in zip(batch, sampled) for c in cs]
+            verdicts = iter(_verdicts(verifier, items))
+            greedy_v = [next(verdicts) for _ in batch]
+            for p, g, gv, cs in zip(batch, greedy, greedy_v, sampled):
+                samp = []
+                for j, c in enumerate(cs):
+                    r = _record(c, next(verdicts), keep_completions)
+                    r["seed"] = eval_seed(seed, p.id, j)
+                    samp.append(r)
+                rec: dict[str, Any] = {"id": p.id, "answer": p.answer, "greedy": _record(g[0], gv, True),
+                                       "samples": samp}
+                if samp:
+                    c_ok = sum(s["label"] == "correct" for s in samp)
+                    rec.update(n=len(samp), c=c_ok, pass_rate=c_ok / len(samp),
+                               maj=majority_vote([s["extracted"] for s in samp], [s["label"] for s in samp]))
+                records.append(rec)
+            pbar.update(len(batch))
+    finally:
+        pbar.close()
+        if own_verifier:
+            verifier.close()
+    summary = summarize(records, seed=seed)
+    return {"model": getattr(backend, "model", None), "backend": getattr(backend, "name", None),
+            **summary,
+            "params": {"samples": samples, "temperature": temperature, "top_p": top_p,
+                       "max_new_tokens": max_new_tokens, "seed": seed},
+            "seconds": round(time.perf_counter() - t0, 3), "problems": records}
+
+
+def evaluate_sets(backend: Backend, sets: dict[str, Sequence[Problem]], verifier: Any = None,
+                  **kwargs: Any) -> dict[str, Any]:
+    """Evaluate several named sets with one backend: the eval.json structure."""
+    return {"model": getattr(backend, "model", None),
+            "sets": {name: evaluate(backend, probs, verifier, **kwargs) for name, probs in sets.items()}}
+
+
+# ---------------------------------------------------------------- held-out files
+
+def _number(x: Any) -> str:
+    """1.0 -> "1", 2.50 -> "2.5"; strings pass through with thousands separators removed."""
+    if isinstance(x, bool):
+        raise ValueError("boolean is not a number")
+    if isinstance(x, (int, float)):
+        d = Decimal(repr(x)) if isinstance(x, float) else Decimal(x)
+        return format(d.normalize(), "f") if d != 0 else "0"
+    s = str(x).strip().replace(",", "")
+    if re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)", s):  # Decimal, not float: big integers stay exact
+        d = Decimal(s)
+        return format(d.normalize(), "f") if d != 0 else "0"
+    return s
+
+
+def _parse_line(d: dict[str, Any], where: str) -> tuple[str, str, str, dict[str, Any]]:
+    """-> (question, answer, format, meta); raises ValueError naming the field."""
+    def field(name: str, kind: type | tuple[type, ...] = str) -> Any:
+        if name not in d or d[name] is None:
+            raise ValueError(f"{where}: missing field {name!r}")
+        v = d[name]
+        if isinstance(v, bool) or not isinstance(v, kind) or (isinstance(v, str) and not v.strip()):
+            raise ValueError(f"{where}: field {name!r} must be a non-empty {getattr(kind, '__name__', kind)}")
+        return v
+
+    if "Body" in d or "Question" in d:  # SVAMP
+        body, q = field("Body").strip(), field("Question").strip()
+        if body[-1] not in ".?!":
+            body += "."
+        ans = field("Answer", (int, float, str))
+        meta = {k: d[k] for k in ("ID", "Type", "Equation") if k in d}
+        return f"{body} {q}", _number(ans), "svamp", meta
+    if "input" in d or "target" in d:  # MAWPS
+        return field("input").strip(), _number(field("target", (int, float, str))), "mawps", {
+            k: d[k] for k in ("type", "idx") if k in d}
+    question = field("question").strip()
+    answer = field("answer", (int, float, str))
+    if isinstance(answer, str) and "####" in answer:  # GSM8K: the final answer follows "####"
+        final = answer.rsplit("####", 1)[1].strip()
+        if not final:
+            raise ValueError(f"{where}: field 'answer' has nothing after '####'")
+        return question, _number(final), "gsm8k", {}
+    return question, _number(answer), "generic", {}
+
+
+def load_eval_file(path: str | Path) -> list[Problem]:
+    """Held-out problems from GSM8K, SVAMP, MAWPS or generic {"question", "answer"} JSONL.
+
+    ids are "<file stem>-<record index>" (a generic record's own "id" is kept). A bad line raises
+    ValueError naming file:line:field.
+    """
+    path = Path(path)
+    out: list[Problem] = []
+    seen: set[str] = set()
+    with open(path, "rb") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                d = orjson.loads(line)
+            except orjson.JSONDecodeError as e:
+                raise ValueError(f"{where}: invalid JSON ({e})") from None
+            if not isinstance(d, dict):
+                raise ValueError(f"{where}: expected a JSON object")
+            question, answer, fmt, meta = _parse_line(d, where)
+            pid = str(d["id"]) if fmt == "generic" and d.get("id") is not None else f"{path.stem}-{len(out)}"
+            if pid in seen:
+                raise ValueError(f"{where}: field 'id': duplicate id {pid!r}")
+            seen.add(pid)
+            out.append(Problem(id=pid, question=question, answer=answer, origin="file", source=path.name,
+                               meta={"format": fmt, "line": lineno, **meta}))
+    return out
+
+
+def write_eval(result: dict[str, Any], path: str | Path) -> None:
+    """Write an eval result atomically (temp file + rename)."""
+    from selfplay.io import write_json
+
+    write_json(path, result)
+
+
+def _fmt(x: float | None, ci: Sequence[float] | None = None) -> str:
+    if x is None:
+        return "-"
+    s = f"{100 * x:5.1f}%"
+    return s + (f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else "")
+
+
+def format_table(result: dict[str, Any]) -> str:
+    rows = [("set", "n", "pass@1 (greedy) [95% CI]", "maj@k", "pass@k")]
+    for name, s in result["sets"].items():
+        k = s.get("k") or 0
+        rows.append((name, str(s["n"]), _fmt(s.get("pass@1"), s.get("pass@1_ci")),
+                     f"{_fmt(s.get('maj@k'), s.get('maj@k_ci'))} (k={k})" if k else "-",
+                     _fmt(s.get("pass@k"), s.get("pass@k_ci")) if k else "-"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+
+def run_eval_cli(model: str, data: list[str], samples: int, out: Path | None, limit: int | None,
+                 backend_name: str = "hf", max_new_tokens: int = 256, seed: int = 0) -> dict[str, Any]:
+    """`selfplay eval`: evaluate `model` on each data file, print a table, write JSON to `out`."""
+    from selfplay.backends import get_backend
+
+    if not data:
+        raise ValueError("eval: give at least one --data FILE.jsonl")
+    sets: dict[str, list[Problem]] = {}
+    for f in data:
+        name = Path(f).stem
+        if name in sets:
+            raise ValueError(f"eval: two data files share the set name {name!r}")
+        probs = load_eval_file(f)
+        sets[name] = probs[:limit] if limit else probs
+    from verifiers import MathVerifier
+
+    backend = get_backend(backend_name, model=model, seed=seed)
+    try:
+        with MathVerifier() as verifier:
+            result = evaluate_sets(backend, sets, verifier, samples=samples, max_new_tokens=max_new_tokens,
+                                   seed=seed)
+    finally:
+        backend.close()
+    result["model"] = model if result.get("model") is None else result["model"]
+    print(format_table(result))
+    if out is not None:
+        write_eval(result, out)
+        print(f"wrote {out}")
+    return result

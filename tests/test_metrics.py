@@ -1,0 +1,88 @@
+import math
+
+import pytest
+
+from selfplay.metrics import (bootstrap_ci, maj_at_k, majority_vote, normalize_answer, pass_at_k, summarize,
+                              wilson_interval)
+
+
+@pytest.mark.parametrize("k,expected", [(1, 0.4), (2, 0.7), (3, 0.9), (4, 1.0), (5, 1.0)])
+def test_pass_at_k_n5_c2_hand_values(k, expected):
+    # 1 - C(3,k)/C(5,k): C(3,1)/C(5,1)=3/5, C(3,2)/C(5,2)=3/10, C(3,3)/C(5,3)=1/10, then 0
+    assert pass_at_k(5, 2, k) == pytest.approx(expected)
+
+
+def test_pass_at_k_edges_and_errors():
+    assert pass_at_k(8, 0, 8) == 0.0
+    assert pass_at_k(8, 8, 1) == 1.0
+    assert pass_at_k(1000, 1, 1) == pytest.approx(0.001)
+    assert pass_at_k(10, 3, 4) == pytest.approx(1 - math.comb(7, 4) / math.comb(10, 4))
+    for args in [(5, 6, 1), (5, 2, 6), (5, 2, 0), (0, 0, 1)]:
+        with pytest.raises(ValueError):
+            pass_at_k(*args)
+
+
+@pytest.mark.parametrize("x,n,lo,hi", [(0, 10, 0.0, 0.2775), (5, 10, 0.2366, 0.7634),
+                                        (8, 10, 0.4902, 0.9433), (10, 10, 0.7225, 1.0)])
+def test_wilson_known_values(x, n, lo, hi):
+    a, b = wilson_interval(x, n)
+    assert a == pytest.approx(lo, abs=1e-4) and b == pytest.approx(hi, abs=1e-4)
+
+
+def test_wilson_empty_and_invalid():
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    with pytest.raises(ValueError):
+        wilson_interval(3, 2)
+
+
+def test_bootstrap_is_seeded_and_brackets_mean():
+    vals = [((i * 7919) % 101) / 101 for i in range(30)]  # distinct values, so quantiles move with the seed
+    a = bootstrap_ci(vals, seed=3)
+    assert a == bootstrap_ci(vals, seed=3)
+    assert a != bootstrap_ci(vals, seed=4)
+    assert a[0] < sum(vals) / len(vals) < a[1]
+    assert bootstrap_ci([0.5, 0.5]) == (0.5, 0.5)
+
+
+@pytest.mark.parametrize("raw,norm", [("18.0", "18"), ("$18$", "18"), ("1,000", "1000"), (" 0.50 ", "0.5"),
+                                      ("\\boxed{7}", "7"), ("+3", "3"), ("-0", "0"), ("\\frac{1}{2}", "\\frac{1}{2}"),
+                                      ("X = 4.", "x=4"), ("", None), (None, None)])
+def test_normalize_answer(raw, norm):
+    assert normalize_answer(raw) == norm
+
+
+def test_maj_at_k_majority_and_tie_break():
+    C, I = "correct", "incorrect"
+    # clear majority of a wrong answer
+    assert majority_vote(["5", "6", "6", None], [C, I, I, "unknown"]) == {"answer": "6", "votes": 2, "correct": False}
+    # tie 2-2: the answer seen first wins, whichever order the labels come in
+    assert maj_at_k(["7", "8", "8", "7.0"], [C, I, I, C]) is True
+    assert maj_at_k(["8", "7", "7", "8"], [I, C, C, I]) is False
+    # only the first k samples vote
+    assert maj_at_k(["1", "2", "2", "2"], [C, I, I, I], k=1) is True
+    # nobody extracted an answer
+    assert majority_vote([None, ""], ["unknown", "unknown"]) == {"answer": None, "votes": 0, "correct": False}
+
+
+def _rec(greedy, labels, answers):
+    return {"greedy": {"label": greedy}, "samples": [{"label": l, "extracted": a} for l, a in zip(labels, answers)]}
+
+
+def test_summarize():
+    C, I = "correct", "incorrect"
+    recs = [_rec(C, [C, C, I, I], ["1", "1", "2", "2"]),  # tie -> "1" (first) correct
+            _rec(I, [I, I, I, C], ["3", "3", "3", "4"]),
+            _rec("unknown", [I, I, I, I], ["5", "6", "7", "8"]),
+            _rec(C, [C, C, C, C], ["9", "9", "9", "9"])]
+    s = summarize(recs)
+    assert s["n"] == 4 and s["k"] == 4
+    assert s["pass@1"] == 0.5 and s["greedy_unknown"] == 1
+    assert s["pass@1_ci"] == pytest.approx(list(wilson_interval(2, 4)))
+    assert s["maj@k"] == 0.5
+    assert s["pass@k"] == 0.75  # pass@4 with n=4 is "any correct"
+    assert s["pass@1_sampled"] == pytest.approx((0.5 + 0.25 + 0 + 1) / 4)
+    assert s["pass@k_curve"]["1"] == pytest.approx(s["pass@1_sampled"])
+    assert s["pass@k_ci"][0] <= s["pass@k"] <= s["pass@k_ci"][1]
+    # greedy only
+    g = summarize([{"greedy": {"label": C}, "samples": []}])
+    assert g["pass@1"] == 1.0 and g["maj@k"] is None

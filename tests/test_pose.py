@@ -1,0 +1,68 @@
+import pytest
+
+from selfplay.pose import canonical_answer, check_posed, parse_posed, pose_problems
+from selfplay.backends.scripted import ScriptedBackend
+from selfplay.backends.base import SamplingParams
+from selfplay.records import Problem
+from tests.conftest import needs_bwrap
+
+
+def test_parse_posed():
+    q, prog = parse_posed("Problem: Ann has 3 cats and 2 dogs. How many pets?\nProgram:\n```python\nprint(3+2)\n```")
+    assert q == "Ann has 3 cats and 2 dogs. How many pets?" and prog == "print(3+2)"
+    assert parse_posed("just words") == ("just words", None)
+    assert parse_posed("```python\nprint(1)\n```")[0] is None
+
+
+@pytest.mark.parametrize("out,expected", [
+    ("12\n", "12"), ("12.0", "12"), ("2.50", "2.5"), ("6/4", "\\frac{3}{2}"), ("-3", "-3"),
+    ("1\n2\n", None), ("", None), ("twelve", None), ("1/0", None),
+])
+def test_canonical_answer(out, expected):
+    assert canonical_answer(out) == expected
+
+
+class FakeSandbox:
+    def __init__(self, outputs):
+        self.outputs = list(outputs)
+
+    def run(self, code):
+        from verifiers.verdict import Verdict
+
+        out = self.outputs.pop(0)
+        label = "correct" if out is not None else "incorrect"
+
+        class R:
+            stdout = out or ""
+            verdict = Verdict(label, "ok" if out is not None else "runtime_error")
+        return R()
+
+
+@pytest.mark.parametrize("outputs,reason", [
+    (["5\n", "5\n"], "ok"), (["5\n", "6\n"], "nondeterministic"), ([None], "program_runtime_error"),
+    (["1\n2\n"], "unparseable_output"), (["\n"], "no_output"),
+])
+def test_check_posed_reasons(outputs, reason):
+    ans, why = check_posed("Ann has 3 cats and 2 dogs. How many?", "print(5)", FakeSandbox(outputs), set())
+    assert why == reason and (ans == "5") == (reason == "ok")
+
+
+def test_check_posed_rejects_duplicates_and_missing_parts():
+    sb = FakeSandbox([])
+    assert check_posed("Ann has 3 cats and 2 dogs. How many?", "print(5)", sb, {"ann has 3 cats and 2 dogs how many"})[1] == "duplicate"
+    assert check_posed(None, "print(5)", sb, set())[1] == "no_question"
+    assert check_posed("Ann has 3 cats and 2 dogs. How many?", None, sb, set())[1] == "no_program"
+
+
+@needs_bwrap
+def test_pose_with_real_sandbox_counts_and_dedups():
+    from verifiers.sandbox import Sandbox
+
+    ex = [Problem(id="e", question="What is 1 + 2?", answer="3", origin="procedural", source="add", program="print(1 + 2)")]
+    with Sandbox(timeout=3) as sb:
+        kept, stats = pose_problems(ScriptedBackend(), sb, ex, attempts=6, shots=1, params=SamplingParams(n=1),
+                                    seed=0, round_idx=0, model="scripted")
+    assert stats["attempted"] == 6 and stats["kept"] == len(kept) == 6 - sum(stats["rejected"].values())
+    for p in kept:
+        a, b = [int(x) for x in p.question.split() if x.isdigit()]
+        assert p.answer == str(a + b) and p.origin == "posed"

