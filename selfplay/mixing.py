@@ -46,20 +46,21 @@ def mix_counts(n_seed: int, n_synthetic: int, seed_fraction: float,
                max_pairs: int | None = None) -> tuple[int, int]:
     """How many seed-derived and synthetic pairs to take.
 
-    Both sides present: the side in excess of the ratio is cut so that seed share == seed_fraction
-    (rounded half up); the short side is used whole. One side empty: the ratio cannot be met, so
-    all of the other side is used. Then, above max_pairs, both are scaled down keeping the ratio.
+    seed_fraction is a floor on the share of seed-derived pairs, not an exact target: seed pairs
+    (whose gold does not come from the model) are never cut, synthetic pairs are capped at
+    floor(n_seed x (1 - f) / f) so they can never dominate. f = 0 disables the cap; f = 1 drops
+    synthetic pairs. No seed pairs: the floor cannot be met, all synthetic pairs are used (and
+    the caller reports ratio_met = False). Then, above max_pairs, both are scaled down keeping the
+    ratio.
     """
     f = seed_fraction
-    if f <= 0.0:
-        s, p = 0, n_synthetic
+    if f <= 0.0 or n_seed == 0:
+        s, p = n_seed, n_synthetic
     elif f >= 1.0:
         s, p = n_seed, 0
-    elif n_seed == 0 or n_synthetic == 0:
-        s, p = n_seed, n_synthetic
     else:
-        s = min(n_seed, _round_half_up(n_synthetic * f / (1.0 - f)))
-        p = min(n_synthetic, _round_half_up(n_seed * (1.0 - f) / f))
+        s = n_seed
+        p = min(n_synthetic, int(math.floor(n_seed * (1.0 - f) / f + 1e-9)))
     if max_pairs is not None and s + p > max_pairs:
         if s and p:
             s = _round_half_up(max_pairs * s / (s + p))
@@ -129,7 +130,7 @@ def build_training_set(rounds_pairs: Sequence[Sequence[Pair]], current_round: in
         "per_round": {str(r): sum(1 for rr, _, _ in selected if rr == r) for r in used},
         "target_seed_fraction": seed_fraction,
         "achieved_seed_fraction": take["seed"] / total if total else None,
-        "ratio_met": both_present or seed_fraction in (0.0, 1.0),
+        "ratio_met": (take["seed"] / total >= seed_fraction - 1e-9) if total else False,
         "total": total,
     }
     return pairs, info

@@ -11,6 +11,7 @@ inside functions so the core package imports fast.
 """
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import os
@@ -301,34 +302,43 @@ def train_dpo(pair_files: Sequence[Path], base_model: str, out_dir: Path, cfg: T
     trainer = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=dataset,
                          processing_class=tokenizer, peft_config=peft_config,
                          callbacks=[_progress_callback()])
-    log.info("dpo: %d pairs (%s) -> %s", len(kept), counts, out_dir)
-    t_train = time.perf_counter()
-    result = trainer.train()
-    train_seconds = time.perf_counter() - t_train
-
-    trained = trainer.model
-    if cfg.use_lora:
-        trained = trained.merge_and_unload()  # a plain model: every backend loads it without peft
-    trained.config.use_cache = True  # training turns the cache off; generation wants it back
-    # Generation must stop at <|im_end|>: copy the base's generation config and pin eos/pad.
     try:
-        gen = GenerationConfig.from_pretrained(base_path)
-    except OSError:
-        gen = GenerationConfig.from_model_config(trained.config)
-    gen.eos_token_id = tokenizer.eos_token_id
-    gen.pad_token_id = tokenizer.pad_token_id
-    trained.generation_config = gen
-    trained.config.eos_token_id = tokenizer.eos_token_id
-    trained.config.pad_token_id = tokenizer.pad_token_id
-    trained.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)  # keeps chat_template.jinja
-    _replace_dir(tmp, out_dir)
-    shutil.rmtree(work, ignore_errors=True)
+        log.info("dpo: %d pairs (%s) -> %s", len(kept), counts, out_dir)
+        t_train = time.perf_counter()
+        result = trainer.train()
+        train_seconds = time.perf_counter() - t_train
+
+        trained = trainer.model
+        if cfg.use_lora:
+            trained = trained.merge_and_unload()  # a plain model: every backend loads it without peft
+        trained.config.use_cache = True  # training turns the cache off; generation wants it back
+        # Generation must stop at <|im_end|>: copy the base's generation config and pin eos/pad.
+        try:
+            gen = GenerationConfig.from_pretrained(base_path)
+        except OSError:
+            gen = GenerationConfig.from_model_config(trained.config)
+        gen.eos_token_id = tokenizer.eos_token_id
+        gen.pad_token_id = tokenizer.pad_token_id
+        trained.generation_config = gen
+        trained.config.eos_token_id = tokenizer.eos_token_id
+        trained.config.pad_token_id = tokenizer.pad_token_id
+        trained.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)  # keeps chat_template.jinja
+        _replace_dir(tmp, out_dir)
+    finally:  # a failed run leaves no half-written model or checkpoints behind
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
 
     history = [h for h in trainer.state.log_history if "loss" in h]
+    steps = int(trainer.state.global_step)
+    # Free both models and the optimizer state now: the loop evaluates next in this process, and
+    # the Trainer's reference cycles would otherwise keep ~4 GB alive until a gc pass.
+    del trainer, trained, model, ref
+    gc.collect()
+    if cuda:
+        torch.cuda.empty_cache()
     accs = [h["rewards/accuracies"] for h in history if "rewards/accuracies" in h]
     margins = [h["rewards/margins"] for h in history if "rewards/margins" in h]
-    steps = int(trainer.state.global_step)
     stats: dict[str, Any] = {
         **counts,
         "n_train": len(kept),

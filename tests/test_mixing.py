@@ -28,14 +28,15 @@ def key(p: Pair) -> str:
 @pytest.mark.parametrize("n_seed, n_syn, frac, cap, expected", [
     (10, 10, 0.5, None, (10, 10)),
     (10, 10, 0.75, None, (10, 3)),     # synthetic cut to round(10 / 3)
-    (10, 10, 0.25, None, (3, 10)),
-    (100, 10, 0.5, None, (10, 10)),
-    (100, 10, 0.75, None, (30, 10)),
-    (100, 10, 0.75, 20, (15, 5)),
+    (10, 10, 0.25, None, (10, 10)),    # a floor: seed pairs are never cut
+    (100, 10, 0.5, None, (100, 10)),
+    (10, 100, 0.5, None, (10, 10)),    # synthetic capped so seed share >= 0.5
+    (10, 100, 0.8, None, (10, 2)),
+    (100, 10, 0.75, 22, (20, 2)),
     (10, 10, 0.5, 6, (3, 3)),
     (0, 10, 0.5, None, (0, 10)),       # one side empty: use what exists
     (7, 0, 0.5, 5, (5, 0)),
-    (7, 9, 0.0, None, (0, 9)),
+    (7, 9, 0.0, None, (7, 9)),         # no guard: everything
     (7, 9, 1.0, None, (7, 0)),
 ])
 def test_mix_counts(n_seed, n_syn, frac, cap, expected):
@@ -82,7 +83,7 @@ def test_build_accumulate_current_and_last():
     same, _ = build_training_set(rounds(), 1, accumulate="last:1")
     assert [key(p) for p in same] == [key(p) for p in pairs]
     pairs0, info0 = build_training_set(rounds(), 0, accumulate="all")
-    assert info0["rounds_used"] == [0] and info0["selected"] == {"seed": 2, "synthetic": 2}
+    assert info0["rounds_used"] == [0] and info0["selected"] == {"seed": 6, "synthetic": 2}
 
 
 def test_build_max_pairs_and_one_sided():
@@ -90,22 +91,25 @@ def test_build_max_pairs_and_one_sided():
     assert len(pairs) == 6 and info["selected"] == {"seed": 3, "synthetic": 3}
     only_seed = [[mk("procedural", 0, i) for i in range(5)]]
     pairs, info = build_training_set(only_seed, 0, seed_fraction=0.5)
-    assert len(pairs) == 5 and info["ratio_met"] is False
+    assert len(pairs) == 5 and info["ratio_met"] is True  # the floor holds trivially
     assert info["achieved_seed_fraction"] == 1.0
     pairs, info = build_training_set(rounds(), 1, seed_fraction=0.0)
-    assert {p.metadata["origin"] for p in pairs} == {"posed"} and len(pairs) == 10
+    assert len(pairs) == 20 and info["ratio_met"] is True
+    only_posed = [[mk("posed", 0, i) for i in range(3)]]
+    pairs, info = build_training_set(only_posed, 0, seed_fraction=0.5)
+    assert len(pairs) == 3 and info["ratio_met"] is False
     pairs, info = build_training_set([[]], 0)
     assert pairs == [] and info["achieved_seed_fraction"] is None
 
 
 def test_build_is_deterministic_given_seed():
-    big = [[mk("procedural", 0, i) for i in range(50)] + [mk("posed", 0, i) for i in range(5)]]
+    big = [[mk("procedural", 0, i) for i in range(5)] + [mk("posed", 0, i) for i in range(50)]]
     a, _ = build_training_set(big, 0, seed=7)
     b, _ = build_training_set(big, 0, seed=7)
     c, _ = build_training_set(big, 0, seed=8)
     assert [key(p) for p in a] == [key(p) for p in b]
     assert [key(p) for p in a] != [key(p) for p in c]
-    assert sum(p.metadata["origin"] == "procedural" for p in a) == 5
+    assert sum(p.metadata["origin"] == "posed" for p in a) == 5  # capped at the seed count
 
 
 def test_build_rejects_bad_arguments():
