@@ -47,6 +47,18 @@ def build_parser() -> argparse.ArgumentParser:
                       ("pair", "stage 4: rollouts -> pairs.jsonl"),
                       ("stats", "recompute stats.json of a round")]:
         _round_args(sub.add_parser(name, help=hlp))
+    ev = sub.add_parser("eval", help="held-out evaluation of any model: pass@1 (greedy), maj@k, pass@k with 95% CIs")
+    ev.add_argument("--model", required=True, help="'default', a HF model id, or a saved dir (e.g. OUT/round_0/model)")
+    ev.add_argument("--data", required=True, action="append",
+                    help="JSONL eval set (GSM8K, SVAMP, MAWPS or question/answer format); repeatable")
+    ev.add_argument("--samples", type=int, default=8, help="sampled paths per problem for maj@k/pass@k (1 = greedy only)")
+    ev.add_argument("--limit", type=int, help="first N problems of each file")
+    ev.add_argument("--max-new-tokens", type=int, default=256)
+    ev.add_argument("--backend", choices=["hf", "vllm"], default="hf")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("-o", "--out", help="write the result JSON here")
+    rep = sub.add_parser("report", help="write OUT/report.md and PNG plots from a run directory")
+    rep.add_argument("--out", required=True, help="the run directory (OUT)")
     ver = sub.add_parser("verify", help="re-verify a rollouts.jsonl with the current verifier (in place, atomic)")
     ver.add_argument("rollouts", help="OUT/round_K/rollouts.jsonl")
     ver.add_argument("--problems", help="problems.jsonl with the gold answers (default: beside rollouts)")
@@ -103,6 +115,26 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from selfplay.evaluate import run_eval_cli
+
+    if args.samples < 1:
+        raise ValueError("eval: --samples must be >= 1")
+    run_eval_cli(args.model, args.data, args.samples, Path(args.out) if args.out else None, args.limit,
+                 backend_name=args.backend, max_new_tokens=args.max_new_tokens, seed=args.seed)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from selfplay.report import write_report
+
+    out = Path(args.out)
+    if not out.is_dir():
+        raise ValueError(f"report: {out} is not a directory")
+    print(write_report(out))
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from selfplay.config import load_config
     from selfplay.loop import run_loop
@@ -114,7 +146,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"run": cmd_run, "verify": cmd_verify}
+    handlers = {"run": cmd_run, "verify": cmd_verify, "eval": cmd_eval, "report": cmd_report}
     try:
         return handlers.get(args.cmd, cmd_stage)(args)
     except (ValueError, FileNotFoundError) as e:

@@ -82,7 +82,7 @@ class TrainSection:
 
     enabled: bool = True
     beta: float = 0.1
-    learning_rate: float = 5e-6
+    learning_rate: float = 1e-5
     epochs: int = 1
     batch_size: int = 2
     grad_accum: int = 2
@@ -90,7 +90,34 @@ class TrainSection:
     nll_weight: float = 1.0
     max_steps: int = -1
     use_lora: bool = False
-    accumulate: str = "current"  # current | all | last:N — which rounds' pairs train round K
+
+
+@dataclass
+class FiltersConfig:
+    """Quality filters between verification and training (docs/filters.md)."""
+
+    enabled: bool = True
+    dedup_posed: bool = True  # posed vs seeds, held-out sets, earlier rounds (MinHash)
+    near_threshold: float = 0.8
+    solve_band: bool = True  # posed problems: keep solve rates in [band_low, band_high]
+    band_low: float = 0.125
+    band_high: float = 0.875
+    hygiene: bool = True  # unfinished, no final answer, repetition loops, over-long
+    max_chars: int = 4000
+    perplexity: bool = True  # mean token log-prob outside [min_logprob, max_logprob]
+    min_logprob: float = -3.0
+    max_logprob: float = -0.05
+    keep_fraction: float = 1.0  # keep the best fraction of pairs by quality score
+
+
+@dataclass
+class GuardConfig:
+    """Collapse guard: accumulate rounds, keep a floor of seed-derived pairs, warn on diversity loss."""
+
+    enabled: bool = True
+    accumulate: str = "all"  # all | current | last:N (guard off: current round only)
+    seed_fraction: float = 0.5  # floor on the share of seed-derived (non-posed) pairs
+    warn_fraction: float = 0.7  # warn when a diversity metric falls below this x round 0's
 
 
 @dataclass
@@ -116,6 +143,8 @@ class Config:
     pair: PairConfig = field(default_factory=PairConfig)
     train: TrainSection = field(default_factory=TrainSection)
     eval: EvalSection = field(default_factory=EvalSection)
+    filters: FiltersConfig = field(default_factory=FiltersConfig)
+    guard: GuardConfig = field(default_factory=GuardConfig)
 
     def validate(self) -> "Config":
         def need(cond: bool, name: str, msg: str) -> None:
@@ -149,9 +178,16 @@ class Config:
         need(self.train.learning_rate > 0, "train.learning_rate", "must be > 0")
         need(self.train.batch_size >= 1 and self.train.grad_accum >= 1, "train.batch_size", "batch_size and grad_accum >= 1")
         need(self.train.max_length >= 32, "train.max_length", "must be >= 32")
-        acc = self.train.accumulate
+        acc = self.guard.accumulate
+        need(0 <= self.guard.seed_fraction <= 1, "guard.seed_fraction", "must be in [0, 1]")
+        need(0 < self.guard.warn_fraction <= 1, "guard.warn_fraction", "must be in (0, 1]")
+        f = self.filters
+        need(0 <= f.band_low <= f.band_high <= 1, "filters.band_low", "need 0 <= band_low <= band_high <= 1")
+        need(0 < f.near_threshold <= 1, "filters.near_threshold", "must be in (0, 1]")
+        need(f.min_logprob < f.max_logprob, "filters.min_logprob", "must be < filters.max_logprob")
+        need(0 < f.keep_fraction <= 1, "filters.keep_fraction", "must be in (0, 1]")
         need(acc in ("current", "all") or (acc.startswith("last:") and acc[5:].isdigit() and int(acc[5:]) >= 1),
-             "train.accumulate", "current | all | last:N")
+             "guard.accumulate", "current | all | last:N")
         need(self.eval.heldout_problems >= 0, "eval.heldout_problems", "must be >= 0")
         need(self.eval.samples >= 1, "eval.samples", "must be >= 1")
         for f in self.eval.files:

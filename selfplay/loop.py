@@ -106,8 +106,25 @@ def evaluate_model(cfg: Config, model: str, sets: dict[str, list[Problem]], path
     return result
 
 
+def training_set(cfg: Config, out: Path, round_idx: int) -> tuple[Path, dict[str, Any]]:
+    """Write OUT/round_K/train_pairs.jsonl: the exact pairs round K trains on.
+
+    Guard on: earlier rounds accumulate (guard.accumulate) and seed-derived pairs keep at least
+    guard.seed_fraction of the set. Guard off: this round's pairs only."""
+    from selfplay.mixing import build_training_set
+    from selfplay.records import Pair
+
+    rounds_pairs = [io.read_records(out / f"round_{k}" / "pairs.jsonl", Pair.from_dict) for k in range(round_idx + 1)]
+    g = cfg.guard
+    pairs, info = build_training_set(rounds_pairs, round_idx, seed_fraction=g.seed_fraction if g.enabled else 0.0,
+                                     accumulate=g.accumulate if g.enabled else "current", seed=cfg.run.seed)
+    path = out / f"round_{round_idx}" / "train_pairs.jsonl"
+    io.write_jsonl(path, pairs)
+    return path, info
+
+
 def train_round(cfg: Config, out: Path, round_idx: int, base_model: str) -> dict[str, Any]:
-    """DPO + NLL on this round's pairs (plus earlier rounds' per train.accumulate)."""
+    """DPO + NLL on the round's training set; the reference model is the round's starting model."""
     rdir = out / f"round_{round_idx}"
     model_dir, stats_path = rdir / "model", rdir / "train_stats.json"
     if (model_dir / "config.json").exists() and stats_path.exists():
@@ -115,16 +132,14 @@ def train_round(cfg: Config, out: Path, round_idx: int, base_model: str) -> dict
     from selfplay.train import TrainConfig, train_dpo
 
     t = cfg.train
-    acc = t.accumulate
-    first = 0 if acc == "all" else round_idx if acc == "current" else max(0, round_idx - int(acc[5:]) + 1)
-    files = [out / f"round_{k}" / "pairs.jsonl" for k in range(first, round_idx + 1)]
+    pairs_path, mix = training_set(cfg, out, round_idx)
     tcfg = TrainConfig(beta=t.beta, learning_rate=t.learning_rate, epochs=t.epochs,
                        per_device_batch_size=t.batch_size, grad_accum=t.grad_accum, max_length=t.max_length,
                        nll_weight=t.nll_weight, max_steps=t.max_steps, use_lora=t.use_lora,
                        seed=cfg.run.seed + round_idx)
     t0 = time.perf_counter()
     try:
-        stats = train_dpo([f for f in files if f.exists()], base_model, model_dir, tcfg)
+        stats = train_dpo([pairs_path], base_model, model_dir, tcfg, stats_path=stats_path)
     except ValueError as e:  # no usable pairs: the next round keeps the current model
         log(f"round {round_idx}: no training ({e}); copying the starting model")
         shutil.rmtree(model_dir, ignore_errors=True)
@@ -134,7 +149,7 @@ def train_round(cfg: Config, out: Path, round_idx: int, base_model: str) -> dict
         tmp.rename(model_dir)
         stats = {"skipped": str(e), "n_train": 0}
     stats["seconds"] = round(time.perf_counter() - t0, 1)
-    stats["pair_files"] = [str(f) for f in files]
+    stats["mix"] = mix
     io.write_json(stats_path, stats)
     return stats
 
@@ -165,6 +180,14 @@ def run_loop(cfg: Config, backend_factory: Callable[[str], Backend] | None = Non
             contamination = check_contamination([p for ps in sets.values() for p in ps], pair_files)
             io.write_json(out / f"round_{k}" / "contamination.json", contamination)
         all_stats.append(stats)
+        if cfg.guard.enabled:
+            from selfplay.diversity import collapse_warnings
+
+            history = [io.read_json(out / f"round_{j}" / "stats.json").get("diversity", {}) for j in range(k + 1)]
+            stats["warnings"] = collapse_warnings(history, min_fraction=cfg.guard.warn_fraction)
+            for w in stats["warnings"]:
+                log(f"WARNING collapse guard: {w}")
+        io.write_json(out / f"round_{k}" / "stats.json", stats)
         print_summary(stats)
     if cfg.train.enabled or sets:
         from selfplay.report import write_report

@@ -32,8 +32,11 @@ def pass_rate(rollouts: Sequence[Rollout]) -> float | None:
 
 
 def make_pairs(problem: Problem, rollouts: Sequence[Rollout], *, max_pairs: int, round_idx: int,
-               seed: int, model: str, sampling: dict[str, Any]) -> list[Pair]:
-    """Up to max_pairs distinct (correct, incorrect) pairs for one problem."""
+               seed: int, model: str, sampling: dict[str, Any], rate: float | None = None) -> list[Pair]:
+    """Up to max_pairs distinct (correct, incorrect) pairs for one problem.
+
+    rate: the problem's pass rate to record (default: measured on `rollouts`); pass the rate over
+    all paths when `rollouts` has been filtered."""
     good, bad = _distinct(rollouts, "correct"), _distinct(rollouts, "incorrect")
     if not good or not bad:
         return []
@@ -46,7 +49,7 @@ def make_pairs(problem: Problem, rollouts: Sequence[Rollout], *, max_pairs: int,
     n_good, n_bad = len(good), len(bad)
     chosen_pairs = [(good[k % n_good], bad[(k % n_good + k // n_good) % n_bad])
                     for k in range(min(max_pairs, n_good * n_bad))]
-    rate = pass_rate(rollouts)
+    rate = pass_rate(rollouts) if rate is None else rate
     prompt = solve_messages(problem.question)
     out = []
     for i, (c, r) in enumerate(chosen_pairs):

@@ -19,6 +19,7 @@ from selfplay import io
 from selfplay.backends import get_backend
 from selfplay.backends.base import Backend, SamplingParams
 from selfplay.config import Config
+from selfplay.curate import curate_pairs, dedup_posed, round_diversity
 from selfplay.pose import pose_problems
 from selfplay.records import Pair, Problem, Rollout
 from selfplay.rng import derive_seed
@@ -126,12 +127,23 @@ def stage_problems(ctx: RoundContext) -> list[Problem]:
             seed=cfg.run.seed, round_idx=ctx.round_idx,
             existing=[p.question for p in seeds] + sorted(ctx.heldout_questions), model=ctx.model, progress=pbar)
         pbar.close()
-        pose_stats["seconds"] = round(time.perf_counter() - t0, 2)
+        earlier = [p.question for k in range(ctx.round_idx)
+                   for p in _read_problems(ctx.out / f"round_{k}" / "problems.jsonl")]
+        posed, dedup = dedup_posed(posed, [p.question for p in seeds] + earlier, sorted(ctx.heldout_questions),
+                                   cfg.filters)
+        rejected = dict(pose_stats["rejected"])
+        rejected.update({f"dedup_{k}": v for k, v in dedup.items() if v})
+        pose_stats.update(kept=len(posed), rejected=dict(sorted(rejected.items())),
+                          seconds=round(time.perf_counter() - t0, 2))
         log(f"posed {pose_stats['kept']}/{pose_stats['attempted']} kept; rejected: {pose_stats['rejected']}")
     io.write_json(ctx.dir / "pose.json", pose_stats)
     problems = seeds + posed
     io.write_jsonl(path, problems)
     return problems
+
+
+def _read_problems(path: Path) -> list[Problem]:
+    return io.read_records(path, Problem.from_dict) if path.exists() else []
 
 
 def load_rollouts(path: Path, samples: int) -> dict[str, list[Rollout]]:
@@ -181,6 +193,7 @@ def stage_solve(ctx: RoundContext, problems: Sequence[Problem]) -> tuple[dict[st
 
 
 def stage_pair(ctx: RoundContext, problems: Sequence[Problem], rollouts: dict[str, list[Rollout]]) -> list[Pair]:
+    """Filter, pair and keep the best; filters.json (drop counts) is written before pairs.jsonl."""
     from selfplay.pair import make_pairs
 
     path = ctx.dir / "pairs.jsonl"
@@ -188,9 +201,13 @@ def stage_pair(ctx: RoundContext, problems: Sequence[Problem], rollouts: dict[st
         return io.read_records(path, Pair.from_dict)
     s = ctx.cfg.solve
     sampling = {"temperature": s.temperature, "top_p": s.top_p, "max_new_tokens": s.max_new_tokens, "n": s.samples}
-    pairs = [pair for p in problems for pair in make_pairs(
-        p, rollouts.get(p.id, []), max_pairs=ctx.cfg.pair.max_pairs_per_problem, round_idx=ctx.round_idx,
-        seed=ctx.cfg.run.seed, model=ctx.model, sampling=sampling)]
+
+    def make(p: Problem, rs: list[Rollout], rate: float | None) -> list[Pair]:
+        return make_pairs(p, rs, max_pairs=ctx.cfg.pair.max_pairs_per_problem, round_idx=ctx.round_idx,
+                          seed=ctx.cfg.run.seed, model=ctx.model, sampling=sampling, rate=rate)
+
+    pairs, counts = curate_pairs(problems, rollouts, ctx.cfg.filters, make)
+    io.write_json(ctx.dir / "filters.json", counts)
     io.write_jsonl(path, pairs)
     return pairs
 
@@ -206,6 +223,7 @@ def round_stats(ctx: RoundContext, problems: Sequence[Problem], rollouts: dict[s
     if prev.exists() and not timing.get("solve_seconds"):  # a rerun keeps the original timings
         timing = io.read_json(prev).get("timing", timing)
     labelled = labels["correct"] + labels["incorrect"]
+    fpath = ctx.dir / "filters.json"
     return {
         "round": ctx.round_idx, "model": ctx.model, "problems": len(problems),
         "by_origin": dict(Counter(p.origin for p in problems)), "samples": len(flat),
@@ -214,6 +232,8 @@ def round_stats(ctx: RoundContext, problems: Sequence[Problem], rollouts: dict[s
         "problems_with_pairs": len({pr.metadata["problem_id"] for pr in pairs}), "pairs": len(pairs),
         "verdict_reasons": dict(reasons.most_common()), "posed": posed,
         "finish_reasons": dict(Counter(r.finish_reason for r in flat)), "timing": timing,
+        "filters": io.read_json(fpath) if fpath.exists() else {},
+        "diversity": round_diversity(problems, rollouts),
     }
 
 

@@ -22,7 +22,8 @@ def test_overrides_win_over_file(tmp_path):
     ("[solve]\ntop_p = 1.5\n", "solve.top_p"),
     ("[seeds]\ngenerators = ['nope']\n", "seeds.generators"),
     ("[seeds]\nfiles = ['/no/such.jsonl']\n", "seeds.files"),
-    ("[train]\naccumulate = 'some'\n", "train.accumulate"),
+    ("[guard]\naccumulate = 'some'\n", "guard.accumulate"),
+    ("[filters]\nband_low = 0.9\nband_high = 0.1\n", "filters.band_low"),
     ("[model]\nbackend = 'tpu'\n", "model.backend"),
     ("solve = 3\n", "solve"),
 ])
