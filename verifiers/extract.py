@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import re
 
+from verifiers.chains import collapse_chain
+
 __all__ = ["extract_answer", "find_boxed", "normalize_answer", "strip_text_wrappers", "has_prose",
            "match_braces", "MATH_WORDS"]
 
@@ -265,6 +267,8 @@ def normalize_answer(ans: str) -> str:
     m = _ASSIGN_RE.match(s)
     if m and "=" not in m.group(1):
         s = m.group(1).strip()
+    if "=" in s:  # "6 + 1 = 7" -> "7" only when every side has the same value (verifiers/chains.py)
+        s = collapse_chain(s)
     m = _UNITS_RE.match(s)
     if m and not any(w.lower() in MATH_WORDS for w in re.findall(r"[a-zA-Z]+", m.group(2))):
         if len(re.sub(r"[^a-zA-Z]", "", m.group(2))) >= 2:

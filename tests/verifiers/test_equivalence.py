@@ -199,3 +199,21 @@ def test_garbage_never_raises() -> None:
         pred = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
         v = check(gold, pred)
         assert v.label in (C, I, U) and isinstance(v.reason, str)
+
+
+# Arithmetic chains (verifiers/chains.py): the value counts only when every side agrees.
+@pytest.mark.parametrize("gold,completion,label", [
+    ("7", "\\boxed{6 + 1 = 7}", "correct"),
+    ("7", "So 6+1=7. The answer is 6+1=7", "correct"),
+    ("7", "\\boxed{7 = 6+1}", "correct"),
+    ("12", "\\boxed{3 \\times 4 = 12}", "correct"),
+    ("\\frac{3}{2}", "\\boxed{\\frac{6}{4} = 1.5}", "correct"),
+    ("19", "\\boxed{12 + 7 = 9}", "incorrect"),   # wrong claim inside the chain
+    ("9", "\\boxed{12 + 7 = 9}", "incorrect"),    # the last side alone is not enough
+    ("7", "\\boxed{8 = 3+4}", "incorrect"),
+    ("8", "\\boxed{6 + 1 = 7}", "incorrect"),
+])
+def test_arithmetic_chains(gold, completion, label):
+    from verifiers import check
+
+    assert check(gold, completion).label == label
