@@ -27,7 +27,8 @@ def _write(path: Path, pairs) -> Path:
                                          ("per_device_batch_size", 0), ("grad_accum", 1.5), ("max_length", 4),
                                          ("max_prompt_length", 600), ("nll_weight", -0.1), ("max_steps", 0),
                                          ("accumulate", "last:0"), ("accumulate", "some"), ("lora_r", 0),
-                                         ("lr_scheduler", "step"), ("warmup_ratio", 1.0)])
+                                         ("lr_scheduler", "step"), ("warmup_ratio", 1.0),
+                                         ("threads", 0)])
 def test_config_validate_names_field(field, value):
     TrainConfig().validate()
     with pytest.raises(ValueError, match=rf"TrainConfig\.{field}\b"):
@@ -105,7 +106,7 @@ def test_train_dpo_real_model_two_steps(tmp_path):
     f = _write(tmp_path / "pairs.jsonl", good[:3] + [too_long, identical] + good[3:])
     out = tmp_path / "round_0" / "model"
     cfg = TrainConfig(max_length=128, max_prompt_length=64, max_steps=2, per_device_batch_size=2, grad_accum=1,
-                      learning_rate=1e-5, warmup_ratio=0.0, lr_scheduler="constant")
+                      learning_rate=1e-5, warmup_ratio=0.0, lr_scheduler="constant", threads=1)
     stats = train_dpo([f], "default", out, cfg)
 
     assert stats["n_pairs_in"] == 7 and stats["n_dropped_too_long"] == 1 and stats["n_dropped_identical"] == 1
@@ -140,7 +141,7 @@ def test_train_dpo_lora_is_merged(tmp_path):
     f = _write(tmp_path / "pairs.jsonl", [_pair(2, 3, bare=True)])
     out = tmp_path / "model"
     cfg = TrainConfig(use_lora=True, lora_r=4, learning_rate=1e-4, max_steps=1, per_device_batch_size=1,
-                      grad_accum=1, max_length=128, max_prompt_length=64)
+                      grad_accum=1, max_length=128, max_prompt_length=64, threads=1)
     stats = train_dpo([f], "default", out, cfg)
     assert stats["steps"] == 1 and stats["warmup_steps"] == 0  # no step wasted at lr 0
     assert not (out / "adapter_config.json").exists()  # a plain model, not an adapter
