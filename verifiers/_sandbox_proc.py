@@ -63,7 +63,8 @@ def system_binds() -> list[str]:
         elif os.path.isdir(top):
             args += ["--ro-bind", top, top]
     if os.path.exists("/etc/ld.so.cache"):
-        args += ["--ro-bind", "/etc/ld.so.cache", "/etc/ld.so.cache"]
+        args += ["--perms", "0755", "--dir", "/etc",  # else created 0700: unreadable as a uid
+                 "--ro-bind", "/etc/ld.so.cache", "/etc/ld.so.cache"]
     return args
 
 
@@ -82,9 +83,15 @@ def server_command(mode: str, limits: dict[str, Any], site: list[str], scratch: 
     bound = ["/usr/"]
     for src in (os.path.realpath(sys.base_prefix), os.path.dirname(exe)):
         if not any((src + "/").startswith(b) for b in bound):  # the interpreter, read-only
+            # bwrap would copy the parents' modes (/root is 0700): make them traversable.
+            parents = Path(src).parents
+            for parent in reversed([str(p) for p in parents if str(p) != "/"]):
+                args += ["--perms", "0755", "--dir", parent]
             args += ["--ro-bind", src, src]
             bound.append(src + "/")
     paths = [f"/opt/site-packages/{i}" for i in range(len(site))]
+    if site:
+        args += ["--perms", "0755", "--dir", "/opt", "--perms", "0755", "--dir", "/opt/site-packages"]
     for src, dest in zip(site, paths):
         args += ["--ro-bind", src, dest]
     tmp_bytes = max(64, 4 * limits["max_file_mb"]) * 2**20
@@ -161,8 +168,9 @@ class Server:
         try:
             hello = self._recv(time.monotonic() + START_TIMEOUT)
         except Died as exc:
+            why = self._first_stderr_line() or str(exc)
             self.kill()
-            raise unavailable(self._first_stderr_line() or str(exc)) from None
+            raise unavailable(why) from None
         if not hello.get("ready"):
             self.kill()
             raise unavailable(hello.get("error", "server refused to start"))

@@ -1,38 +1,42 @@
 """Run untrusted Python (model-written programs) in a bubblewrap sandbox, fast.
 
 One long-lived `bwrap` per worker runs a small fork-per-job server (verifiers/_sandbox_server.py)
-with Python already warm; each job is a fork of it, so a trivial program costs ~1-4 ms instead
-of an interpreter start (see docs/sandbox.md for measured rates).
+with Python already warm: each job is a fork of it (no interpreter start), ~1.5 ms of CPU for a
+trivial program. See docs/sandbox.md for the design and measured rates.
 
 What it protects against (mode "bwrap", the default):
-- network: new network namespace with only a loopback (--unshare-all): no internet, and the
-  host's 127.0.0.1 services are a different loopback.
-- host files: the sandbox sees read-only /usr (+ /bin /lib /lib64 as links into it) and the
-  Python installation it runs, nothing else: no /home, /root, /work, /etc, /var, /sys; a private
-  tmpfs /tmp (size-capped) and /dev/shm; / and /dev read-only. Writes outside /tmp fail.
-- the parent's environment: bwrap is started with a minimal environment and --clearenv, so
-  secrets in os.environ are not visible (not in os.environ, nor in /proc/*/environ).
-- runaway jobs: per-job rlimits (CPU, address space, file size, process count, no core files),
-  a wall-clock kill of the job's process group, an output cap (stop reading and kill), and after
-  every job a kill(-1) inside the sandbox's PID namespace, so setsid/daemon children that outlive
-  the job die too; the scratch dirs are emptied. A job that kills its server (or pid 1) only
-  ends that sandbox: the next job gets a fresh one transparently.
-- privileges: no capabilities, no_new_privs, nosuid mounts; as root, bwrap runs without a user
-  namespace and the server drops to a dedicated unprivileged uid before any job runs (this is
-  what makes RLIMIT_NPROC bite: the kernel does not enforce it for uid 0).
+- network: a new network namespace with only a loopback: no internet, and the host's
+  127.0.0.1 services are on a different loopback.
+- host files: the sandbox sees read-only /usr (+ /bin /lib /lib64 links into it),
+  /etc/ld.so.cache, and the Python installation it runs (bound at its own path, e.g.
+  /root/.pyenv/versions/X, so /root shows only that); nothing else: no /home, /work, /var, /sys,
+  rest of /etc or /root. A private size-capped tmpfs /tmp (the job's cwd is a fresh /tmp/job)
+  and /dev/shm; / and /dev are read-only. Writes anywhere else fail.
+- the parent's environment: bwrap starts with only PATH and --clearenv; the job sees PATH, HOME,
+  LANG, TMPDIR, PYTHONHASHSEED=0 (so hash/set order is reproducible), nothing from os.environ.
+- runaway jobs: per-job rlimits (CPU, address space, file size, processes, no core files), a
+  wall-clock kill, an output cap (stop reading and kill), and after every job kill(-1) inside
+  the sandbox's PID namespace, so setsid/daemon children that outlive the job die too (a server
+  that cannot clean up is replaced); /tmp and /dev/shm are emptied. A job that kills its server
+  only ends that sandbox (verdict unknown/sandbox_error): the next job gets a fresh one.
+- privileges: no capabilities, no_new_privs, nosuid mounts. As an ordinary user bwrap uses
+  --unshare-all (user namespace included). As root it unshares ipc/pid/net/uts/cgroup but no
+  user namespace, and the server drops to a spare unprivileged uid before any job runs: a user
+  namespace would map jobs to host uid 0, for which the kernel does not enforce RLIMIT_NPROC.
 
 What it does NOT cover:
 - kernel exploits (no seccomp filter: the full syscall surface is reachable), CPU side
   channels (Spectre-style), and timing: run time is shared-machine noise, not a guarantee.
-- confidentiality of /usr and of the Python installation: they are readable by every job.
-- isolation between jobs of one worker: jobs run one after another in the same long-lived
-  sandbox and PID namespace, forked from the same server; a job can read what earlier requests
-  left in the server's memory image (it is a fork of it) and learn they existed.
+- confidentiality of /usr and the Python installation: every job can read them.
+- isolation between jobs of one worker: they run one after another in the same long-lived
+  sandbox and PID namespace, forked from the same server, so a job can read what earlier
+  requests left in the server's memory image. The server also compile()s each program before
+  forking (it runs nothing; a program that crashed the compiler would only end that sandbox).
 - total memory: RLIMIT_AS is per process (a job may have up to max_procs of them), and tmpfs
-  writes count as the host's shared memory up to the tmpfs size caps. No cgroups are used.
-- resource fairness: CPU and disk I/O are not throttled beyond the per-job limits.
-- mode "unisolated-UNSAFE": only rlimits, a process-group kill and a scratch cwd. The program
-  can use the network, read and write host files, and leave setsid daemons behind.
+  writes use host memory up to the tmpfs caps. No cgroups; CPU and I/O are not throttled.
+- mode "unisolated-UNSAFE": rlimits, a process-group kill and a scratch cwd only. The program
+  can use the network, read and write host files, and leave setsid daemons behind; as root,
+  RLIMIT_NPROC is not enforced. Never use it for untrusted code.
 """
 from __future__ import annotations
 
@@ -46,6 +50,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 from verifiers._sandbox_proc import (UNSAFE, Died, SandboxUnavailable, Server, Spawner,
@@ -238,15 +243,29 @@ def _error(why: str, t0: float) -> ExecResult:
     return ExecResult("", why, None, Verdict(UNKNOWN, "sandbox_error", seconds=secs), secs)
 
 
+def _tree_cpu(pid: int) -> float:
+    """CPU seconds of a live process tree: own + reaped children's, summed over live members."""
+    tick, total = os.sysconf("SC_CLK_TCK"), 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += sum(int(f) for f in fields[11:15]) / tick  # utime stime cutime cstime
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            for child in Path(f"/proc/{pid}/task/{tid}/children").read_text().split():
+                total += _tree_cpu(int(child))
+    except OSError:
+        pass
+    return total
+
+
 if __name__ == "__main__":  # rate check: python -m verifiers.sandbox [N] [WORKERS] [MODE]
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
     w = int(sys.argv[2]) if len(sys.argv) > 2 else 1
     mode = sys.argv[3] if len(sys.argv) > 3 else "bwrap"
     with Sandbox(workers=w, mode=mode) as sb:
         sb.run_many(["print(1)"] * (4 * w))  # start and warm every server
-        t0 = time.perf_counter()
+        c0, t0 = _tree_cpu(os.getpid()), time.perf_counter()
         res = sb.run_many(["print(1)"] * n)
-        wall = time.perf_counter() - t0
+        wall, cpu = time.perf_counter() - t0, _tree_cpu(os.getpid()) - c0
     ok = sum(r.verdict.is_correct and r.stdout == "1\n" for r in res)
-    # With one worker, parent -> server -> job run one after another: wall rate <= per-core rate.
-    print(f"{n} x print(1), mode={mode}, workers={w}: {n / wall:.0f} exec/s ({ok}/{n} ok)")
+    print(f"{n} x print(1), mode={mode}, workers={w}: {n / wall:.0f} exec/s wall, "
+          f"{n / cpu:.0f} exec per CPU-second (parent + servers + jobs; {ok}/{n} ok)")

@@ -20,6 +20,9 @@ def _hf(model: str, **kw: Any) -> Backend:
 def _vllm(model: str, **kw: Any) -> Backend:
     from selfplay.backends.vllm_backend import VLLMBackend
 
+    kw.pop("batch_size", None)  # the engine schedules its own batches
+    if kw.get("dtype") == "float32":
+        kw["dtype"] = "auto"  # our hf default; let vLLM pick (bf16 on CPU/GPU where supported)
     return VLLMBackend(model, **kw)
 
 

