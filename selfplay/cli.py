@@ -24,9 +24,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, help="rows per forward pass (hf backend)")
 
 
-def _round_args(p: argparse.ArgumentParser) -> None:
+def _round_args(p: argparse.ArgumentParser, stage: bool = True) -> None:
     _common(p)
-    p.add_argument("--round", type=int, default=0, help="round index K (files in OUT/round_K)")
+    if stage:
+        p.add_argument("--round", type=int, default=0, help="round index K (files in OUT/round_K)")
     p.add_argument("--problems", type=int, help="procedural seed problems per round")
     p.add_argument("--samples", type=int, help="reasoning paths per problem (default 8)")
     p.add_argument("--max-new-tokens", type=int, help="token budget per reasoning path")
@@ -40,14 +41,14 @@ def build_parser() -> argparse.ArgumentParser:
                                  "pose, solve, verify, pair (DPO), train, evaluate.")
     sub = ap.add_subparsers(dest="cmd", required=True)
     run = sub.add_parser("run", help="run (or resume) the whole loop for N rounds")
-    _round_args(run)
+    _round_args(run, stage=False)
     run.add_argument("--rounds", type=int, help="number of rounds (default 1)")
     for name, hlp in [("problems", "stage 1: seed + posed problems -> problems.jsonl"),
                       ("solve", "stages 2-3: sample and verify -> rollouts.jsonl"),
                       ("pair", "stage 4: rollouts -> pairs.jsonl"),
                       ("stats", "recompute stats.json of a round")]:
         _round_args(sub.add_parser(name, help=hlp))
-    ev = sub.add_parser("eval", help="held-out evaluation of any model: pass@1 (greedy), maj@k, pass@k with 95% CIs")
+    ev = sub.add_parser("eval", help="held-out evaluation of any model: pass@1 (greedy), maj@k, pass@k with 95%% CIs")
     ev.add_argument("--model", required=True, help="'default', a HF model id, or a saved dir (e.g. OUT/round_0/model)")
     ev.add_argument("--data", required=True, action="append",
                     help="JSONL eval set (GSM8K, SVAMP, MAWPS or question/answer format); repeatable")

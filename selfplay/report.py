@@ -226,6 +226,32 @@ def plot_verdicts(run: dict[str, Any], path: Path) -> bool:
     return True
 
 
+_DIVERSITY_KEYS = ("distinct_problems", "posed_similarity", "distinct_1", "distinct_2", "distinct_3",
+                   "answer_entropy", "answer_entropy_global")
+
+
+def _quality_sections(run: dict[str, Any]) -> list[str]:
+    """Filter drop counts, diversity metrics and collapse-guard warnings, one row per round."""
+    stats = [(r["k"], r["stats"] or {}) for r in run["rounds"]]
+    md: list[str] = []
+    frows = []
+    for k, st in stats:
+        for name, counts in (st.get("filters") or {}).items():
+            if isinstance(counts, dict) and not name.endswith("_info"):
+                dropped = ", ".join(f"{a}: {b}" for a, b in counts.items() if b) or "none"
+                frows.append([str(k), name, dropped])
+    if frows:
+        md += ["## Filters (drops by reason)", "", _table(["round", "filter", "dropped"], frows), ""]
+    drows = [[str(k)] + [_num((st.get("diversity") or {}).get(key)) for key in _DIVERSITY_KEYS]
+             for k, st in stats if st.get("diversity")]
+    if drows:
+        md += ["## Diversity (collapse guard)", "", _table(["round", *_DIVERSITY_KEYS], drows), ""]
+    warns = [f"- round {k}: {w}" for k, st in stats for w in st.get("warnings") or []]
+    if warns:
+        md += ["## Collapse warnings", ""] + warns + [""]
+    return md
+
+
 def write_report(out_dir: Path) -> Path:
     """Write OUT/report.md (+ heldout.png, pass_rates.png, verdict_reasons.png); returns its path."""
     out_dir = Path(out_dir)
@@ -276,6 +302,7 @@ def write_report(out_dir: Path) -> Path:
         md += ["## Posed problems", "", _table(["round", "attempted", "kept", "rejected"], [
             [str(k), _num(p.get("attempted")), _num(p.get("kept")),
              ", ".join(f"{a}: {b}" for a, b in (p.get("rejected") or {}).items()) or "-"] for k, p in posed]), ""]
+    md += _quality_sections(run)
     plots = [("heldout.png", "Held-out accuracy per round", plot_heldout),
              ("pass_rates.png", "Per-problem pass rates", plot_pass_rates),
              ("verdict_reasons.png", "Verdict reasons", plot_verdicts)]

@@ -79,3 +79,20 @@ def test_report_tolerates_missing_and_broken_files(tmp_path):
     assert "12.5%" in rows[1] and "train_stats.json" in md  # the unreadable file is named
     assert not (out / "heldout.png").exists()  # nothing to plot
     assert load_run(out)["rounds"][0]["stats"] is None
+
+
+def test_report_shows_filters_diversity_and_warnings(tmp_path):
+    from selfplay.io import write_json
+    from selfplay.report import write_report
+
+    for k, d1 in ((0, 0.5), (1, 0.2)):
+        write_json(tmp_path / f"round_{k}" / "stats.json", {
+            "round": k, "problems": 4, "samples": 16, "pct_correct": 25.0, "pairs": 3,
+            "filters": {"hygiene": {"unfinished": 2, "no_answer": 0}, "perplexity_info": {"no_logprob": 1}},
+            "diversity": {"distinct_problems": 4, "distinct_1": d1, "answer_entropy": 1.5},
+            "warnings": ["distinct_1 fell to 0.2 (< 0.7 x round 0's 0.5)"] if k else []})
+    md = write_report(tmp_path).read_text()
+    assert "## Filters (drops by reason)" in md and "| 0 | hygiene | unfinished: 2 |" in md
+    assert "perplexity_info" not in md
+    assert "## Diversity (collapse guard)" in md and "0.200" in md
+    assert "## Collapse warnings" in md and "round 1: distinct_1 fell" in md
