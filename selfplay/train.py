@@ -15,7 +15,6 @@ import gc
 import logging
 import math
 import os
-import re
 import resource
 import shutil
 import time
@@ -29,7 +28,6 @@ from selfplay.records import Pair
 
 log = logging.getLogger(__name__)
 
-_ACCUMULATE_RE = re.compile(r"^(current|all|last:([1-9][0-9]*))$")
 
 
 @dataclass
@@ -43,8 +41,6 @@ class TrainConfig:
         dropped. max_prompt_length: pairs whose prompt alone exceeds it are dropped (TRL 1.16 has no
         such field; we enforce it ourselves). None disables either check.
     nll_weight: weight of the "sft" (NLL on chosen) term; 0 trains plain sigmoid DPO.
-    accumulate: which rounds' pairs a round trains on: "current", "all", or "last:N" (see
-        `select_pair_files`).
     """
 
     beta: float = 0.1
@@ -61,7 +57,6 @@ class TrainConfig:
     lora_dropout: float = 0.0
     seed: int = 0
     max_steps: int = -1
-    accumulate: str = "current"
     warmup_ratio: float = 0.1
     lr_scheduler: str = "cosine"
     weight_decay: float = 0.0
@@ -96,8 +91,6 @@ class TrainConfig:
             raise bad("lora_dropout", "must be in [0, 1)")
         if not isinstance(self.max_steps, int) or self.max_steps == 0 or self.max_steps < -1:
             raise bad("max_steps", "must be -1 (use epochs) or an integer >= 1")
-        if not isinstance(self.accumulate, str) or not _ACCUMULATE_RE.match(self.accumulate):
-            raise bad("accumulate", 'must be "current", "all" or "last:N" with N >= 1')
         if not 0 <= self.warmup_ratio < 1:
             raise bad("warmup_ratio", "must be in [0, 1)")
         if self.lr_scheduler not in ("linear", "cosine", "constant", "constant_with_warmup"):
@@ -109,24 +102,6 @@ class TrainConfig:
         if not self.max_grad_norm > 0:
             raise bad("max_grad_norm", "must be > 0")
         return self
-
-
-def select_pair_files(files_by_round: Sequence[Path], accumulate: str) -> list[Path]:
-    """Pick which rounds' pair files to train on. `files_by_round` is oldest first, current last.
-
-    "current": only the last; "all": every round; "last:N": the last N rounds (fewer if fewer exist).
-    """
-    m = _ACCUMULATE_RE.match(accumulate or "")
-    if not m:
-        raise ValueError(f'accumulate must be "current", "all" or "last:N", got {accumulate!r}')
-    files = [Path(f) for f in files_by_round]
-    if not files:
-        return []
-    if accumulate == "current":
-        return files[-1:]
-    if accumulate == "all":
-        return files
-    return files[-int(m.group(2)):]
 
 
 def load_pairs(pair_files: Sequence[Path]) -> list[Pair]:

@@ -6,7 +6,7 @@ import pytest
 
 from selfplay.prompts import solve_messages
 from selfplay.records import Pair
-from selfplay.train import TrainConfig, filter_pairs, load_pairs, select_pair_files, train_dpo
+from selfplay.train import TrainConfig, filter_pairs, load_pairs, train_dpo
 
 
 def _pair(a, b, chosen=None, rejected=None, pid=None, bare=False):
@@ -26,24 +26,13 @@ def _write(path: Path, pairs) -> Path:
 @pytest.mark.parametrize("field,value", [("beta", 0), ("learning_rate", -1.0), ("epochs", 0),
                                          ("per_device_batch_size", 0), ("grad_accum", 1.5), ("max_length", 4),
                                          ("max_prompt_length", 600), ("nll_weight", -0.1), ("max_steps", 0),
-                                         ("accumulate", "last:0"), ("accumulate", "some"), ("lora_r", 0),
+                                         ("lora_r", 0),
                                          ("lr_scheduler", "step"), ("warmup_ratio", 1.0),
                                          ("threads", 0)])
 def test_config_validate_names_field(field, value):
     TrainConfig().validate()
     with pytest.raises(ValueError, match=rf"TrainConfig\.{field}\b"):
         dataclasses.replace(TrainConfig(), **{field: value}).validate()
-
-
-def test_select_pair_files():
-    files = [Path(f"round_{k}/pairs.jsonl") for k in range(4)]
-    assert select_pair_files(files, "current") == files[-1:]
-    assert select_pair_files(files, "all") == files
-    assert select_pair_files(files, "last:2") == files[2:]
-    assert select_pair_files(files, "last:9") == files
-    assert select_pair_files([], "all") == []
-    with pytest.raises(ValueError):
-        select_pair_files(files, "last:x")
 
 
 def test_load_pairs_reports_file_and_line(tmp_path):

@@ -8,7 +8,6 @@ dropped from the batch (cache rows included) so short answers don't pay for long
 """
 from __future__ import annotations
 
-import math
 import os
 from typing import Sequence
 
@@ -156,6 +155,3 @@ def _cut_at_stop(text: str, stop: Sequence[str]) -> str:
     cut = min((text.find(s) + len(s) for s in stop if s in text), default=-1)
     return text[:cut] if cut > 0 else text
 
-
-def perplexity(mean_logprob: float) -> float:
-    return math.exp(-mean_logprob)
