@@ -21,6 +21,10 @@ import orjson
 from selfplay.records import Problem
 
 _NON_ALNUM = re.compile(r"[^0-9a-z]+")
+# An operator between two numbers is a word ("7 - 4" is not "7 + 4"); elsewhere it is punctuation.
+_OPERATOR = re.compile(r"(?<=\d)\s*([+\-*/=^×÷])\s*(?=\d)")
+_OP_WORDS = {"+": "plus", "-": "minus", "*": "times", "×": "times", "/": "over", "÷": "over", "=": "equals",
+             "^": "pow"}
 KEY_WORDS = 8  # index held-out questions by their first 8 normalized words
 
 
@@ -30,6 +34,7 @@ class ContaminationError(ValueError):
 
 def normalize_text(text: str) -> str:
     t = unicodedata.normalize("NFKC", text).lower()
+    t = _OPERATOR.sub(lambda m: f" {_OP_WORDS[m.group(1)]} ", t)
     return _NON_ALNUM.sub(" ", t).strip()
 
 

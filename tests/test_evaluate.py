@@ -211,3 +211,21 @@ def test_evaluate_with_real_math_verifier():
         for s in rec["samples"] + [rec["greedy"]]:
             assert s["label"] == verifiers.check(p.answer, s["completion"]).label
     assert r["n"] == 4 and r["k"] == 3
+
+
+def test_contamination_keeps_operators_apart(tmp_path):
+    """'What is 7 - 4?' must not count as a copy of the held-out 'What is 7 + 4?'."""
+    from selfplay.contamination import check_contamination, normalize_text
+    from selfplay.io import write_jsonl
+    from selfplay.prompts import solve_messages
+    from selfplay.records import Problem
+
+    assert normalize_text("What is 7 - 4?") != normalize_text("What is 7 + 4?")
+    held = [Problem(id="h1", question="What is 7 + 4?", answer="11", origin="procedural", source="add")]
+    f = tmp_path / "pairs.jsonl"
+    pair = {"prompt": solve_messages("What is 7 - 4?"), "chosen": [], "rejected": [], "metadata": {"problem_id": "t"}}
+    write_jsonl(f, [pair])
+    assert check_contamination(held, [f])["clean"] is True
+    pair["prompt"] = solve_messages("What  is 7+4 ?")
+    write_jsonl(f, [pair])
+    assert check_contamination(held, [f])["clean"] is False
