@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable
 
-import orjson
 
 from selfplay.records import Problem
 
@@ -40,33 +39,18 @@ def record_to_qa(d: dict[str, Any]) -> tuple[str, str]:
     raise KeyError("question/answer")
 
 
-def load_jsonl_problems(path: str | Path, *, limit: int | None = None, name: str | None = None) -> list[Problem]:
+def load_jsonl_problems(path: str | Path, *, limit: int | None = None) -> list[Problem]:
+    """Problems from a GSM8K / SVAMP / MAWPS / question-answer JSONL file (origin "file").
+
+    One parser serves seeds, the loop's held-out files and `selfplay eval`:
+    `selfplay.evaluate.load_eval_file` (a bad line raises ValueError naming file:line:field)."""
+    from selfplay.evaluate import load_eval_file
+
     path = Path(path)
     if not path.exists():
         raise ValueError(f"{path}: file not found")
-    name = name or path.stem
-    out: list[Problem] = []
-    with path.open("rb") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                d = orjson.loads(line)
-            except orjson.JSONDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: invalid JSON ({e})") from None
-            if not isinstance(d, dict):
-                raise ValueError(f"{path}:{lineno}: expected a JSON object")
-            try:
-                q, a = record_to_qa(d)
-            except KeyError as e:
-                raise ValueError(f"{path}:{lineno}: missing field {e.args[0]!r}") from None
-            if not q.strip() or not a.strip():
-                raise ValueError(f"{path}:{lineno}: empty question or answer")
-            out.append(Problem(id=f"{name}-{lineno - 1}", question=q.strip(), answer=a, origin="file",
-                               source=path.name))
-            if limit is not None and len(out) >= limit:
-                break
-    return out
+    problems = load_eval_file(path)
+    return problems[:limit] if limit is not None else problems
 
 
 def load_hf_dataset(name: str, *, split: str = "train", config: str | None = None,
