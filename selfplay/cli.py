@@ -19,8 +19,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="output directory (default: run.out = runs/default)")
     p.add_argument("--seed", type=int, help="run seed: every random draw derives from it")
     p.add_argument("--model", help="'default' (embedded SmolLM2-135M-Instruct), a HF model id or a local dir")
-    p.add_argument("--backend", choices=["hf", "vllm", "scripted"],
-                   help="generation backend (default hf; 'scripted' is a fake for tests)")
+    p.add_argument("--backend", choices=["auto", "hf", "vllm", "scripted"],
+                   help="generation backend (default auto: vllm when installed, else hf; "
+                        "'scripted' is a fake for tests)")
     p.add_argument("--batch-size", type=int, help="rows per forward pass (hf backend)")
 
 
@@ -55,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--samples", type=int, default=8, help="sampled paths per problem for maj@k/pass@k (1 = greedy only)")
     ev.add_argument("--limit", type=int, help="first N problems of each file")
     ev.add_argument("--max-new-tokens", type=int, default=256)
-    ev.add_argument("--backend", choices=["hf", "vllm"], default="hf")
+    ev.add_argument("--backend", choices=["auto", "hf", "vllm"], default="auto",
+                    help="generation backend (default auto: vllm when installed, else hf)")
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("-o", "--out", help="write the result JSON here")
     rep = sub.add_parser("report", help="write OUT/report.md and PNG plots from a run directory")

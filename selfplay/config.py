@@ -29,7 +29,7 @@ class RunConfig:
 @dataclass
 class ModelConfig:
     name: str = "default"  # "default" = embedded SmolLM2-135M-Instruct; or any HF id / local dir
-    backend: str = "hf"  # hf | vllm
+    backend: str = "auto"  # auto (vllm when installed, else hf) | hf | vllm
     dtype: str = "float32"
     batch_size: int = 64  # rows per forward pass (hf backend)
 
@@ -62,7 +62,7 @@ class SolveConfig:
     temperature: float = 0.8
     top_p: float = 0.95
     max_new_tokens: int = 192
-    batch_problems: int = 8  # problems per generation batch (x samples rows)
+    batch_problems: int = 0  # problems per generation call; 0 = fill the backend (hf: batch_size rows, vllm: 256)
 
 
 @dataclass
@@ -152,7 +152,7 @@ class Config:
                 raise ValueError(f"config: {name}: {msg}")
 
         need(self.run.rounds >= 1, "run.rounds", "must be >= 1")
-        need(self.model.backend in ("hf", "vllm", "scripted"), "model.backend", "must be hf or vllm")
+        need(self.model.backend in ("auto", "hf", "vllm", "scripted"), "model.backend", "must be auto, hf or vllm")
         need(self.model.dtype in ("float32", "bfloat16", "float16", "auto"), "model.dtype", "float32|bfloat16|float16|auto")
         need(self.model.batch_size >= 1, "model.batch_size", "must be >= 1")
         need(self.seeds.problems >= 0, "seeds.problems", "must be >= 0")
@@ -170,7 +170,7 @@ class Config:
             need(0 < c.top_p <= 1, f"{sec}.top_p", "must be in (0, 1]")
             need(c.max_new_tokens >= 1, f"{sec}.max_new_tokens", "must be >= 1")
         need(self.solve.samples >= 2, "solve.samples", "must be >= 2 (pairs need a correct and an incorrect path)")
-        need(self.solve.batch_problems >= 1, "solve.batch_problems", "must be >= 1")
+        need(self.solve.batch_problems >= 0, "solve.batch_problems", "must be >= 0 (0 = fill the backend)")
         need(self.verify.timeout > 0, "verify.timeout", "must be > 0")
         need(self.verify.workers >= 0, "verify.workers", "must be >= 0")
         need(self.pair.max_pairs_per_problem >= 1, "pair.max_pairs_per_problem", "must be >= 1")

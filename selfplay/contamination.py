@@ -16,7 +16,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Sequence
 
-import orjson
+from selfplay.io import iter_jsonl
 
 from selfplay.records import Problem
 
@@ -80,26 +80,19 @@ def check_contamination(heldout: Sequence[Problem], pair_files: Sequence[Path], 
     leaked: set[str] = set()
     examples: list[dict[str, Any]] = []
     for path in pair_files:
-        with open(path, "rb") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    pair = orjson.loads(line)
-                except orjson.JSONDecodeError as e:
-                    raise ValueError(f"{path}:{lineno}: invalid JSON ({e})") from None
-                n_pairs += 1
-                hits = index.find(_prompt_text(pair))
-                pid = (pair.get("metadata") or {}).get("problem_id")
-                id_hit = pid is not None and str(pid) in index.ids
-                text_leaks += bool(hits)
-                id_leaks += id_hit
-                leaked.update(hits)
-                if id_hit:
-                    leaked.add(str(pid))
-                if (hits or id_hit) and len(examples) < max_examples:
-                    examples.append({"file": str(path), "line": lineno, "problem_id": pid,
-                                     "heldout_ids": sorted(hits), "id_match": id_hit})
+        for lineno, pair in iter_jsonl(path, numbered=True):
+            n_pairs += 1
+            hits = index.find(_prompt_text(pair))
+            pid = (pair.get("metadata") or {}).get("problem_id")
+            id_hit = pid is not None and str(pid) in index.ids
+            text_leaks += bool(hits)
+            id_leaks += id_hit
+            leaked.update(hits)
+            if id_hit:
+                leaked.add(str(pid))
+            if (hits or id_hit) and len(examples) < max_examples:
+                examples.append({"file": str(path), "line": lineno, "problem_id": pid,
+                                 "heldout_ids": sorted(hits), "id_match": id_hit})
     result = {"heldout": len(heldout), "pairs": n_pairs, "text_leaks": text_leaks, "id_leaks": id_leaks,
               "leaked_heldout_ids": sorted(leaked)[:100], "n_leaked_heldout": len(leaked),
               "examples": examples, "clean": not (text_leaks or id_leaks)}

@@ -231,9 +231,9 @@ def format_table(result: dict[str, Any]) -> str:
 
 
 def run_eval_cli(model: str, data: list[str], samples: int, out: Path | None, limit: int | None,
-                 backend_name: str = "hf", max_new_tokens: int = 256, seed: int = 0) -> dict[str, Any]:
+                 backend_name: str = "auto", max_new_tokens: int = 256, seed: int = 0) -> dict[str, Any]:
     """`selfplay eval`: evaluate `model` on each data file, print a table, write JSON to `out`."""
-    from selfplay.backends import get_backend
+    from selfplay.backends import get_backend, rows_per_call
 
     if not data:
         raise ValueError("eval: give at least one --data FILE.jsonl")
@@ -250,7 +250,7 @@ def run_eval_cli(model: str, data: list[str], samples: int, out: Path | None, li
     try:
         with MathVerifier() as verifier:
             result = evaluate_sets(backend, sets, verifier, samples=samples, max_new_tokens=max_new_tokens,
-                                   seed=seed)
+                                   seed=seed, batch_size=max(1, rows_per_call(backend) // max(1, samples)))
     finally:
         backend.close()
     result["model"] = model if result.get("model") is None else result["model"]

@@ -68,9 +68,10 @@ def append_jsonl(path: str | Path, records: Iterable[Any]) -> None:
         os.fsync(f.fileno())
 
 
-def iter_jsonl(path: str | Path, *, repair: bool = False) -> Iterator[dict[str, Any]]:
-    """Yield dicts; a bad line raises ValueError naming file:line. With repair=True a torn final
-    line (no newline: a crash mid-write) is cut off the file instead."""
+def iter_jsonl(path: str | Path, *, repair: bool = False, numbered: bool = False) -> Iterator[Any]:
+    """Yield dicts (or (line number, dict) with numbered=True); a bad line raises ValueError naming
+    file:line. With repair=True a torn final line (no newline: a crash mid-write) is cut off the
+    file instead."""
     path = Path(path)
     data = path.read_bytes()
     if repair and data and not data.endswith(b"\n"):
@@ -87,7 +88,7 @@ def iter_jsonl(path: str | Path, *, repair: bool = False) -> Iterator[dict[str, 
             raise ValueError(f"{path}:{lineno}: invalid JSON ({e})") from None
         if not isinstance(d, dict):
             raise ValueError(f"{path}:{lineno}: expected a JSON object")
-        yield d
+        yield (lineno, d) if numbered else d
 
 
 def read_records(path: str | Path, cls: Callable[[dict[str, Any]], T], *, repair: bool = False) -> list[T]:

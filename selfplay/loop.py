@@ -85,7 +85,7 @@ def evaluate_model(cfg: Config, model: str, sets: dict[str, list[Problem]], path
     """Evaluate one model on every held-out set; writes `path` atomically, skips if it exists."""
     if path.exists():
         return io.read_json(path)
-    from selfplay.backends import get_backend
+    from selfplay.backends import get_backend, rows_per_call
     from selfplay.evaluate import evaluate
     from verifiers import MathVerifier
 
@@ -97,6 +97,7 @@ def evaluate_model(cfg: Config, model: str, sets: dict[str, list[Problem]], path
         with MathVerifier(workers=cfg.verify.workers or None, timeout=cfg.verify.timeout) as verifier:
             for name, problems in sets.items():
                 r = evaluate(backend, problems, verifier, samples=cfg.eval.samples,
+                             batch_size=max(1, rows_per_call(backend) // max(1, cfg.eval.samples)),
                              temperature=cfg.solve.temperature, top_p=cfg.solve.top_p,
                              max_new_tokens=cfg.eval.max_new_tokens, seed=cfg.run.seed)
                 result["sets"][name] = r

@@ -30,7 +30,13 @@ def _batches(items: Sequence[Problem], size: int) -> Iterator[Sequence[Problem]]
 def generate_batches(backend: Backend, problems: Sequence[Problem], params: SamplingParams, *,
                      seed: int, round_idx: int, batch_problems: int,
                      ) -> Iterator[tuple[Sequence[Problem], list[list[Completion]], float]]:
-    """Yield (problems, completions, seconds) per batch, generating one batch ahead in a thread."""
+    """Yield (problems, completions, seconds) per batch, generating one batch ahead in a thread.
+
+    batch_problems <= 0: as many problems as fill one call of the backend (rows_per_call / n)."""
+    if batch_problems <= 0:
+        from selfplay.backends import rows_per_call
+
+        batch_problems = max(1, rows_per_call(backend) // max(1, params.n))
     q: queue.Queue[Any] = queue.Queue(maxsize=1)
     stop = threading.Event()
 

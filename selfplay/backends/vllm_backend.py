@@ -96,6 +96,7 @@ class VLLMBackend:
         kw.update(engine_kwargs)
         self.engine_kwargs = kw
         self.llm = vllm.LLM(**kw)
+        self.rows_per_call = int(self.llm.llm_engine.vllm_config.scheduler_config.max_num_seqs or 256)
         self.startup_s = time.perf_counter() - t0
         self.tokenizer = self.llm.get_tokenizer()
         self.eos_ids = self._eos_ids()
