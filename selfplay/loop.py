@@ -160,8 +160,9 @@ def run_loop(cfg: Config, backend_factory: Callable[[str], Backend] | None = Non
     t_run = time.perf_counter()
     sets = eval_sets(cfg) if cfg.eval.enabled else {}
     all_stats = []
+    start_eval = None
     if sets:
-        evaluate_model(cfg, round_model(cfg, out, 0), sets, out / "eval_base.json", backend_factory)
+        start_eval = evaluate_model(cfg, round_model(cfg, out, 0), sets, out / "eval_base.json", backend_factory)
     for k in range(cfg.run.rounds):
         ctx = make_context(cfg, out, k, backend_factory)
         log(f"round {k}: model {ctx.model}")
@@ -189,7 +190,7 @@ def run_loop(cfg: Config, backend_factory: Callable[[str], Backend] | None = Non
             for w in stats["warnings"]:
                 log(f"WARNING collapse guard: {w}")
         io.write_json(out / f"round_{k}" / "stats.json", stats)
-        print_summary(stats)
+        print_summary(stats, start_eval)
     if cfg.train.enabled or sets:
         from selfplay.report import write_report
 
@@ -198,7 +199,7 @@ def run_loop(cfg: Config, backend_factory: Callable[[str], Backend] | None = Non
     return all_stats
 
 
-def print_summary(s: dict[str, Any]) -> None:
+def print_summary(s: dict[str, Any], start_eval: dict[str, Any] | None = None) -> None:
     posed = s.get("posed") or {}
     lines = [
         f"== round {s['round']} summary ==",
@@ -219,6 +220,15 @@ def print_summary(s: dict[str, Any]) -> None:
                      + (f" (skipped: {tr['skipped']})" if tr.get("skipped") else ""))
     ev = s.get("eval")
     if ev:
+        from selfplay.metrics import greedy_correct_by_id, paired_gain
+
+        start = (start_eval or {}).get("sets") or {}
         for name, r in ev.get("sets", {}).items():
-            lines.append(f"held-out {name}: pass@1 {r.get('pass@1')} CI {r.get('pass@1_ci')}")
+            line = f"held-out {name}: pass@1 {r.get('pass@1')} CI {r.get('pass@1_ci')}"
+            if name in start:
+                g = paired_gain(greedy_correct_by_id(start[name]), greedy_correct_by_id(r))
+                if g["n"]:
+                    line += (f"; vs start {100 * g['gain']:+.1f} pts [{100 * g['gain_ci'][0]:+.1f}, "
+                             f"{100 * g['gain_ci'][1]:+.1f}], McNemar p {g['mcnemar_p']:.3g}")
+            lines.append(line)
     print("\n".join(lines), flush=True)

@@ -169,3 +169,40 @@ def summarize(per_problem_results: Iterable[Mapping[str, Any]], seed: int = 0) -
     else:
         out.update({"k": 0, "maj@k": None, "maj@k_ci": None, "pass@k": None, "pass@k_ci": None})
     return out
+
+
+def mcnemar_exact_p(b: int, c: int) -> float:
+    """Two-sided exact McNemar p-value from the discordant counts: b problems right only before,
+    c right only after. Under "no change" each discordant problem flips either way with p = 1/2."""
+    if b < 0 or c < 0:
+        raise ValueError(f"mcnemar_exact_p needs b, c >= 0, got {b}, {c}")
+    n = b + c
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(b, c) + 1)) / 2.0 ** n
+    return float(min(1.0, 2.0 * tail))
+
+
+def paired_gain(before: Mapping[str, bool], after: Mapping[str, bool], seed: int = 0,
+                n_boot: int = 2000) -> dict[str, Any]:
+    """Accuracy change on the same problems (problem id -> correct), paired.
+
+    Two models graded on one held-out set are not independent samples: the per-problem difference
+    (after - before, in {-1, 0, 1}) has a much narrower interval than two separate Wilson
+    intervals suggest. Returns n (shared ids), gain (after - before accuracy), gain_ci (percentile
+    bootstrap over problems), gained / lost (discordant counts) and mcnemar_p (exact, two-sided).
+    Problems present in only one mapping are ignored; n = 0 gives gain None."""
+    ids = sorted(set(before) & set(after))
+    if not ids:
+        return {"n": 0, "gain": None, "gain_ci": None, "gained": 0, "lost": 0, "mcnemar_p": None}
+    diff = [int(bool(after[i])) - int(bool(before[i])) for i in ids]
+    gained, lost = diff.count(1), diff.count(-1)
+    lo, hi = bootstrap_ci(diff, n_boot=n_boot, seed=seed)
+    return {"n": len(ids), "gain": sum(diff) / len(ids), "gain_ci": [lo, hi], "gained": gained, "lost": lost,
+            "mcnemar_p": mcnemar_exact_p(lost, gained)}
+
+
+def greedy_correct_by_id(eval_set: Mapping[str, Any]) -> dict[str, bool]:
+    """problem id -> greedy answer verified correct, from one set of an eval.json."""
+    return {str(p["id"]): (p.get("greedy") or {}).get("label") == "correct"
+            for p in eval_set.get("problems") or [] if "id" in p}

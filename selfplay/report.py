@@ -252,6 +252,36 @@ def _quality_sections(run: dict[str, Any]) -> list[str]:
     return md
 
 
+def gains(run: dict[str, Any], sets: list[str]) -> list[dict[str, Any]]:
+    """Per round and held-out set: greedy pass@1 change against the starting model on the same
+    problems (metrics.paired_gain: paired bootstrap interval, exact McNemar p)."""
+    from selfplay.metrics import greedy_correct_by_id, paired_gain
+
+    out = []
+    start_sets = (run["start_eval"] or {}).get("sets") or {}
+    for r in run["rounds"]:
+        for name in sets:
+            before, after = start_sets.get(name), ((r["eval"] or {}).get("sets") or {}).get(name)
+            if before and after:
+                g = paired_gain(greedy_correct_by_id(before), greedy_correct_by_id(after))
+                if g["n"]:
+                    out.append({"round": r["k"], "set": name, **g})
+    return out
+
+
+def _gain_section(run: dict[str, Any], sets: list[str]) -> list[str]:
+    rows = [[str(g["round"]), g["set"], str(g["n"]), f"{100 * g['gain']:+.1f}",
+             f"[{100 * g['gain_ci'][0]:+.1f}, {100 * g['gain_ci'][1]:+.1f}]", f"{g['gained']}/{g['lost']}",
+             f"{g['mcnemar_p']:.3g}"] for g in gains(run, sets)]
+    if not rows:
+        return []
+    return ["## Held-out gain against the starting model (paired)", "",
+            "Both models answer the same held-out problems, so the change is measured per problem: "
+            "points of greedy pass@1 gained, a 95% bootstrap interval over problems, problems newly "
+            "right / newly wrong, and the exact McNemar p-value (small = unlikely to be noise).", "",
+            _table(["round", "set", "n", "gain (pts)", "95% CI", "newly right/wrong", "McNemar p"], rows), ""]
+
+
 def write_report(out_dir: Path) -> Path:
     """Write OUT/report.md (+ heldout.png, pass_rates.png, verdict_reasons.png); returns its path."""
     out_dir = Path(out_dir)
@@ -296,6 +326,7 @@ def write_report(out_dir: Path) -> Path:
                                         _set_cell(ev, s, "maj@k"), _set_cell(ev, s, "pass@k")])
         md += ["## Held-out detail", "", _table(["model", "set", "n", "pass@1 (greedy)", "k", "maj@k", "pass@k"],
                                                  detail_rows), ""]
+    md += _gain_section(run, sets)
     posed = [(r["k"], (r["stats"] or {}).get("posed")) for r in run["rounds"]]
     posed = [(k, p) for k, p in posed if isinstance(p, dict) and p]
     if posed:

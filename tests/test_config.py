@@ -46,3 +46,14 @@ def test_bad_toml_and_missing_file(tmp_path):
 
 def test_int_accepted_for_float():
     assert load_config(None, {"solve.temperature": 1}).solve.temperature == 1.0
+
+
+@pytest.mark.parametrize("name", ["default.toml", "no-guard.toml"])
+def test_shipped_configs_load(name):
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = load_config(root / "configs" / name)
+    assert cfg.run.rounds >= 2 and cfg.train.enabled and cfg.eval.enabled
+    assert cfg.model.backend == "auto"
+    assert cfg.guard.enabled == (name == "default.toml")

@@ -86,3 +86,42 @@ def test_summarize():
     # greedy only
     g = summarize([{"greedy": {"label": C}, "samples": []}])
     assert g["pass@1"] == 1.0 and g["maj@k"] is None
+
+
+def test_mcnemar_exact_known_values():
+    from selfplay.metrics import mcnemar_exact_p
+
+    assert mcnemar_exact_p(0, 0) == 1.0
+    assert mcnemar_exact_p(3, 3) == 1.0
+    # 0 lost, 6 gained: 2 * (1/2)^6
+    assert mcnemar_exact_p(0, 6) == pytest.approx(2 / 64)
+    # 1 vs 9: 2 * (C(10,0) + C(10,1)) / 2^10 = 22/1024
+    assert mcnemar_exact_p(1, 9) == pytest.approx(22 / 1024)
+    assert mcnemar_exact_p(9, 1) == mcnemar_exact_p(1, 9)
+    with pytest.raises(ValueError):
+        mcnemar_exact_p(-1, 2)
+
+
+def test_paired_gain_counts_only_shared_ids_and_brackets_the_gain():
+    from selfplay.metrics import paired_gain
+
+    before = {f"p{i}": i < 30 for i in range(100)}  # 30% right
+    after = {f"p{i}": i < 30 or 50 <= i < 65 for i in range(100)}  # + 15 new, none lost
+    after["extra"] = True  # not in `before`: ignored
+    g = paired_gain(before, after)
+    assert g["n"] == 100 and g["gained"] == 15 and g["lost"] == 0
+    assert g["gain"] == pytest.approx(0.15)
+    lo, hi = g["gain_ci"]
+    assert 0.0 < lo < 0.15 < hi < 0.3
+    assert g["mcnemar_p"] < 0.001
+    flat = paired_gain(before, dict(before))
+    assert flat["gain"] == 0 and flat["gain_ci"] == [0.0, 0.0] and flat["mcnemar_p"] == 1.0
+    assert paired_gain({}, after)["gain"] is None
+
+
+def test_greedy_correct_by_id_reads_eval_sets():
+    from selfplay.metrics import greedy_correct_by_id
+
+    s = {"problems": [{"id": "a", "greedy": {"label": "correct"}}, {"id": "b", "greedy": {"label": "unknown"}},
+                      {"id": "c", "greedy": {"label": "incorrect"}}]}
+    assert greedy_correct_by_id(s) == {"a": True, "b": False, "c": False}

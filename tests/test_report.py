@@ -96,3 +96,22 @@ def test_report_shows_filters_diversity_and_warnings(tmp_path):
     assert "perplexity_info" not in md
     assert "## Diversity (collapse guard)" in md and "0.200" in md
     assert "## Collapse warnings" in md and "round 1: distinct_1 fell" in md
+
+
+def test_report_shows_paired_gain_against_start(tmp_path):
+    out = make_run(tmp_path, rounds=2)
+
+    def problems(right):
+        return [{"id": f"h{i}", "greedy": {"label": "correct" if i in right else "incorrect"}} for i in range(40)]
+
+    base = _eval(0.10)
+    base["sets"]["heldout_procedural"]["problems"] = problems(set(range(10)))
+    _w(out / "eval_base.json", base)
+    ev = _eval(0.3)
+    ev["sets"]["heldout_procedural"]["problems"] = problems(set(range(2, 20)))  # +10 new, 2 lost
+    _w(out / "round_1" / "eval.json", ev)
+    md = write_report(out).read_text()
+    section = md.split("## Held-out gain against the starting model (paired)")[1].split("##")[0]
+    rows = [line for line in section.splitlines() if line.startswith("| 1 |")]
+    assert len(rows) == 1 and "| heldout_procedural | 40 | +20.0 |" in rows[0] and "| 10/2 |" in rows[0]
+    assert "| 0 |" not in section  # round 0's eval has no per-problem records: no row
