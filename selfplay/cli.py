@@ -147,9 +147,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+class Terminated(Exception):
+    """SIGTERM/SIGHUP arrived: unwind like Ctrl-C so every `finally` runs (the vLLM engine's worker
+    processes are shut down instead of orphaned, the verifier pool and sandbox are stopped)."""
+
+
+def _on_signal(signum: int, _frame: Any) -> None:
+    import signal
+
+    raise Terminated(signal.Signals(signum).name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    import signal
+
     args = build_parser().parse_args(argv)
     handlers = {"run": cmd_run, "verify": cmd_verify, "eval": cmd_eval, "report": cmd_report}
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _on_signal)
     try:
         return handlers.get(args.cmd, cmd_stage)(args)
     except (ValueError, FileNotFoundError) as e:
@@ -161,6 +176,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("selfplay: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+    except Terminated as e:
+        print(f"selfplay: stopped by {e}; rerun the same command to resume", file=sys.stderr)
+        return 143
 
 
 if __name__ == "__main__":

@@ -116,3 +116,26 @@ def test_kill_9_and_resume_loses_and_duplicates_nothing(tmp_path):
         ra = sorted(map(_key, io.iter_jsonl(tmp_path / "ref" / f"round_{k}" / "rollouts.jsonl")))
         rb = list(map(_key, io.iter_jsonl(tmp_path / "killed" / f"round_{k}" / "rollouts.jsonl")))
         assert len(rb) == len(set(rb)) and sorted(rb) == ra
+
+
+@needs_bwrap
+def test_sigterm_unwinds_closes_the_backend_and_resumes(tmp_path):
+    ref = cfg_file(tmp_path, tmp_path / "ref")
+    _run(ref)
+    (tmp_path / "t").mkdir()
+    stopped = cfg_file(tmp_path / "t", tmp_path / "stopped")
+    p = _run(stopped, env={"SELFPLAY_SCRIPTED_DELAY": "0.3"}, wait=False)
+    deadline = time.time() + 60
+    while not (tmp_path / "stopped" / "round_0" / "rollouts.jsonl").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=60)
+    err = err.decode()
+    assert p.returncode == 143, err[-2000:]
+    assert "stopped by SIGTERM; rerun the same command to resume" in err
+    assert "[scripted] backend closed" in err  # the finally blocks ran
+    assert not (tmp_path / "stopped" / "round_0" / "pairs.jsonl").exists()
+    _run(stopped)
+    for name in ("problems.jsonl", "pairs.jsonl"):
+        assert (tmp_path / "ref" / "round_0" / name).read_bytes() == \
+            (tmp_path / "stopped" / "round_0" / name).read_bytes()

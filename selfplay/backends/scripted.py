@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import time
 from typing import Sequence
 
@@ -66,4 +67,5 @@ class ScriptedBackend:
         return out
 
     def close(self) -> None:
-        pass
+        if os.environ.get("SELFPLAY_SCRIPTED_DELAY"):  # tests that stop a run check the unwind
+            print("[scripted] backend closed", file=sys.stderr, flush=True)
