@@ -51,8 +51,18 @@ def build_parser() -> argparse.ArgumentParser:
         _round_args(sub.add_parser(name, help=hlp))
     ev = sub.add_parser("eval", help="held-out evaluation of any model: pass@1 (greedy), maj@k, pass@k with 95%% CIs")
     ev.add_argument("--model", required=True, help="'default', a HF model id, or a saved dir (e.g. OUT/round_0/model)")
-    ev.add_argument("--data", required=True, action="append",
+    ev.add_argument("--data", action="append", default=[],
                     help="JSONL eval set (GSM8K, SVAMP, MAWPS or question/answer format); repeatable")
+    ev.add_argument("--heldout", type=int, default=0, metavar="N",
+                    help="also evaluate the first N problems of the procedural held-out split (generators, "
+                         "levels and seed from --config; the loop's own held-out set is its first "
+                         "eval.heldout_problems)")
+    ev.add_argument("--config", help="TOML config for --heldout (default: built-in defaults)")
+    ev.add_argument("--exclude", action="append", default=[], metavar="PROBLEMS.jsonl",
+                    help="drop eval problems whose question (normalized) appears in this problems file, "
+                         "e.g. every OUT/round_*/problems.jsonl of a run; repeatable; the count is printed")
+    ev.add_argument("--compare", metavar="EVAL.json",
+                    help="an earlier eval JSON on the same sets: print the paired gain against it")
     ev.add_argument("--samples", type=int, default=8, help="sampled paths per problem for maj@k/pass@k (1 = greedy only)")
     ev.add_argument("--limit", type=int, help="first N problems of each file")
     ev.add_argument("--max-new-tokens", type=int, default=256)
@@ -123,8 +133,24 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     if args.samples < 1:
         raise ValueError("eval: --samples must be >= 1")
-    run_eval_cli(args.model, args.data, args.samples, Path(args.out) if args.out else None, args.limit,
-                 backend_name=args.backend, max_new_tokens=args.max_new_tokens, seed=args.seed)
+    if not args.data and args.heldout <= 0:
+        raise ValueError("eval: give --data FILE.jsonl and/or --heldout N")
+    extra = {}
+    if args.heldout > 0:
+        from selfplay.config import load_config
+        from selfplay.loop import heldout_problems
+
+        cfg = load_config(args.config)
+        cfg.eval.heldout_problems = args.heldout
+        extra["heldout_procedural"] = heldout_problems(cfg)
+    result = run_eval_cli(args.model, args.data, args.samples, Path(args.out) if args.out else None, args.limit,
+                          backend_name=args.backend, max_new_tokens=args.max_new_tokens, seed=args.seed,
+                          extra_sets=extra, exclude=args.exclude)
+    if args.compare:
+        from selfplay import io
+        from selfplay.evaluate import format_gains
+
+        print(format_gains(io.read_json(args.compare), result))
     return 0
 
 

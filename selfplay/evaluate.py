@@ -230,20 +230,62 @@ def format_table(result: dict[str, Any]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
 
+def _read_problems(path: str | Path) -> list[Problem]:
+    from selfplay import io
+
+    return io.read_records(path, Problem.from_dict)
+
+
+def format_gains(before: dict[str, Any], after: dict[str, Any]) -> str:
+    """Paired greedy pass@1 change per set shared by two eval results (metrics.paired_gain)."""
+    from selfplay.metrics import greedy_correct_by_id, paired_gain
+
+    rows = [["set", "n", "before", "after", "gain (pts)", "95% CI", "newly right/wrong", "McNemar p"]]
+    for name, a in (after.get("sets") or {}).items():
+        b = (before.get("sets") or {}).get(name)
+        if not b:
+            continue
+        gb, ga = greedy_correct_by_id(b), greedy_correct_by_id(a)
+        g = paired_gain(gb, ga)
+        if not g["n"]:
+            continue
+        ids = set(gb) & set(ga)
+        rows.append([name, str(g["n"]), f"{100 * sum(gb[i] for i in ids) / len(ids):.1f}%",
+                     f"{100 * sum(ga[i] for i in ids) / len(ids):.1f}%", f"{100 * g['gain']:+.1f}",
+                     f"[{100 * g['gain_ci'][0]:+.1f}, {100 * g['gain_ci'][1]:+.1f}]", f"{g['gained']}/{g['lost']}",
+                     f"{g['mcnemar_p']:.3g}"])
+    if len(rows) == 1:
+        return "no set with per-problem greedy records in both results: nothing to compare"
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+
 def run_eval_cli(model: str, data: list[str], samples: int, out: Path | None, limit: int | None,
-                 backend_name: str = "auto", max_new_tokens: int = 256, seed: int = 0) -> dict[str, Any]:
-    """`selfplay eval`: evaluate `model` on each data file, print a table, write JSON to `out`."""
+                 backend_name: str = "auto", max_new_tokens: int = 256, seed: int = 0,
+                 extra_sets: dict[str, list[Problem]] | None = None,
+                 exclude: Sequence[str | Path] = ()) -> dict[str, Any]:
+    """`selfplay eval`: evaluate `model` on each data file (and `extra_sets`), print a table, write
+    JSON to `out`. `exclude`: problems files whose questions are removed from every set first."""
     from selfplay.backends import get_backend, rows_per_call
 
-    if not data:
+    if not data and not extra_sets:
         raise ValueError("eval: give at least one --data FILE.jsonl")
-    sets: dict[str, list[Problem]] = {}
+    sets: dict[str, list[Problem]] = dict(extra_sets or {})
     for f in data:
         name = Path(f).stem
         if name in sets:
             raise ValueError(f"eval: two data files share the set name {name!r}")
         probs = load_eval_file(f)
         sets[name] = probs[:limit] if limit else probs
+    if exclude:
+        from selfplay.pose import normalize_question
+
+        seen = {normalize_question(p.question) for f in exclude for p in _read_problems(f)}
+        for name, probs in list(sets.items()):
+            kept = [p for p in probs if normalize_question(p.question) not in seen]
+            print(f"{name}: excluded {len(probs) - len(kept)} of {len(probs)} problems seen in --exclude files",
+                  file=sys.stderr)
+            sets[name] = kept
     from verifiers import MathVerifier
 
     backend = get_backend(backend_name, model=model, seed=seed)

@@ -59,3 +59,8 @@ def test_eval_real_model(tmp_path):
     res = io.read_json(out)
     s = res["sets"]["mini"]
     assert s["n"] == 2 and 0 <= s["pass@1"] <= 1 and len(s["pass@1_ci"]) == 2 and s["k"] == 2
+
+
+def test_eval_needs_data_or_heldout():
+    r = sp("eval", "--model", "default")
+    assert r.returncode == 2 and "--data FILE.jsonl and/or --heldout N" in r.stderr

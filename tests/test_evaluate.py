@@ -229,3 +229,25 @@ def test_contamination_keeps_operators_apart(tmp_path):
     pair["prompt"] = solve_messages("What  is 7+4 ?")
     write_jsonl(f, [pair])
     assert check_contamination(held, [f])["clean"] is False
+
+
+def test_run_eval_cli_extra_sets_exclude_and_compare(tmp_path, monkeypatch, capsys):
+    import verifiers
+    from selfplay import io
+    from selfplay.evaluate import format_gains
+
+    monkeypatch.setattr(verifiers, "MathVerifier", FakeVerifier, raising=False)
+    probs = _problems(6)
+    seen = tmp_path / "problems.jsonl"  # a run's problems file holding two of them
+    io.write_jsonl(seen, [probs[1].to_dict(), probs[4].to_dict()])
+    res = run_eval_cli("scripted-model", [], samples=2, out=None, limit=None, backend_name="scripted",
+                       max_new_tokens=32, seed=1, extra_sets={"heldout_procedural": probs}, exclude=[seen])
+    s = res["sets"]["heldout_procedural"]
+    assert s["n"] == 4 and {p["id"] for p in s["problems"]} == {probs[i].id for i in (0, 2, 3, 5)}
+    assert "excluded 2 of 6" in capsys.readouterr().err
+    before = {"sets": {"heldout_procedural": {"problems": [
+        {"id": p["id"], "greedy": {"label": "incorrect"}} for p in s["problems"]]}}}
+    table = format_gains(before, res).splitlines()
+    right = sum(p["greedy"]["label"] == "correct" for p in s["problems"])
+    assert table[1].split()[:2] == ["heldout_procedural", "4"] and f"{right}/0" in table[1]
+    assert "nothing to compare" in format_gains({"sets": {}}, res)
