@@ -301,3 +301,13 @@ def collapse_warnings(metrics_by_round: Sequence[Mapping[str, Any]], min_fractio
                     warnings.append(f"round {name}: {key} = {v:.4g} fell below {limit:.4g} "
                                     f"({min_fraction:g} x round 0 = {b:.4g}): possible collapse")
     return warnings
+
+
+def round_warnings(metrics_by_round: Sequence[Mapping[str, Any]], min_fraction: float = 0.7,
+                   keys: Sequence[str] = COLLAPSE_KEYS) -> list[str]:
+    """The warnings about the last round of `metrics_by_round` only (each round's stats.json keeps
+    its own; earlier rounds' are not repeated)."""
+    if len(metrics_by_round) < 2:
+        return []
+    return collapse_warnings([metrics_by_round[0], {"round": len(metrics_by_round) - 1, **metrics_by_round[-1]}],
+                             min_fraction=min_fraction, keys=keys)

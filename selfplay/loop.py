@@ -183,10 +183,10 @@ def run_loop(cfg: Config, backend_factory: Callable[[str], Backend] | None = Non
             io.write_json(out / f"round_{k}" / "contamination.json", contamination)
         all_stats.append(stats)
         if cfg.guard.enabled:
-            from selfplay.diversity import collapse_warnings
+            from selfplay.diversity import round_warnings
 
             history = [io.read_json(out / f"round_{j}" / "stats.json").get("diversity", {}) for j in range(k + 1)]
-            stats["warnings"] = collapse_warnings(history, min_fraction=cfg.guard.warn_fraction)
+            stats["warnings"] = round_warnings(history, min_fraction=cfg.guard.warn_fraction)
             for w in stats["warnings"]:
                 log(f"WARNING collapse guard: {w}")
         io.write_json(out / f"round_{k}" / "stats.json", stats)

@@ -246,7 +246,8 @@ def _quality_sections(run: dict[str, Any]) -> list[str]:
              for k, st in stats if st.get("diversity")]
     if drows:
         md += ["## Diversity (collapse guard)", "", _table(["round", *_DIVERSITY_KEYS], drows), ""]
-    warns = [f"- round {k}: {w}" for k, st in stats for w in st.get("warnings") or []]
+    warns = list(dict.fromkeys(f"- {w}" if w.startswith("round ") else f"- round {k}: {w}"
+                               for k, st in stats for w in st.get("warnings") or []))  # older runs repeated them
     if warns:
         md += ["## Collapse warnings", ""] + warns + [""]
     return md

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from selfplay.diversity import (MinHashIndex, answer_key, collapse_warnings, distinct_n,
+from selfplay.diversity import (MinHashIndex, answer_key, collapse_warnings, distinct_n, round_warnings,
                                 diversity_metrics, entropy_bits, jaccard, mean_pairwise_jaccard,
                                 normalize_text, word_shingles)
 from selfplay.records import Problem, Rollout
@@ -134,6 +134,16 @@ def test_collapse_warnings_triggered():
     assert collapse_warnings([BASE, r1], keys=("distinct_1",)) == []
     no_names = [{k: v for k, v in m.items() if k != "round"} for m in (BASE, r2)]
     assert collapse_warnings(no_names)[0].startswith("round 1: answer_entropy_global")
+
+
+def test_round_warnings_name_only_the_last_round():
+    r1 = {**BASE, "distinct_2": 0.5}  # collapsed in round 1
+    r2 = {**BASE, "answer_entropy_global": 1.0}  # round 2 collapses elsewhere
+    plain = [{k: v for k, v in m.items() if k != "round"} for m in (BASE, r1, r2)]
+    w = round_warnings(plain)
+    assert len(w) == 1 and w[0].startswith("round 2: answer_entropy_global")
+    assert round_warnings(plain[:2])[0].startswith("round 1: distinct_2")
+    assert round_warnings(plain[:1]) == []
 
 
 def test_collapse_warnings_not_triggered():
