@@ -1,9 +1,14 @@
 """Pose stage (self-play): the model writes new problems, each with a Python program whose
 printed output is the answer.
 
-A posed problem is kept only if its program runs in the sandbox, is deterministic (two runs
-print the same), prints exactly one parseable number, and its question is not a duplicate of a
-seed, a held-out problem or another posed problem. Every rejection is counted by reason.
+A posed problem is kept only if its question is a question (it ends with "?": the text after
+the last "Problem:"/"Question:" marker, cut after its last "?"), every number literal of its
+program appears in the question (apart from a few common constants) and at least one of the
+question's numbers is used (a program that prints 7 for "What is 5 - 1?" would give a wrong gold
+answer), its program runs in the sandbox, is deterministic
+(two runs print the same), prints exactly one parseable number, and its question is not a
+duplicate of a seed, a held-out problem or another posed problem. Every rejection is counted by
+reason.
 """
 from __future__ import annotations
 
@@ -20,6 +25,12 @@ from selfplay.rng import derive_seed, rng_for
 _CODE = re.compile(r"```(?:python|py)?[ \t]*\n(.*?)(?:```|\Z)", re.S)
 _NUMBER = re.compile(r"^-?\d+(?:\.\d+)?(?:/\d+)?$")
 MAX_QUESTION_CHARS = 600
+_MARKER = re.compile(r"(?:New\s+)?(?:Problem|Question)\s*:\s*(?:\*\*)?", re.I)
+_QNUM = re.compile(r"(?<![\w.])\d+(?:\.\d+)?")
+_WORDS = {w: i for i, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve "
+                                      "thirteen fourteen fifteen sixteen seventeen eighteen nineteen twenty".split())}
+# literals a program may use without the question stating them (rounding, percent, unit steps)
+COMMON_CONSTANTS = frozenset({Fraction(0), Fraction(1), Fraction(2), Fraction(10), Fraction(100)})
 
 
 def normalize_question(text: str) -> str:
@@ -33,7 +44,40 @@ def parse_posed(text: str) -> tuple[str | None, str | None]:
     head = text[:m.start()] if m else text
     head = re.split(r"\n\s*Program\s*:?", head, flags=re.I)[0]
     head = re.sub(r"^\s*(?:\*\*)?(?:New )?Problem\s*:?\s*(?:\*\*)?", "", head.strip(), flags=re.I).strip()
+    markers = list(_MARKER.finditer(head))
+    if markers:  # "Here is a new problem. Question: What is ...?" -> the part after the last marker
+        head = head[markers[-1].end():]
+    if "?" in head:  # chatter after the question ("What is 5 - 4? Python Code:") is not the question
+        head = head[:head.rfind("?") + 1]
+    head = " ".join(head.split())
     return (head or None), (program or None)
+
+
+def question_numbers(question: str) -> set[Fraction]:
+    """Numbers a question states: digits (1,000 = 1000) and the words zero..twenty."""
+    text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", question)
+    nums = {Fraction(m.group()) for m in _QNUM.finditer(text)}
+    nums.update(Fraction(_WORDS[w]) for w in re.findall(r"[a-z]+", text.lower()) if w in _WORDS)
+    return nums
+
+
+def program_numbers(program: str) -> set[Fraction] | None:
+    """Number literals of a Python program (tokenized: names like x1 and strings do not count);
+    None if it does not tokenize."""
+    import io as _io
+    import tokenize
+
+    out: set[Fraction] = set()
+    try:
+        for tok in tokenize.generate_tokens(_io.StringIO(program).readline):
+            if tok.type == tokenize.NUMBER:
+                try:
+                    out.add(Fraction(tok.string.replace("_", "")))
+                except (ValueError, ZeroDivisionError):
+                    return None  # hex, complex...: not a plain arithmetic literal
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        return None
+    return out
 
 
 def canonical_answer(stdout: str) -> str | None:
@@ -60,6 +104,12 @@ def check_posed(question: str | None, program: str | None, sandbox: Any, seen: s
         return None, "question_too_long"
     if not program:
         return None, "no_program"
+    if not question.rstrip().endswith("?"):
+        return None, "not_a_question"
+    used, stated = program_numbers(program), question_numbers(question)
+    telling = (stated - COMMON_CONSTANTS) or stated  # "What is 1 + 2?" has only small numbers
+    if used is None or not used - COMMON_CONSTANTS <= stated or not used & telling:
+        return None, "program_ignores_question"
     if normalize_question(question) in seen:
         return None, "duplicate"
     first = sandbox.run(program)
