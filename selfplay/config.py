@@ -112,7 +112,8 @@ class FiltersConfig:
 
 @dataclass
 class GuardConfig:
-    """Collapse guard: accumulate rounds, keep a floor of seed-derived pairs, warn on diversity loss."""
+    """Collapse guard: accumulate rounds, keep a floor of seed-derived pairs (enabled), and warn on
+    diversity loss (always, at warn_fraction)."""
 
     enabled: bool = True
     accumulate: str = "all"  # all | current | last:N (guard off: current round only)

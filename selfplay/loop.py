@@ -182,13 +182,13 @@ def run_loop(cfg: Config, backend_factory: Callable[[str], Backend] | None = Non
             contamination = check_contamination([p for ps in sets.values() for p in ps], pair_files)
             io.write_json(out / f"round_{k}" / "contamination.json", contamination)
         all_stats.append(stats)
-        if cfg.guard.enabled:
-            from selfplay.diversity import round_warnings
+        # the warnings are monitoring, so they run with the guard's mixing off too (guard.enabled)
+        from selfplay.diversity import round_warnings
 
-            history = [io.read_json(out / f"round_{j}" / "stats.json").get("diversity", {}) for j in range(k + 1)]
-            stats["warnings"] = round_warnings(history, min_fraction=cfg.guard.warn_fraction)
-            for w in stats["warnings"]:
-                log(f"WARNING collapse guard: {w}")
+        history = [io.read_json(out / f"round_{j}" / "stats.json").get("diversity", {}) for j in range(k + 1)]
+        stats["warnings"] = round_warnings(history, min_fraction=cfg.guard.warn_fraction)
+        for w in stats["warnings"]:
+            log(f"WARNING collapse guard: {w}")
         io.write_json(out / f"round_{k}" / "stats.json", stats)
         print_summary(stats, start_eval)
     if cfg.train.enabled or sets:
