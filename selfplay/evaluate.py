@@ -226,38 +226,28 @@ def format_table(result: dict[str, Any]) -> str:
         rows.append((name, str(s["n"]), _fmt(s.get("pass@1"), s.get("pass@1_ci")),
                      f"{_fmt(s.get('maj@k'), s.get('maj@k_ci'))} (k={k})" if k else "-",
                      _fmt(s.get("pass@k"), s.get("pass@k_ci")) if k else "-"))
+    return _aligned(rows)
+
+
+def _aligned(rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
-
-
-def _read_problems(path: str | Path) -> list[Problem]:
-    from selfplay import io
-
-    return io.read_records(path, Problem.from_dict)
 
 
 def format_gains(before: dict[str, Any], after: dict[str, Any]) -> str:
     """Paired greedy pass@1 change per set shared by two eval results (metrics.paired_gain)."""
-    from selfplay.metrics import greedy_correct_by_id, paired_gain
+    from selfplay.metrics import gain_points, greedy_gain
 
     rows = [["set", "n", "before", "after", "gain (pts)", "95% CI", "newly right/wrong", "McNemar p"]]
     for name, a in (after.get("sets") or {}).items():
         b = (before.get("sets") or {}).get(name)
-        if not b:
-            continue
-        gb, ga = greedy_correct_by_id(b), greedy_correct_by_id(a)
-        g = paired_gain(gb, ga)
-        if not g["n"]:
-            continue
-        ids = set(gb) & set(ga)
-        rows.append([name, str(g["n"]), f"{100 * sum(gb[i] for i in ids) / len(ids):.1f}%",
-                     f"{100 * sum(ga[i] for i in ids) / len(ids):.1f}%", f"{100 * g['gain']:+.1f}",
-                     f"[{100 * g['gain_ci'][0]:+.1f}, {100 * g['gain_ci'][1]:+.1f}]", f"{g['gained']}/{g['lost']}",
-                     f"{g['mcnemar_p']:.3g}"])
+        g = greedy_gain(b, a) if b else {"n": 0}
+        if g["n"]:
+            rows.append([name, str(g["n"]), f"{100 * g['before']:.1f}%", f"{100 * g['after']:.1f}%", *gain_points(g),
+                         f"{g['gained']}/{g['lost']}", f"{g['mcnemar_p']:.3g}"])
     if len(rows) == 1:
         return "no set with per-problem greedy records in both results: nothing to compare"
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+    return _aligned(rows)
 
 
 def run_eval_cli(model: str, data: list[str], samples: int, out: Path | None, limit: int | None,
@@ -266,7 +256,8 @@ def run_eval_cli(model: str, data: list[str], samples: int, out: Path | None, li
                  exclude: Sequence[str | Path] = ()) -> dict[str, Any]:
     """`selfplay eval`: evaluate `model` on each data file (and `extra_sets`), print a table, write
     JSON to `out`. `exclude`: problems files whose questions are removed from every set first."""
-    from selfplay.backends import get_backend, rows_per_call
+    from selfplay import io
+    from selfplay.backends import get_backend, problems_per_call
 
     if not data and not extra_sets:
         raise ValueError("eval: give at least one --data FILE.jsonl")
@@ -280,7 +271,7 @@ def run_eval_cli(model: str, data: list[str], samples: int, out: Path | None, li
     if exclude:
         from selfplay.pose import normalize_question
 
-        seen = {normalize_question(p.question) for f in exclude for p in _read_problems(f)}
+        seen = {normalize_question(p.question) for f in exclude for p in io.read_records(f, Problem.from_dict)}
         for name, probs in list(sets.items()):
             kept = [p for p in probs if normalize_question(p.question) not in seen]
             print(f"{name}: excluded {len(probs) - len(kept)} of {len(probs)} problems seen in --exclude files",
@@ -292,7 +283,7 @@ def run_eval_cli(model: str, data: list[str], samples: int, out: Path | None, li
     try:
         with MathVerifier() as verifier:
             result = evaluate_sets(backend, sets, verifier, samples=samples, max_new_tokens=max_new_tokens,
-                                   seed=seed, batch_size=max(1, rows_per_call(backend) // max(1, samples)))
+                                   seed=seed, batch_size=problems_per_call(backend, samples))
     finally:
         backend.close()
     result["model"] = model if result.get("model") is None else result["model"]

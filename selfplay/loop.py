@@ -85,7 +85,7 @@ def evaluate_model(cfg: Config, model: str, sets: dict[str, list[Problem]], path
     """Evaluate one model on every held-out set; writes `path` atomically, skips if it exists."""
     if path.exists():
         return io.read_json(path)
-    from selfplay.backends import get_backend, rows_per_call
+    from selfplay.backends import get_backend, problems_per_call
     from selfplay.evaluate import evaluate
     from verifiers import MathVerifier
 
@@ -97,7 +97,7 @@ def evaluate_model(cfg: Config, model: str, sets: dict[str, list[Problem]], path
         with MathVerifier(workers=cfg.verify.workers or None, timeout=cfg.verify.timeout) as verifier:
             for name, problems in sets.items():
                 r = evaluate(backend, problems, verifier, samples=cfg.eval.samples,
-                             batch_size=max(1, rows_per_call(backend) // max(1, cfg.eval.samples)),
+                             batch_size=problems_per_call(backend, cfg.eval.samples),
                              temperature=cfg.solve.temperature, top_p=cfg.solve.top_p,
                              max_new_tokens=cfg.eval.max_new_tokens, seed=cfg.run.seed)
                 result["sets"][name] = r
@@ -220,15 +220,15 @@ def print_summary(s: dict[str, Any], start_eval: dict[str, Any] | None = None) -
                      + (f" (skipped: {tr['skipped']})" if tr.get("skipped") else ""))
     ev = s.get("eval")
     if ev:
-        from selfplay.metrics import greedy_correct_by_id, paired_gain
+        from selfplay.metrics import gain_points, greedy_gain
 
         start = (start_eval or {}).get("sets") or {}
         for name, r in ev.get("sets", {}).items():
             line = f"held-out {name}: pass@1 {r.get('pass@1')} CI {r.get('pass@1_ci')}"
             if name in start:
-                g = paired_gain(greedy_correct_by_id(start[name]), greedy_correct_by_id(r))
+                g = greedy_gain(start[name], r)
                 if g["n"]:
-                    line += (f"; vs start {100 * g['gain']:+.1f} pts [{100 * g['gain_ci'][0]:+.1f}, "
-                             f"{100 * g['gain_ci'][1]:+.1f}], McNemar p {g['mcnemar_p']:.3g}")
+                    pts, ci = gain_points(g)
+                    line += f"; vs start {pts} pts {ci}, McNemar p {g['mcnemar_p']:.3g}"
             lines.append(line)
     print("\n".join(lines), flush=True)

@@ -206,3 +206,20 @@ def greedy_correct_by_id(eval_set: Mapping[str, Any]) -> dict[str, bool]:
     """problem id -> greedy answer verified correct, from one set of an eval.json."""
     return {str(p["id"]): (p.get("greedy") or {}).get("label") == "correct"
             for p in eval_set.get("problems") or [] if "id" in p}
+
+
+def greedy_gain(before_set: Mapping[str, Any], after_set: Mapping[str, Any]) -> dict[str, Any]:
+    """paired_gain of greedy correctness between two eval.json sets, plus each side's accuracy on
+    the shared problems (before, after; None when none are shared)."""
+    b, a = greedy_correct_by_id(before_set), greedy_correct_by_id(after_set)
+    g = paired_gain(b, a)
+    ids = set(b) & set(a)
+    g["before"] = sum(b[i] for i in ids) / len(ids) if ids else None
+    g["after"] = sum(a[i] for i in ids) / len(ids) if ids else None
+    return g
+
+
+def gain_points(g: Mapping[str, Any]) -> tuple[str, str]:
+    """("+11.0", "[-1.0, +22.0]"): a paired gain and its interval in points."""
+    lo, hi = g["gain_ci"]
+    return f"{100 * g['gain']:+.1f}", f"[{100 * lo:+.1f}, {100 * hi:+.1f}]"

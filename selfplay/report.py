@@ -256,7 +256,7 @@ def _quality_sections(run: dict[str, Any]) -> list[str]:
 def gains(run: dict[str, Any], sets: list[str]) -> list[dict[str, Any]]:
     """Per round and held-out set: greedy pass@1 change against the starting model on the same
     problems (metrics.paired_gain: paired bootstrap interval, exact McNemar p)."""
-    from selfplay.metrics import greedy_correct_by_id, paired_gain
+    from selfplay.metrics import greedy_gain
 
     out = []
     start_sets = (run["start_eval"] or {}).get("sets") or {}
@@ -264,15 +264,16 @@ def gains(run: dict[str, Any], sets: list[str]) -> list[dict[str, Any]]:
         for name in sets:
             before, after = start_sets.get(name), ((r["eval"] or {}).get("sets") or {}).get(name)
             if before and after:
-                g = paired_gain(greedy_correct_by_id(before), greedy_correct_by_id(after))
+                g = greedy_gain(before, after)
                 if g["n"]:
                     out.append({"round": r["k"], "set": name, **g})
     return out
 
 
 def _gain_section(run: dict[str, Any], sets: list[str]) -> list[str]:
-    rows = [[str(g["round"]), g["set"], str(g["n"]), f"{100 * g['gain']:+.1f}",
-             f"[{100 * g['gain_ci'][0]:+.1f}, {100 * g['gain_ci'][1]:+.1f}]", f"{g['gained']}/{g['lost']}",
+    from selfplay.metrics import gain_points
+
+    rows = [[str(g["round"]), g["set"], str(g["n"]), *gain_points(g), f"{g['gained']}/{g['lost']}",
              f"{g['mcnemar_p']:.3g}"] for g in gains(run, sets)]
     if not rows:
         return []

@@ -34,9 +34,9 @@ def generate_batches(backend: Backend, problems: Sequence[Problem], params: Samp
 
     batch_problems <= 0: as many problems as fill one call of the backend (rows_per_call / n)."""
     if batch_problems <= 0:
-        from selfplay.backends import rows_per_call
+        from selfplay.backends import problems_per_call
 
-        batch_problems = max(1, rows_per_call(backend) // max(1, params.n))
+        batch_problems = problems_per_call(backend, params.n)
     q: queue.Queue[Any] = queue.Queue(maxsize=1)
     stop = threading.Event()
 

@@ -5,7 +5,8 @@ from typing import Any, Callable
 
 from selfplay.backends.base import Backend, Completion, Messages, SamplingParams
 
-__all__ = ["Backend", "Completion", "Messages", "SamplingParams", "get_backend", "BACKENDS", "rows_per_call", "vllm_installed"]
+__all__ = ["Backend", "Completion", "Messages", "SamplingParams", "get_backend", "BACKENDS", "problems_per_call", "rows_per_call",
+           "vllm_installed"]
 
 
 def _hf(model: str, **kw: Any) -> Backend:
@@ -67,6 +68,11 @@ BACKENDS: dict[str, Callable[..., Backend]] = {"auto": _auto, "hf": _hf, "vllm":
 def rows_per_call(backend: Backend) -> int:
     """Rows (prompt x sample) one generate call should carry to keep this backend busy."""
     return max(1, int(getattr(backend, "rows_per_call", 64)))
+
+
+def problems_per_call(backend: Backend, samples: int) -> int:
+    """Problems per generate call that fill it when each problem takes `samples` rows."""
+    return max(1, rows_per_call(backend) // max(1, samples))
 
 
 def get_backend(name: str, model: str, **kwargs: Any) -> Backend:
