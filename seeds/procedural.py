@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import random
 from fractions import Fraction
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Collection, Iterator, Sequence
 
+from seeds.text import normalize_question
 from selfplay.records import Problem
 from selfplay.rng import rng_for
 
@@ -101,21 +102,25 @@ def generate(name: str, level: int, index: int, *, seed: int = 0, split: str = "
 
 
 def procedural_problems(n: int, generators: Sequence[str], levels: Sequence[int], *, seed: int = 0,
-                        split: str = "train", exclude: frozenset[str] = frozenset()) -> list[Problem]:
-    """n distinct problems cycling over generators x levels; questions in `exclude` are skipped
-    (the held-out split is passed here so training never sees a held-out question)."""
+                        split: str = "train", exclude: Collection[str] = frozenset(),
+                        reject: Callable[[Problem], bool] | None = None) -> list[Problem]:
+    """n distinct problems cycling over generators x levels. A question equal to one in `exclude`
+    after normalize_question (the held-out split is passed here so training never sees a held-out
+    question), or one that `reject` refuses (e.g. a near-duplicate of a held-out question), is
+    skipped and the stream continues, so the count stays n."""
     if n < 0:
         raise ValueError(f"problems: must be >= 0, got {n}")
     combos = [(g, lv) for lv in levels for g in generators]
     if not combos and n:
         raise ValueError("seeds.generators/levels: empty")
     out: list[Problem] = []
-    seen = set(exclude)
+    seen = {normalize_question(q) for q in exclude}
     for p in _stream(combos, seed, split):
         if len(out) >= n:
             break
-        if p.question not in seen:
-            seen.add(p.question)
+        key = normalize_question(p.question)
+        if key not in seen and (reject is None or not reject(p)):
+            seen.add(key)
             out.append(p)
     return out
 

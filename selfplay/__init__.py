@@ -1,2 +1,2 @@
 """selfplay: reasoning training data by self-play (pose, solve, verify, pair, train, evaluate)."""
-__version__ = "0.1.0"
+__version__ = "0.2.0"

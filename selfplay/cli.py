@@ -18,7 +18,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="TOML config file (see configs/default.toml)")
     p.add_argument("--out", help="output directory (default: run.out = runs/default)")
     p.add_argument("--seed", type=int, help="run seed: every random draw derives from it")
-    p.add_argument("--model", help="'default' (embedded SmolLM2-135M-Instruct), a HF model id or a local dir")
+    p.add_argument("--model", help="'default' (embedded SmolLM2-135M-Instruct), a HF model id or a local dir; "
+                   "for a stage command: the model this round uses (default: round K-1's trained model)")
     p.add_argument("--backend", choices=["auto", "hf", "vllm", "scripted"],
                    help="generation backend (default auto: vllm when installed, else hf; "
                         "'scripted' is a fake for tests)")
@@ -70,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="generation backend (default auto: vllm when installed, else hf)")
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("-o", "--out", help="write the result JSON here")
+    aud = sub.add_parser("audit", help="re-check every pair's chosen and rejected answer with math-verify (a second, "
+                         "independent checker) against its gold; print the disagreements by class")
+    aud.add_argument("out", metavar="OUT", help="the run directory")
+    aud.add_argument("--round", type=int, help="only OUT/round_K (default: every round)")
     rep = sub.add_parser("report", help="write OUT/report.md and PNG plots from a run directory")
     rep.add_argument("--out", required=True, help="the run directory (OUT)")
     ver = sub.add_parser("verify", help="re-verify a rollouts.jsonl with the current verifier (in place, atomic)")
@@ -84,12 +89,27 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _context(args: argparse.Namespace, round_idx: int):
+    """A stage command's round: the run's config (model.name stays the run's base model) and the
+    round's model: --model when given, else round K-1's trained model (refused if not trained)."""
     from selfplay.config import load_config
     from selfplay.loop import make_context, prepare_out
+    from selfplay.models import check_model, resolve_model
 
-    cfg = load_config(args.config, overrides_from(args))
+    if round_idx < 0:
+        raise ValueError(f"{args.cmd}: --round must be >= 0, got {round_idx}")
+    overrides = overrides_from(args)
+    model = overrides.pop("model.name", None)
+    cfg = load_config(args.config, overrides)
+    if model is not None:
+        check_model(model, cfg.model.backend)
     out = prepare_out(cfg)
-    return make_context(cfg, out, round_idx)
+    return make_context(cfg, out, round_idx, model=resolve_model(model) if model else None)
+
+
+# what each stage command reads and must find complete (it never makes its inputs on the side)
+_NEEDS = {"problems": (), "solve": ("problems.jsonl",), "pair": ("problems.jsonl", "rollouts.jsonl"),
+          "stats": ("problems.jsonl", "rollouts.jsonl", "pairs.jsonl")}
+_MAKES = {"problems.jsonl": "problems", "rollouts.jsonl": "solve", "pairs.jsonl": "pair"}
 
 
 def cmd_stage(args: argparse.Namespace) -> int:
@@ -97,6 +117,10 @@ def cmd_stage(args: argparse.Namespace) -> int:
 
     ctx = _context(args, args.round)
     try:
+        for name in _NEEDS[args.cmd]:
+            if not (ctx.dir / name).exists():
+                raise ValueError(f"{args.cmd}: {ctx.dir / name} not found; run `selfplay {_MAKES[name]} "
+                                 f"--round {args.round}` first")
         ctx.dir.mkdir(parents=True, exist_ok=True)
         problems = rnd.stage_problems(ctx)
         if args.cmd == "problems":
@@ -108,10 +132,7 @@ def cmd_stage(args: argparse.Namespace) -> int:
             print(f"{sum(map(len, rollouts.values()))} rollouts -> {ctx.dir / 'rollouts.jsonl'}")
             return 0
         pairs = rnd.stage_pair(ctx, problems, rollouts)
-        stats = rnd.round_stats(ctx, problems, rollouts, pairs, timing)
-        from selfplay import io
-
-        io.write_json(ctx.dir / "stats.json", stats)
+        rnd.write_stats(ctx.dir, rnd.round_stats(ctx, problems, rollouts, pairs, timing))
         print(f"{len(pairs)} pairs -> {ctx.dir / 'pairs.jsonl'}" if args.cmd == "pair" else f"stats -> {ctx.dir / 'stats.json'}")
         return 0
     finally:
@@ -119,12 +140,17 @@ def cmd_stage(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from selfplay.verify_stage import reverify_file
+    from selfplay.verify_stage import invalidate_downstream, reverify_file
 
     path = Path(args.rollouts)
     probs = Path(args.problems) if args.problems else path.with_name("problems.jsonl")
     changed, total = reverify_file(path, probs, timeout=args.timeout)
     print(f"re-verified {total} rollouts in {path}: {changed} labels changed")
+    moved = invalidate_downstream(path)
+    if moved:
+        print(f"made from the old labels, moved to {path.resolve().parents[1] / 'stale'}/: "
+              + ", ".join(str(p.relative_to(path.resolve().parents[1])) for p in moved)
+              + "; `selfplay run` remakes them")
     return 0
 
 
@@ -135,6 +161,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise ValueError("eval: --samples must be >= 1")
     if not args.data and args.heldout <= 0:
         raise ValueError("eval: give --data FILE.jsonl and/or --heldout N")
+    from selfplay.models import check_model
+
+    check_model(args.model, args.backend)
+    if args.out and Path(args.out).is_dir():
+        raise ValueError(f"eval: -o {args.out} is a directory; give a file name")
     extra = {}
     if args.heldout > 0:
         from selfplay.config import load_config
@@ -151,6 +182,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
         from selfplay.evaluate import format_gains
 
         print(format_gains(io.read_json(args.compare), result))
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from selfplay.audit import audit_run
+
+    audit_run(args.out, args.round)
     return 0
 
 
@@ -188,13 +226,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     import signal
 
     args = build_parser().parse_args(argv)
-    handlers = {"run": cmd_run, "verify": cmd_verify, "eval": cmd_eval, "report": cmd_report}
+    handlers = {"run": cmd_run, "verify": cmd_verify, "eval": cmd_eval, "report": cmd_report, "audit": cmd_audit}
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _on_signal)
     try:
         return handlers.get(args.cmd, cmd_stage)(args)
     except (ValueError, FileNotFoundError) as e:
         print(f"selfplay: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # unwritable --out, disk full, a path that is a file: one line, no traceback
+        print(f"selfplay: error: {e.filename + ': ' if e.filename else ''}{e.strerror or e}", file=sys.stderr)
         return 2
     except RuntimeError as e:  # missing extras, sandbox unavailable: one line, no traceback
         print(f"selfplay: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)

@@ -16,8 +16,6 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from seeds.procedural import GENERATORS
-
 
 @dataclass
 class RunConfig:
@@ -54,6 +52,9 @@ class PoseConfig:
     max_new_tokens: int = 160
     exec_timeout: float = 3.0
     sandbox: str = "bwrap"  # bwrap | unisolated-UNSAFE (no namespaces: model code can reach host files)
+    # false: a posed question without a program is kept, its gold decided by majority vote of
+    # its sampled paths (R-Zero style; pair.pseudo_agreement); true: it is rejected (no_program)
+    require_program: bool = True
 
 
 @dataclass
@@ -69,11 +70,17 @@ class SolveConfig:
 class VerifyConfig:
     timeout: float = 3.0
     workers: int = 0  # 0 = one per core
+    # drop pairs that math-verify, a second independent checker, disputes (selfplay/audit.py)
+    crosscheck: bool = False
 
 
 @dataclass
 class PairConfig:
     max_pairs_per_problem: int = 4
+    # problems without a trusted gold (a seed-file line with no answer; a posed problem without a
+    # program when pose.require_program is false) are labelled by majority vote of their paths,
+    # kept only when the top answer has at least this share (selfplay/pseudo.py)
+    pseudo_agreement: float = 0.5
 
 
 @dataclass
@@ -148,53 +155,14 @@ class Config:
     guard: GuardConfig = field(default_factory=GuardConfig)
 
     def validate(self) -> "Config":
-        def need(cond: bool, name: str, msg: str) -> None:
-            if not cond:
-                raise ValueError(f"config: {name}: {msg}")
+        """Check every field against its meaning (not only its type): the first bad one raises
+        ValueError("config: <field>: <what it must be>"), before any stage runs. The rules are a
+        table in selfplay/config_checks.py (one line per field; add a new field's rule there)."""
+        from selfplay.config_checks import checks
 
-        need(self.run.rounds >= 1, "run.rounds", "must be >= 1")
-        need(self.model.backend in ("auto", "hf", "vllm", "scripted"), "model.backend", "must be auto, hf or vllm")
-        need(self.model.dtype in ("float32", "bfloat16", "float16", "auto"), "model.dtype", "float32|bfloat16|float16|auto")
-        need(self.model.batch_size >= 1, "model.batch_size", "must be >= 1")
-        need(self.seeds.problems >= 0, "seeds.problems", "must be >= 0")
-        bad = [g for g in self.seeds.generators if g not in GENERATORS]
-        need(not bad, "seeds.generators", f"unknown {bad}; choose from {sorted(GENERATORS)}")
-        need(all(lv >= 1 for lv in self.seeds.levels) and bool(self.seeds.levels), "seeds.levels", "non-empty, each >= 1")
-        for f in self.seeds.files:
-            need(Path(f).exists(), "seeds.files", f"{f} not found")
-        need(self.pose.attempts >= 0, "pose.attempts", "must be >= 0")
-        need(self.pose.sandbox in ("bwrap", "unisolated-UNSAFE"), "pose.sandbox", "bwrap | unisolated-UNSAFE")
-        need(self.pose.shots >= 1, "pose.shots", "must be >= 1")
-        for sec in ("pose", "solve"):
-            c = getattr(self, sec)
-            need(c.temperature >= 0, f"{sec}.temperature", "must be >= 0")
-            need(0 < c.top_p <= 1, f"{sec}.top_p", "must be in (0, 1]")
-            need(c.max_new_tokens >= 1, f"{sec}.max_new_tokens", "must be >= 1")
-        need(self.solve.samples >= 2, "solve.samples", "must be >= 2 (pairs need a correct and an incorrect path)")
-        need(self.solve.batch_problems >= 0, "solve.batch_problems", "must be >= 0 (0 = fill the backend)")
-        need(self.verify.timeout > 0, "verify.timeout", "must be > 0")
-        need(self.verify.workers >= 0, "verify.workers", "must be >= 0")
-        need(self.pair.max_pairs_per_problem >= 1, "pair.max_pairs_per_problem", "must be >= 1")
-        need(self.train.beta > 0, "train.beta", "must be > 0")
-        need(self.train.learning_rate > 0, "train.learning_rate", "must be > 0")
-        need(self.train.batch_size >= 1 and self.train.grad_accum >= 1, "train.batch_size", "batch_size and grad_accum >= 1")
-        need(self.train.max_length >= 32, "train.max_length", "must be >= 32")
-        acc = self.guard.accumulate
-        need(0 <= self.guard.seed_fraction <= 1, "guard.seed_fraction", "must be in [0, 1]")
-        need(0 < self.guard.warn_fraction <= 1, "guard.warn_fraction", "must be in (0, 1]")
-        f = self.filters
-        need(0 <= f.band_low <= f.band_high <= 1, "filters.band_low", "need 0 <= band_low <= band_high <= 1")
-        need(0 < f.near_threshold <= 1, "filters.near_threshold", "must be in (0, 1]")
-        need(f.min_logprob < f.max_logprob, "filters.min_logprob", "must be < filters.max_logprob")
-        need(0 < f.keep_fraction <= 1, "filters.keep_fraction", "must be in (0, 1]")
-        need(acc in ("current", "all") or (acc.startswith("last:") and acc[5:].isdigit() and int(acc[5:]) >= 1),
-             "guard.accumulate", "current | all | last:N")
-        need(self.eval.heldout_problems >= 0, "eval.heldout_problems", "must be >= 0")
-        need(self.eval.samples >= 1, "eval.samples", "must be >= 1")
-        for f in self.eval.files:
-            need(Path(f).exists(), "eval.files", f"{f} not found")
-        need(self.seeds.problems + self.seeds.file_problems + self.pose.attempts > 0 or bool(self.seeds.hf_datasets),
-             "seeds.problems", "no problem source: set seeds.problems, seeds.file_problems or pose.attempts")
+        for name, ok, what in checks(self):
+            if not ok:
+                raise ValueError(f"config: {name}: {what}")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -244,6 +212,8 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         p = Path(path)
         if not p.exists():
             raise ValueError(f"config: {p}: file not found")
+        if not p.is_file():
+            raise ValueError(f"config: {p}: is a directory, not a TOML file")
         try:
             data = tomllib.loads(p.read_text())
         except tomllib.TOMLDecodeError as e:

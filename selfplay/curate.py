@@ -23,11 +23,12 @@ def dedup_posed(posed: Sequence[Problem], against: Sequence[str], heldout: Seque
 
 def curate_pairs(problems: Sequence[Problem], rollouts: dict[str, list[Rollout]], cfg: FiltersConfig,
                  make: Callable[[Problem, list[Rollout], float | None], list[Pair]],
-                 ) -> tuple[list[Pair], dict[str, Any]]:
+                 *, crosscheck: bool = False) -> tuple[list[Pair], dict[str, Any]]:
     """Filter rollouts and problems, pair what is left, keep the best pairs.
 
     make(problem, rollouts, pass_rate) pairs one problem; the pass rate is the one measured on
-    all of its labelled paths, before any filter."""
+    all of its labelled paths, before any filter. crosscheck (verify.crosscheck): drop the pairs
+    math-verify disputes (selfplay.audit.crosscheck_filter), before keep-the-best."""
     counts: dict[str, Any] = {}
     flat = [r for p in problems for r in rollouts.get(p.id, [])]
     cand = flat
@@ -47,6 +48,10 @@ def curate_pairs(problems: Sequence[Problem], rollouts: dict[str, list[Rollout]]
     for r in cand:
         by_pid[r.problem_id].append(r)
     pairs = [pr for p in eligible for pr in make(p, by_pid.get(p.id, []), pass_rate(rollouts.get(p.id, [])))]
+    if crosscheck:
+        from selfplay.audit import crosscheck_filter
+
+        pairs, counts["crosscheck"], counts["crosscheck_info"] = crosscheck_filter(pairs)
     counts["pairs_before_keep_best"] = len(pairs)
     if cfg.enabled and cfg.keep_fraction < 1.0:
         from selfplay.filters import keep_best

@@ -17,18 +17,17 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from seeds.text import normalize_question
 from selfplay.records import Problem, Rollout
 
-# Tokens are runs of letters and digits (a "." between digits stays: 3.5; thousands separators
-# are dropped first); all other characters (punctuation, symbols, "_") separate tokens.
-_TOKEN_RE = re.compile(r"(?:[^\W_]|(?<=\d)\.(?=\d))+")
 _THOUSANDS_RE = re.compile(r"(?<=\d),(?=\d{3}\b)")
 _PRIME = 4294967291  # largest prime < 2**32: (a * x + b) stays below 2**64 in uint64 arithmetic
 
 
-def normalize_text(text: str) -> str:
-    """Lowercase, drop punctuation, collapse whitespace; numbers are kept ("1,000" -> "1000")."""
-    return " ".join(_TOKEN_RE.findall(_THOUSANDS_RE.sub("", text.lower())))
+# One normaliser for every question comparison (pose dedup, filters, contamination, eval
+# --exclude): seeds.text. Shingles and distinct-question counts use it too, so "7 - 4" and
+# "7 + 4" are different questions here as well.
+normalize_text = normalize_question
 
 
 def word_shingles(text: str, k: int = 3) -> frozenset[str]:

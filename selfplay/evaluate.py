@@ -10,19 +10,17 @@ eval.json schema (one file per evaluated model; see docs/training.md):
 """
 from __future__ import annotations
 
-import re
 import sys
 import time
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-import orjson
-
+from seeds.loaders import load_jsonl_problems
+from seeds.text import normalize_question
 from selfplay.backends.base import Backend, SamplingParams
 from selfplay.contamination import check_contamination  # noqa: F401  (re-exported)
 from selfplay.metrics import majority_vote, summarize
-from selfplay.prompts import solve_messages
+from selfplay.prompts import SOLVE_STOP, solve_messages
 from selfplay.records import Problem
 from selfplay.rng import derive_seed
 
@@ -76,8 +74,10 @@ def evaluate(backend: Backend, problems: Sequence[Problem], verifier: Any = None
         from verifiers import MathVerifier
 
         verifier = MathVerifier()
-    greedy_params = SamplingParams(n=1, temperature=0.0, top_p=1.0, max_new_tokens=max_new_tokens)
-    sample_params = SamplingParams(n=samples, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
+    # the same prompt and stop strings as solving, so eval measures what training produced
+    greedy_params = SamplingParams(n=1, temperature=0.0, top_p=1.0, max_new_tokens=max_new_tokens, stop=SOLVE_STOP)
+    sample_params = SamplingParams(n=samples, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
+                                   stop=SOLVE_STOP)
     t0 = time.perf_counter()
     records: list[dict[str, Any]] = []
     from tqdm import tqdm
@@ -131,78 +131,10 @@ def evaluate_sets(backend: Backend, sets: dict[str, Sequence[Problem]], verifier
 
 # ---------------------------------------------------------------- held-out files
 
-def _number(x: Any) -> str:
-    """1.0 -> "1", 2.50 -> "2.5"; strings pass through with thousands separators removed."""
-    if isinstance(x, bool):
-        raise ValueError("boolean is not a number")
-    if isinstance(x, (int, float)):
-        d = Decimal(repr(x)) if isinstance(x, float) else Decimal(x)
-        return format(d.normalize(), "f") if d != 0 else "0"
-    s = str(x).strip().replace(",", "")
-    if re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)", s):  # Decimal, not float: big integers stay exact
-        d = Decimal(s)
-        return format(d.normalize(), "f") if d != 0 else "0"
-    return s
-
-
-def _parse_line(d: dict[str, Any], where: str) -> tuple[str, str, str, dict[str, Any]]:
-    """-> (question, answer, format, meta); raises ValueError naming the field."""
-    def field(name: str, kind: type | tuple[type, ...] = str) -> Any:
-        if name not in d or d[name] is None:
-            raise ValueError(f"{where}: missing field {name!r}")
-        v = d[name]
-        if isinstance(v, bool) or not isinstance(v, kind) or (isinstance(v, str) and not v.strip()):
-            raise ValueError(f"{where}: field {name!r} must be a non-empty {getattr(kind, '__name__', kind)}")
-        return v
-
-    if "Body" in d or "Question" in d:  # SVAMP
-        body, q = field("Body").strip(), field("Question").strip()
-        if body[-1] not in ".?!":
-            body += "."
-        ans = field("Answer", (int, float, str))
-        meta = {k: d[k] for k in ("ID", "Type", "Equation") if k in d}
-        return f"{body} {q}", _number(ans), "svamp", meta
-    if "input" in d or "target" in d:  # MAWPS
-        return field("input").strip(), _number(field("target", (int, float, str))), "mawps", {
-            k: d[k] for k in ("type", "idx") if k in d}
-    question = field("question").strip()
-    answer = field("answer", (int, float, str))
-    if isinstance(answer, str) and "####" in answer:  # GSM8K: the final answer follows "####"
-        final = answer.rsplit("####", 1)[1].strip()
-        if not final:
-            raise ValueError(f"{where}: field 'answer' has nothing after '####'")
-        return question, _number(final), "gsm8k", {}
-    return question, _number(answer), "generic", {}
-
-
 def load_eval_file(path: str | Path) -> list[Problem]:
-    """Held-out problems from GSM8K, SVAMP, MAWPS or generic {"question", "answer"} JSONL.
-
-    ids are "<file stem>-<record index>" (a generic record's own "id" is kept). A bad line raises
-    ValueError naming file:line:field.
-    """
-    path = Path(path)
-    out: list[Problem] = []
-    seen: set[str] = set()
-    with open(path, "rb") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                d = orjson.loads(line)
-            except orjson.JSONDecodeError as e:
-                raise ValueError(f"{where}: invalid JSON ({e})") from None
-            if not isinstance(d, dict):
-                raise ValueError(f"{where}: expected a JSON object")
-            question, answer, fmt, meta = _parse_line(d, where)
-            pid = str(d["id"]) if fmt == "generic" and d.get("id") is not None else f"{path.stem}-{len(out)}"
-            if pid in seen:
-                raise ValueError(f"{where}: field 'id': duplicate id {pid!r}")
-            seen.add(pid)
-            out.append(Problem(id=pid, question=question, answer=answer, origin="file", source=path.name,
-                               meta={"format": fmt, "line": lineno, **meta}))
-    return out
+    """Held-out problems from GSM8K, SVAMP, MAWPS or generic {"question", "answer"} JSONL: the one
+    loader in seeds.loaders (a bad line raises ValueError naming file:line:field)."""
+    return load_jsonl_problems(path)
 
 
 def write_eval(result: dict[str, Any], path: str | Path) -> None:
@@ -269,14 +201,17 @@ def run_eval_cli(model: str, data: list[str], samples: int, out: Path | None, li
         probs = load_eval_file(f)
         sets[name] = probs[:limit] if limit else probs
     if exclude:
-        from selfplay.pose import normalize_question
-
+        # Same normaliser as pose dedup and the contamination checks: operators count, so
+        # excluding "What is 7 + 4?" does not also remove "What is 7 - 4?".
         seen = {normalize_question(p.question) for f in exclude for p in io.read_records(f, Problem.from_dict)}
         for name, probs in list(sets.items()):
             kept = [p for p in probs if normalize_question(p.question) not in seen]
             print(f"{name}: excluded {len(probs) - len(kept)} of {len(probs)} problems seen in --exclude files",
                   file=sys.stderr)
             sets[name] = kept
+    empty = [name for name, probs in sets.items() if not probs]
+    if empty:  # before the model loads: scoring 0 problems would report a meaningless 0%
+        raise ValueError(f"eval: set {empty[0]!r} has no problems to evaluate")
     from verifiers import MathVerifier
 
     backend = get_backend(backend_name, model=model, seed=seed)

@@ -55,10 +55,10 @@ def dedup_problems(problems: Sequence[Problem], against: Sequence[str] = (), *,
     text exactly or near ("heldout_near_duplicate"), or repeats a reference text (`against`:
     seeds, earlier rounds) or an earlier kept problem exactly ("duplicate") or with word-shingle
     Jaccard >= near_threshold ("near_duplicate"). Held-out overlap is checked first."""
+    from selfplay.contamination import HeldoutMatcher  # the same held-out test the round's gate uses
+
     dropped = _counts("empty", "heldout_near_duplicate", "duplicate", "near_duplicate")
-    held_exact = {normalize_text(t) for t in heldout}
-    held_index = MinHashIndex(num_perm, shingle, seed, near_threshold)
-    held_index.add(heldout)
+    held = HeldoutMatcher(heldout, near_threshold, num_perm=num_perm, shingle=shingle, seed=seed)
     seen = {normalize_text(t) for t in against}
     index = MinHashIndex(num_perm, shingle, seed, near_threshold)
     index.add(against)
@@ -67,7 +67,7 @@ def dedup_problems(problems: Sequence[Problem], against: Sequence[str] = (), *,
         norm = normalize_text(p.question)
         if not norm:
             dropped["empty"] += 1
-        elif norm in held_exact or (held_exact and held_index.query(p.question) >= near_threshold):
+        elif held.match(p.question) is not None:
             dropped["heldout_near_duplicate"] += 1
         elif norm in seen:
             dropped["duplicate"] += 1
@@ -129,10 +129,13 @@ def completion_hygiene(rollouts: Sequence[Rollout], *, max_tokens: int | None = 
                        min_distinct_4gram: float = 0.3,
                        distinct_min_words: int = 50) -> FilterResult[Rollout]:
     """Drop, first reason wins: "unfinished" (finish_reason == "length"), "too_long" (n_tokens >
-    max_tokens or len(completion) > max_chars; None disables), "no_answer" (verified and no
+    max_tokens or len(completion) > max_chars; None disables), "copies_example" (reproduces the
+    solve prompt's worked example, see prompts.copies_example), "no_answer" (verified and no
     extracted answer, or reason "no_answer"; unverified rollouts are not judged here),
     "repetition" (see has_repetition)."""
-    dropped = _counts("unfinished", "too_long", "no_answer", "repetition")
+    from selfplay.prompts import copies_example
+
+    dropped = _counts("unfinished", "too_long", "copies_example", "no_answer", "repetition")
     kept: list[Rollout] = []
     for r in rollouts:
         if r.finish_reason == "length":
@@ -140,6 +143,8 @@ def completion_hygiene(rollouts: Sequence[Rollout], *, max_tokens: int | None = 
         elif ((max_tokens is not None and r.n_tokens > max_tokens)
               or (max_chars is not None and len(r.completion) > max_chars)):
             dropped["too_long"] += 1
+        elif copies_example(r.completion, r.extracted):
+            dropped["copies_example"] += 1
         elif r.label is not None and (r.reason == "no_answer" or not (r.extracted or "").strip()):
             dropped["no_answer"] += 1
         elif has_repetition(r.completion, substring_len=repeat_substring_len,
@@ -180,7 +185,7 @@ def perplexity_filter(rollouts: Sequence[Rollout], min_logprob: float = -3.0,
 
 # ---------------------------------------------------------------- self-consistency
 
-def _needs_label(p: Problem) -> bool:
+def needs_label(p: Problem) -> bool:
     return p.answer.strip() == "" or p.meta.get("gold_trusted") is False
 
 
@@ -203,7 +208,7 @@ def majority_pseudo_labels(problems: Sequence[Problem], rollouts: Sequence[Rollo
     info = {"relabelled": 0, "changed_answer": 0, "has_gold": 0}
     kept: list[Problem] = []
     for p in problems:
-        needs = _needs_label(p)
+        needs = needs_label(p)
         if not needs:
             info["has_gold"] += 1
             if only_without_gold:

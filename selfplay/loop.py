@@ -6,42 +6,53 @@ with different settings is refused (only run.rounds may grow).
 """
 from __future__ import annotations
 
-import shutil
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable
 
-from selfplay import io
+from selfplay import __version__, faults, io, provenance
 from selfplay.backends.base import Backend
 from selfplay.config import Config
 from selfplay.records import Problem
-from selfplay.round import RoundContext, log, run_round
+from selfplay.round import RoundContext, log, run_round, write_stats
 
 _MUTABLE = {"run.rounds", "run.out"}  # may differ between the first run and a resume
+_VERSIONS = "versions"  # config.json key: what made the run (information; stages check their own)
 
 
-def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
+def check_out_dir(out: Path) -> None:
+    """Refuse, before anything is written, an OUT that is a file, sits under a file or cannot be
+    written (one line, not a traceback halfway through a run)."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: is a file, not a directory")
+    parent = out
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"--out {out}: {parent} is a file, not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {out}: {parent} is not writable")
 
 
 def prepare_out(cfg: Config) -> Path:
-    """Create OUT and write the resolved config; refuse to resume a run made with other settings."""
+    """Create OUT and write the resolved config; refuse to resume a run made with other settings.
+    The model name is checked first, so a typo never pins itself into config.json."""
+    from selfplay.models import check_model
+
     out = Path(cfg.run.out)
-    out.mkdir(parents=True, exist_ok=True)
+    check_out_dir(out)
+    check_model(cfg.model.name, cfg.model.backend)
     path = out / "config.json"
     new = cfg.to_dict()
     if path.exists():
-        old = _flat(io.read_json(path))
-        for key, value in _flat(new).items():
+        old = provenance.flatten({k: v for k, v in io.read_json(path).items() if k != _VERSIONS})
+        for key, value in provenance.flatten(new).items():
             if key not in _MUTABLE and key in old and old[key] != value:
                 raise ValueError(f"{path}: {key} was {old[key]!r} in this run, now {value!r}; "
                                  f"use another --out or the original setting to resume")
+    out.mkdir(parents=True, exist_ok=True)
+    new[_VERSIONS] = {"selfplay": __version__, "verifier": provenance.verifier_version()}
     io.write_json(path, new)
     return out
 
@@ -63,28 +74,45 @@ def eval_sets(cfg: Config) -> dict[str, list[Problem]]:
     return sets
 
 
+class RoundNotReady(ValueError):
+    """A stage of round K was asked for before round K-1 finished training."""
+
+
 def round_model(cfg: Config, out: Path, round_idx: int) -> str:
-    """Round K samples from round K-1's trained model (the base model when not trained)."""
+    """Round K samples from round K-1's trained model; a round with no usable pairs hands on its
+    starting model by reference (train_stats.json: trained false). With training off every round
+    uses the base model. Never a silent fallback: an untrained round K-1 is refused."""
     from selfplay.models import resolve_model
 
-    for k in range(round_idx - 1, -1, -1):
-        if (out / f"round_{k}" / "model" / "config.json").exists():
-            return str(out / f"round_{k}" / "model")
-    return resolve_model(cfg.model.name)
+    if round_idx == 0 or not cfg.train.enabled:
+        return resolve_model(cfg.model.name)
+    prev = out / f"round_{round_idx - 1}"
+    stats_path = prev / "train_stats.json"
+    stats = io.read_json(stats_path) if stats_path.exists() else {}
+    if stats.get("trained") is False:
+        return str(stats["start_model"])
+    if stats and (prev / "model" / "config.json").exists():
+        return str(prev / "model")
+    raise RoundNotReady(f"round {round_idx}: round {round_idx - 1} is not trained yet ({stats_path} missing); "
+                        f"finish it with `selfplay run --rounds {round_idx}`, or pass --model")
 
 
 def make_context(cfg: Config, out: Path, round_idx: int,
-                 backend_factory: Callable[[str], Backend] | None = None) -> RoundContext:
+                 backend_factory: Callable[[str], Backend] | None = None, model: str | None = None) -> RoundContext:
+    """`model` overrides the round's model (a stage command's --model); else round_model."""
     held = frozenset(p.question for ps in eval_sets(cfg).values() for p in ps) if cfg.eval.enabled else frozenset()
-    return RoundContext(cfg=cfg, out=out, round_idx=round_idx, model=round_model(cfg, out, round_idx),
+    return RoundContext(cfg=cfg, out=out, round_idx=round_idx, model=model or round_model(cfg, out, round_idx),
                         heldout_questions=held, backend_factory=backend_factory)
 
 
 def evaluate_model(cfg: Config, model: str, sets: dict[str, list[Problem]], path: Path,
                    backend_factory: Callable[[str], Backend] | None = None) -> dict[str, Any]:
-    """Evaluate one model on every held-out set; writes `path` atomically, skips if it exists."""
-    if path.exists():
+    """Evaluate one model on every held-out set; writes `path` atomically. An existing file is
+    reused only when it was made from the same model, config and verifier."""
+    entry = provenance.key(cfg, model=model, labels=True)
+    if provenance.check(path, entry):
         return io.read_json(path)
+    provenance.record(path, entry)
     from selfplay.backends import get_backend, problems_per_call
     from selfplay.evaluate import evaluate
     from verifiers import MathVerifier
@@ -103,6 +131,7 @@ def evaluate_model(cfg: Config, model: str, sets: dict[str, list[Problem]], path
                 result["sets"][name] = r
     finally:
         backend.close()
+    faults.point("eval:done")  # evaluated, eval file not written yet
     io.write_json(path, result)
     return result
 
@@ -115,22 +144,32 @@ def training_set(cfg: Config, out: Path, round_idx: int) -> tuple[Path, dict[str
     from selfplay.mixing import build_training_set
     from selfplay.records import Pair
 
-    rounds_pairs = [io.read_records(out / f"round_{k}" / "pairs.jsonl", Pair.from_dict) for k in range(round_idx + 1)]
+    files = [out / f"round_{k}" / "pairs.jsonl" for k in range(round_idx + 1)]
+    rounds_pairs = [io.read_records(f, Pair.from_dict) for f in files]
     g = cfg.guard
     pairs, info = build_training_set(rounds_pairs, round_idx, seed_fraction=g.seed_fraction if g.enabled else 0.0,
                                      accumulate=g.accumulate if g.enabled else "current", seed=cfg.run.seed)
     path = out / f"round_{round_idx}" / "train_pairs.jsonl"
+    provenance.record(path, provenance.key(cfg, pairs=[provenance.file_hash(f) for f in files]))
     io.write_jsonl(path, pairs)
+    faults.point("train:set")
     return path, info
 
 
 def train_round(cfg: Config, out: Path, round_idx: int, base_model: str) -> dict[str, Any]:
-    """DPO + NLL on the round's training set; the reference model is the round's starting model."""
+    """DPO + NLL on the round's training set; the reference model is the round's starting model.
+
+    train_stats.json is written last and carries the provenance (the starting model and every
+    round's pairs). A round whose pairs are all unusable is marked `trained: false` and hands its
+    starting model on by reference (works for a hub id too); any other failure stops the run."""
     rdir = out / f"round_{round_idx}"
     model_dir, stats_path = rdir / "model", rdir / "train_stats.json"
-    if (model_dir / "config.json").exists() and stats_path.exists():
+    entry = provenance.key(cfg, model=base_model, pairs=[provenance.file_hash(rdir.parent / f"round_{k}" / "pairs.jsonl")
+                                                         for k in range(round_idx + 1)])
+    if provenance.check(stats_path, entry):
         return io.read_json(stats_path)
-    from selfplay.train import TrainConfig, train_dpo
+    provenance.record(stats_path, entry)
+    from selfplay.train import NoUsablePairs, TrainConfig, train_dpo
 
     t = cfg.train
     pairs_path, mix = training_set(cfg, out, round_idx)
@@ -139,19 +178,18 @@ def train_round(cfg: Config, out: Path, round_idx: int, base_model: str) -> dict
                        nll_weight=t.nll_weight, max_steps=t.max_steps, use_lora=t.use_lora,
                        seed=cfg.run.seed + round_idx)
     t0 = time.perf_counter()
+    partial = rdir / ".train_stats.partial.json"  # train_dpo's own copy; train_stats.json comes last
     try:
-        stats = train_dpo([pairs_path], base_model, model_dir, tcfg, stats_path=stats_path)
-    except ValueError as e:  # no usable pairs: the next round keeps the current model
-        log(f"round {round_idx}: no training ({e}); copying the starting model")
-        shutil.rmtree(model_dir, ignore_errors=True)
-        tmp = model_dir.with_name("model.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(base_model, tmp)
-        tmp.rename(model_dir)
-        stats = {"skipped": str(e), "n_train": 0}
+        stats = train_dpo([pairs_path], base_model, model_dir, tcfg, stats_path=partial)
+        stats["trained"] = True
+    except NoUsablePairs as e:  # the next round starts from this round's starting model
+        log(f"round {round_idx}: NOT TRAINED ({e}); round {round_idx + 1} starts from {base_model}")
+        stats = {"trained": False, "reason": str(e), "start_model": base_model, "n_train": 0}
+    faults.point("train:saved")  # the model is in place, train_stats.json not yet
     stats["seconds"] = round(time.perf_counter() - t0, 1)
     stats["mix"] = mix
     io.write_json(stats_path, stats)
+    partial.unlink(missing_ok=True)
     return stats
 
 
@@ -172,8 +210,8 @@ def run_loop(cfg: Config, backend_factory: Callable[[str], Backend] | None = Non
             ctx.close()
         if cfg.train.enabled:
             stats["train"] = train_round(cfg, out, k, ctx.model)
-        if sets and cfg.train.enabled:
-            stats["eval"] = evaluate_model(cfg, str(out / f"round_{k}" / "model"), sets,
+        if sets and cfg.train.enabled:  # a round that was not trained evaluates its starting model again
+            stats["eval"] = evaluate_model(cfg, round_model(cfg, out, k + 1), sets,
                                            out / f"round_{k}" / "eval.json", backend_factory)
         if sets:
             from selfplay.evaluate import check_contamination
@@ -189,7 +227,7 @@ def run_loop(cfg: Config, backend_factory: Callable[[str], Backend] | None = Non
         stats["warnings"] = round_warnings(history, min_fraction=cfg.guard.warn_fraction)
         for w in stats["warnings"]:
             log(f"WARNING collapse guard: {w}")
-        io.write_json(out / f"round_{k}" / "stats.json", stats)
+        write_stats(out / f"round_{k}", stats)
         print_summary(stats, start_eval)
     if cfg.train.enabled or sets:
         from selfplay.report import write_report
@@ -215,9 +253,11 @@ def print_summary(s: dict[str, Any], start_eval: dict[str, Any] | None = None) -
         lines.append(f"solve+verify: {t['solve_seconds']} s, {t['samples_per_s']} samples/s, {t['tokens_per_s']} tok/s")
     tr = s.get("train")
     if tr:
-        lines.append(f"train: {tr.get('n_train', 0)} pairs, loss {tr.get('train_loss')}, "
-                     f"reward acc {tr.get('rewards_accuracy_last', tr.get('rewards/accuracies'))}"
-                     + (f" (skipped: {tr['skipped']})" if tr.get("skipped") else ""))
+        if tr.get("trained") is False:
+            lines.append(f"train: NOT TRAINED ({tr.get('reason')}); the next round starts from {tr.get('start_model')}")
+        else:
+            lines.append(f"train: {tr.get('n_train', 0)} pairs, loss {tr.get('train_loss')}, "
+                         f"reward acc {tr.get('rewards_accuracy_last', tr.get('rewards/accuracies'))}")
     ev = s.get("eval")
     if ev:
         from selfplay.metrics import gain_points, greedy_gain

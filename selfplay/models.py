@@ -89,6 +89,55 @@ def load_model(name: str, dtype: str = "float32", device: str = "cpu"):
     import torch
     from transformers import AutoModelForCausalLM
 
-    torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
-    model = AutoModelForCausalLM.from_pretrained(resolve_model(name), dtype=torch_dtype)
+    # "auto" is transformers' own choice: the dtype the checkpoint was saved in (config.json's
+    # torch_dtype), which is also what the vllm backend does with "auto".
+    dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "auto": "auto"}
+    if dtype not in dtypes:
+        raise ValueError(f"model.dtype: must be one of {', '.join(dtypes)}, got {dtype!r}")
+    model = AutoModelForCausalLM.from_pretrained(resolve_model(name), dtype=dtypes[dtype])
     return model.to(device).eval()
+
+
+def _hub_transport_errors() -> tuple[type[BaseException], ...]:
+    """The network errors huggingface_hub can raise (its HTTP library differs between versions)."""
+    import importlib
+    import importlib.util
+
+    errs: list[type[BaseException]] = [OSError]  # includes OfflineModeIsEnabled, requests' errors
+    for mod, attr in (("httpx2", "TransportError"), ("httpx", "TransportError")):
+        if importlib.util.find_spec(mod) is not None:
+            errs.append(getattr(importlib.import_module(mod), attr))
+    return tuple(errs)
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.startswith(("/", ".", "~")) or name.count("/") > 1 or os.sep != "/" and os.sep in name
+
+
+def check_model(name: str, backend: str = "auto") -> None:
+    """Refuse, in one line and before a run writes anything, a model that cannot be loaded: a
+    missing local directory, one without config.json, or a hub id that is neither in the local
+    HF cache nor on the hub (one quick request: the hub client's retries took ~49 s before)."""
+    if name in DEFAULT_ALIASES or backend == "scripted":
+        return
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            raise ValueError(f"--model {name}: {path} has no config.json (not a HF model directory)")
+        return
+    if path.exists():
+        raise ValueError(f"--model {name}: is a file; give a HF model directory or a hub id")
+    if _looks_like_path(name):
+        raise ValueError(f"--model {name}: no such directory")
+    from huggingface_hub import HfApi, try_to_load_from_cache
+    from huggingface_hub.errors import HfHubHTTPError
+
+    if isinstance(try_to_load_from_cache(name, "config.json"), str):
+        return
+    try:
+        HfApi().model_info(name, timeout=10)
+    except HfHubHTTPError as e:
+        raise ValueError(f"--model {name}: not a local directory, and the hub says: {str(e).splitlines()[0]}") from None
+    except _hub_transport_errors() as e:
+        raise ValueError(f"--model {name}: not a local directory, not in the HF cache, and the hub is not "
+                         f"reachable ({type(e).__name__}); download it first or give a local directory") from None

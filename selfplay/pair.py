@@ -65,5 +65,8 @@ def make_pairs(problem: Problem, rollouts: Sequence[Rollout], *, max_pairs: int,
                 "chosen_tokens": c.n_tokens, "rejected_tokens": r.n_tokens,
                 "chosen_logprob": c.logprob_mean, "rejected_logprob": r.logprob_mean,
                 "pass_rate": rate, "round": round_idx, "model": model, "sampling": sampling,
+                # "majority": the gold is the vote of the k paths (selfplay.pseudo), with its share
+                "gold_source": problem.meta.get("gold_source", "trusted"),
+                "agreement": problem.meta.get("agreement"),
             }))
     return out

@@ -1,23 +1,72 @@
 """Prompts shared by solving, evaluation and posing (one place, so train and eval agree)."""
 from __future__ import annotations
 
+import re
+from fractions import Fraction
 from typing import Sequence
 
 from selfplay.backends.base import Messages
 
 # The embedded 135M model rarely writes \boxed{} unless shown; one worked example fixes that.
+# Its answer, 6.5, is one no default procedural generator can produce (their golds are integers,
+# or fractions below 2 from fraction_add), so a completion that copies the example can never be
+# labelled correct; the hygiene filter drops such copies too (copies_example).
+SOLVE_EXAMPLE_QUESTION = "Tom has 2.5 liters of water and pours in 4 more liters. How many liters of water does he have?"
+SOLVE_EXAMPLE_SOLUTION = "Tom starts with 2.5 liters and pours in 4 more, so 2.5 + 4 = 6.5. The answer is \\boxed{6.5}."
+SOLVE_EXAMPLE_ANSWER = "6.5"
 SOLVE_TEMPLATE = (
     "Solve the math problem. Think step by step, then write the final answer as \\boxed{{answer}}.\n\n"
-    "Problem: Tom has 3 apples and buys 4 more. How many apples does he have?\n"
-    "Solution: Tom starts with 3 apples and buys 4 more, so 3 + 4 = 7. The answer is \\boxed{{7}}.\n\n"
+    f"Problem: {SOLVE_EXAMPLE_QUESTION}\n"
+    f"Solution: {SOLVE_EXAMPLE_SOLUTION.replace('{', '{{').replace('}', '}}')}\n\n"
     "Problem: {question}\n"
     "Solution:"
 )
+# Solving and evaluation stop where the model starts inventing the next problem: what follows a
+# new "Problem:" is not a solution of this one (it used to become part of `chosen`). Backends cut
+# the stop string from the stored text.
+SOLVE_STOP: tuple[str, ...] = ("Problem:",)
 
 
 def solve_messages(question: str) -> Messages:
     """The chat prompt for one reasoning path (also the `prompt` field of a pair)."""
     return [{"role": "user", "content": SOLVE_TEMPLATE.format(question=question.strip())}]
+
+
+# A run of this many words/numbers shared with the worked example is a copy, if the run holds one
+# of the example's decimals (2.5, 6.5): a real problem may well ask "how many liters of water does".
+_COPY_RUN = 6
+_TOKEN = re.compile(r"[a-z]+|\d+(?:\.\d+)?")
+_FRAC = re.compile(r"-?\\[dt]?frac\{(-?\d+)\}\{(\d+)\}")
+
+
+def _runs(text: str) -> set[tuple[str, ...]]:
+    toks = _TOKEN.findall(text.lower())
+    return {tuple(toks[i:i + _COPY_RUN]) for i in range(len(toks) - _COPY_RUN + 1)}
+
+
+_EXAMPLE_RUNS = {run for run in _runs(SOLVE_EXAMPLE_QUESTION) | _runs(SOLVE_EXAMPLE_SOLUTION)
+                 if any("." in tok for tok in run)}
+
+
+def _value(answer: str) -> Fraction | None:
+    s = answer.strip().strip("$").replace(" ", "")
+    m = _FRAC.fullmatch(s)
+    if m:
+        v = Fraction(int(m.group(1)), int(m.group(2))) if int(m.group(2)) else None
+        return -v if v is not None and s.startswith("-") else v
+    try:
+        return Fraction(s)
+    except (ValueError, ZeroDivisionError):
+        return None
+
+
+def copies_example(completion: str, extracted: str | None = None) -> bool:
+    """True when a completion reproduces the solve prompt's worked example instead of solving its
+    own problem: its final answer (`extracted`) is the example's value, or it shares a run of
+    _COPY_RUN words/numbers holding 2.5 or 6.5 with the example's problem or solution."""
+    if extracted is not None and _value(extracted) == Fraction(SOLVE_EXAMPLE_ANSWER):
+        return True
+    return not _EXAMPLE_RUNS.isdisjoint(_runs(completion))
 
 
 POSE_TEMPLATE = (

@@ -237,11 +237,22 @@ def _quality_sections(run: dict[str, Any]) -> list[str]:
     frows = []
     for k, st in stats:
         for name, counts in (st.get("filters") or {}).items():
-            if isinstance(counts, dict) and not name.endswith("_info"):
+            if isinstance(counts, dict) and not name.endswith(("_info", "_precision")):
                 dropped = ", ".join(f"{a}: {b}" for a, b in counts.items() if b) or "none"
                 frows.append([str(k), name, dropped])
     if frows:
         md += ["## Filters (drops by reason)", "", _table(["round", "filter", "dropped"], frows), ""]
+    prows = []
+    for k, st in stats:
+        f = st.get("filters") or {}
+        prec, info = f.get("pseudo_label_precision") or {}, f.get("pseudo_label_info") or {}
+        if prec.get("problems") or info.get("relabelled"):
+            prows.append([str(k), _num(info.get("relabelled", 0)), _num(prec.get("problems")), _num(prec.get("agree")),
+                          _num(prec.get("precision"))])
+    if prows:
+        md += ["## Pseudo-labels (majority vote)", "", "Problems without a gold labelled by the vote of their "
+               "paths; the same vote on problems with a gold measures its precision (majority = gold).", "",
+               _table(["round", "pseudo-labelled", "gold problems voted", "majority = gold", "precision"], prows), ""]
     drows = [[str(k)] + [_num((st.get("diversity") or {}).get(key)) for key in _DIVERSITY_KEYS]
              for k, st in stats if st.get("diversity")]
     if drows:
@@ -288,6 +299,8 @@ def write_report(out_dir: Path) -> Path:
     """Write OUT/report.md (+ heldout.png, pass_rates.png, verdict_reasons.png); returns its path."""
     out_dir = Path(out_dir)
     run = load_run(out_dir)
+    if not run["rounds"] and not run["start_eval"]:
+        raise ValueError(f"report: {out_dir} holds no run (no round_K/ and no eval_base.json)")
     sets = _eval_sets(run)
     header = ["round", "problems", "samples", "% correct", "pairs", "trained", "dropped long/ident.",
               "steps", "train loss", "reward acc", "reward margin"] + [f"{s} pass@1 [95% CI]" for s in sets]
@@ -303,7 +316,7 @@ def write_report(out_dir: Path) -> Path:
         pct = st.get("pct_correct")
         row = [str(r["k"]), _num(st.get("problems")), _num(st.get("samples")),
                f"{pct:.1f}%" if isinstance(pct, (int, float)) else "-", _num(st.get("pairs")),
-               _num(tr.get("n_train")),
+               "NOT TRAINED" if tr.get("trained") is False else _num(tr.get("n_train")),
                f"{tr['n_dropped_too_long']}/{tr.get('n_dropped_identical', 0)}" if "n_dropped_too_long" in tr else "-",
                _num(tr.get("steps")), _num(tr.get("train_loss")), _num(tr.get("rewards/accuracies"), "{:.2f}"),
                _num(tr.get("rewards/margins"))]
@@ -316,6 +329,11 @@ def write_report(out_dir: Path) -> Path:
           "trained on (after dropping over-long / identical), DPO steps, final train loss, final "
           "reward accuracy and margin; held-out greedy pass@1 of the model trained in that round "
           "(`start` = the base model) with 95% Wilson intervals.", "", _table(header, rows), ""]
+    untrained = [f"- round {r['k']}: NOT TRAINED ({r['train'].get('reason')}); its eval and the next round "
+                 f"use its starting model {r['train'].get('start_model')}"
+                 for r in run["rounds"] if (r["train"] or {}).get("trained") is False]
+    if untrained:
+        md += ["## Rounds without training", ""] + untrained + [""]
     if sets:
         detail_rows = []
         for label, ev in [("start", run["start_eval"])] + [(f"r{r['k']}", r["eval"]) for r in run["rounds"]]:

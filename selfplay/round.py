@@ -15,12 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from selfplay import io
+from selfplay import faults, io, provenance
 from selfplay.backends import get_backend
 from selfplay.backends.base import Backend, SamplingParams
 from selfplay.config import Config
+from selfplay.contamination import HeldoutGate, HeldoutMatcher
 from selfplay.curate import curate_pairs, dedup_posed, round_diversity
 from selfplay.pose import pose_problems
+from selfplay.prompts import SOLVE_STOP
 from selfplay.records import Pair, Problem, Rollout
 from selfplay.rng import derive_seed
 
@@ -85,38 +87,57 @@ class RoundContext:
         self._backend = self._verifier = self._sandbox = None
 
 
-def seed_problems(cfg: Config, round_idx: int, exclude: frozenset[str]) -> list[Problem]:
-    """This round's seed problems: fresh procedural items (per-round seed) plus file/HF items."""
-    from seeds import load_hf_dataset, load_jsonl_problems, procedural_problems
+def seed_problems(cfg: Config, round_idx: int, gate: HeldoutGate) -> list[Problem]:
+    """This round's seed problems: fresh procedural items (per-round seed) plus file/HF items.
+
+    Every candidate passes `gate` (held-out exact + near-duplicate check) before it is taken, and
+    a rejected one is replaced by the next candidate, so the counts asked for are still met."""
+    from seeds import load_hf_dataset, load_jsonl_problems, parse_hf_spec, procedural_problems
+    from selfplay.rng import rng_for
 
     rseed = derive_seed(cfg.run.seed, "round", round_idx)
     probs = procedural_problems(cfg.seeds.problems, cfg.seeds.generators, cfg.seeds.levels, seed=rseed,
-                                split="train", exclude=exclude)
+                                split="train", reject=gate.rejects)
+    if not cfg.seeds.file_problems:
+        return probs
     pool: list[Problem] = []
     for f in cfg.seeds.files:
-        pool.extend(load_jsonl_problems(f))
+        pool.extend(load_jsonl_problems(f, unlabelled=True))
     for spec in cfg.seeds.hf_datasets:
-        name, _, rest = spec.partition(":")
-        conf, _, split = rest.partition(":")
-        pool.extend(load_hf_dataset(name, config=conf or None, split=split or "train"))
-    pool = [p for p in pool if p.question not in exclude]
-    if pool and cfg.seeds.file_problems:
-        from selfplay.rng import rng_for
+        name, conf, split = parse_hf_spec(spec)
+        pool.extend(load_hf_dataset(name, config=conf, split=split))
+    rng_for(rseed, "files").shuffle(pool)
+    drawn: list[Problem] = []
+    for p in pool:  # only candidates are checked (and counted): a large pool costs no more
+        if len(drawn) >= cfg.seeds.file_problems:
+            break
+        if not gate.rejects(p):
+            drawn.append(p)
+    return probs + drawn
 
-        rng_for(rseed, "files").shuffle(pool)
-        probs.extend(pool[:cfg.seeds.file_problems])
-    return probs
+
+def contamination_dropped(rdir: Path) -> int:
+    """Problems of round `rdir` dropped before solving as held-out copies (contamination_pre.json)."""
+    path = rdir / "contamination_pre.json"
+    return int(io.read_json(path)["dropped_total"]) if path.exists() else 0
 
 
 def stage_problems(ctx: RoundContext) -> list[Problem]:
     path = ctx.dir / "problems.jsonl"
-    if path.exists():
-        return io.read_records(path, Problem.from_dict)
     cfg = ctx.cfg
-    seeds = seed_problems(cfg, ctx.round_idx, ctx.heldout_questions)
+    posing = cfg.pose.enabled and cfg.pose.attempts > 0
+    entry = provenance.key(cfg, model=ctx.model if posing else None)
+    if provenance.check(path, entry):
+        return io.read_records(path, Problem.from_dict)
+    provenance.record(path, entry)
+    faults.point("problems:recorded")  # provenance written, output not yet
+    # Every problem, seed or posed, is checked against the held-out sets before it is solved:
+    # exact or near copies are dropped and counted in contamination_pre.json.
+    gate = HeldoutGate(HeldoutMatcher(ctx.heldout_questions, cfg.filters.near_threshold))
+    seeds = seed_problems(cfg, ctx.round_idx, gate)
     posed: list[Problem] = []
     pose_stats: dict[str, Any] = {"attempted": 0, "kept": 0, "rejected": {}}
-    if cfg.pose.enabled and cfg.pose.attempts > 0:
+    if posing:
         t0 = time.perf_counter()
         params = SamplingParams(n=1, temperature=cfg.pose.temperature, top_p=cfg.pose.top_p,
                                 max_new_tokens=cfg.pose.max_new_tokens)
@@ -125,8 +146,13 @@ def stage_problems(ctx: RoundContext) -> list[Problem]:
         posed, pose_stats = pose_problems(
             backend, ctx.sandbox(), seeds, attempts=cfg.pose.attempts, shots=cfg.pose.shots, params=params,
             seed=cfg.run.seed, round_idx=ctx.round_idx,
-            existing=[p.question for p in seeds] + sorted(ctx.heldout_questions), model=ctx.model, progress=pbar)
+            existing=[p.question for p in seeds], model=ctx.model, progress=pbar,
+            require_program=cfg.pose.require_program)
         pbar.close()
+        n_posed = len(posed)
+        posed = gate.keep(posed)  # held-out copies: counted by the gate (and here as rejected "heldout")
+        if n_posed > len(posed):
+            pose_stats["rejected"] = {**pose_stats["rejected"], "heldout": n_posed - len(posed)}
         earlier = [p.question for k in range(ctx.round_idx)
                    for p in _read_problems(ctx.out / f"round_{k}" / "problems.jsonl")]
         posed, dedup = dedup_posed(posed, [p.question for p in seeds] + earlier, sorted(ctx.heldout_questions),
@@ -134,10 +160,15 @@ def stage_problems(ctx: RoundContext) -> list[Problem]:
         rejected = dict(pose_stats["rejected"])
         rejected.update({f"dedup_{k}": v for k, v in dedup.items() if v})
         pose_stats.update(kept=len(posed), rejected=dict(sorted(rejected.items())),
+                          unlabelled=sum(p.answer == "" for p in posed),
                           seconds=round(time.perf_counter() - t0, 2))
         log(f"posed {pose_stats['kept']}/{pose_stats['attempted']} kept; rejected: {pose_stats['rejected']}")
     io.write_json(ctx.dir / "pose.json", pose_stats)
     problems = seeds + posed
+    pre = gate.summary()
+    if pre["dropped_total"]:
+        log(f"dropped {pre['dropped_total']} problems matching held-out questions before solving: {pre['dropped']}")
+    io.write_json(ctx.dir / "contamination_pre.json", pre)
     io.write_jsonl(path, problems)
     return problems
 
@@ -162,11 +193,29 @@ def load_rollouts(path: Path, samples: int) -> dict[str, list[Rollout]]:
     return done
 
 
+_VERIFY_HINT = ("relabel with `selfplay verify {path}` (it invalidates what was made from them), "
+                "or use another --out")
+
+
+def solve_entry(ctx: RoundContext) -> dict[str, Any]:
+    """What rollouts.jsonl is made from: the problems, the sampling model and the verifier."""
+    return provenance.key(ctx.cfg, model=ctx.model, labels=True,
+                          problems=provenance.file_hash(ctx.dir / "problems.jsonl"))
+
+
+def missing_rollouts(problems: Sequence[Problem], rollouts: dict[str, list[Rollout]]) -> list[str]:
+    return [p.id for p in problems if p.id not in rollouts]
+
+
 def stage_solve(ctx: RoundContext, problems: Sequence[Problem]) -> tuple[dict[str, list[Rollout]], dict[str, Any]]:
     from selfplay.solve import solve_and_verify
 
     cfg = ctx.cfg
     path = ctx.dir / "rollouts.jsonl"
+    entry = solve_entry(ctx)
+    if not provenance.check(path, entry, hint=_VERIFY_HINT.format(path=path)):
+        provenance.record(path, entry)
+        faults.point("solve:recorded")
     done = load_rollouts(path, cfg.solve.samples)
     todo = [p for p in problems if p.id not in done]
     timing: dict[str, Any] = {"resumed_problems": len(done)}
@@ -175,12 +224,13 @@ def stage_solve(ctx: RoundContext, problems: Sequence[Problem]) -> tuple[dict[st
     if done:
         log(f"resuming: {len(done)} problems already solved, {len(todo)} to go")
     params = SamplingParams(n=cfg.solve.samples, temperature=cfg.solve.temperature, top_p=cfg.solve.top_p,
-                            max_new_tokens=cfg.solve.max_new_tokens, stop=(), with_logprobs=True)
+                            max_new_tokens=cfg.solve.max_new_tokens, stop=SOLVE_STOP, with_logprobs=True)
     pbar = bar(len(todo) * cfg.solve.samples, f"round {ctx.round_idx} solve+verify", "sample")
     t0, tokens = time.perf_counter(), 0
     for rollouts in solve_and_verify(ctx.backend(), todo, params, ctx.verifier(), seed=cfg.run.seed,
                                      round_idx=ctx.round_idx, batch_problems=cfg.solve.batch_problems, progress=pbar):
         io.append_jsonl(path, rollouts)
+        faults.point("solve:batch")  # a whole batch of problems appended
         for r in rollouts:
             done.setdefault(r.problem_id, []).append(r)
         tokens += sum(r.n_tokens for r in rollouts)
@@ -197,8 +247,16 @@ def stage_pair(ctx: RoundContext, problems: Sequence[Problem], rollouts: dict[st
     from selfplay.pair import make_pairs
 
     path = ctx.dir / "pairs.jsonl"
-    if path.exists():
+    todo = missing_rollouts(problems, rollouts)
+    if todo:  # pairs from a partial round would be kept as final by every later run
+        raise ValueError(f"{ctx.dir / 'rollouts.jsonl'}: {len(todo)} of {len(problems)} problems are not solved "
+                         f"yet (first: {todo[0]}); run `selfplay solve --round {ctx.round_idx}` first")
+    entry = provenance.key(ctx.cfg, labels=True, problems=provenance.file_hash(ctx.dir / "problems.jsonl"),
+                           rollouts=provenance.file_hash(ctx.dir / "rollouts.jsonl"))
+    if provenance.check(path, entry):
         return io.read_records(path, Pair.from_dict)
+    provenance.record(path, entry)
+    faults.point("pair:recorded")
     s = ctx.cfg.solve
     sampling = {"temperature": s.temperature, "top_p": s.top_p, "max_new_tokens": s.max_new_tokens, "n": s.samples}
 
@@ -206,8 +264,13 @@ def stage_pair(ctx: RoundContext, problems: Sequence[Problem], rollouts: dict[st
         return make_pairs(p, rs, max_pairs=ctx.cfg.pair.max_pairs_per_problem, round_idx=ctx.round_idx,
                           seed=ctx.cfg.run.seed, model=ctx.model, sampling=sampling, rate=rate)
 
-    pairs, counts = curate_pairs(problems, rollouts, ctx.cfg.filters, make)
+    from selfplay.pseudo import pseudo_label
+
+    problems, rollouts, pseudo = pseudo_label(problems, rollouts, ctx.verifier(), ctx.cfg)
+    pairs, counts = curate_pairs(problems, rollouts, ctx.cfg.filters, make, crosscheck=ctx.cfg.verify.crosscheck)
+    counts.update(pseudo)
     io.write_json(ctx.dir / "filters.json", counts)
+    faults.point("pair:filters")  # filters.json written, pairs.jsonl not yet
     io.write_jsonl(path, pairs)
     return pairs
 
@@ -233,6 +296,7 @@ def round_stats(ctx: RoundContext, problems: Sequence[Problem], rollouts: dict[s
         "verdict_reasons": dict(reasons.most_common()), "posed": posed,
         "finish_reasons": dict(Counter(r.finish_reason for r in flat)), "timing": timing,
         "filters": io.read_json(fpath) if fpath.exists() else {},
+        "contamination_dropped": contamination_dropped(ctx.dir),
         "diversity": round_diversity(problems, rollouts),
     }
 
@@ -246,6 +310,13 @@ def run_round(ctx: RoundContext) -> dict[str, Any]:
     pairs = stage_pair(ctx, problems, rollouts)
     if timing.get("solve_seconds"):
         timing["round_seconds"] = round(time.perf_counter() - t0, 2)
-    stats = round_stats(ctx, problems, rollouts, pairs, timing)
-    io.write_json(ctx.dir / "stats.json", stats)
-    return stats
+    return write_stats(ctx.dir, round_stats(ctx, problems, rollouts, pairs, timing))
+
+
+def write_stats(rdir: Path, stats: dict[str, Any]) -> dict[str, Any]:
+    """Merge `stats` into OUT/round_K/stats.json: keys written by later steps (train, eval,
+    warnings) stay when a stage recomputes its own."""
+    path = rdir / "stats.json"
+    merged = {**(io.read_json(path) if path.exists() else {}), **stats}
+    io.write_json(path, merged)
+    return merged

@@ -31,6 +31,11 @@ log = logging.getLogger(__name__)
 
 
 
+# The prompt's share of max_length when max_prompt_length is not set: the rest (a quarter) is
+# room for the answer. 0.75 keeps the old fixed pair 384 / 512 at the default max_length.
+PROMPT_SHARE = 0.75
+
+
 @dataclass
 class TrainConfig:
     """DPO + NLL settings; defaults suit the 135M model on a 2-core CPU.
@@ -40,7 +45,9 @@ class TrainConfig:
         7B models, where each step moves far more parameters' worth of behaviour).
     max_length: pairs whose prompt+chosen or prompt+rejected (chat template applied) exceed it are
         dropped. max_prompt_length: pairs whose prompt alone exceeds it are dropped (TRL 1.16 has no
-        such field; we enforce it ourselves). None disables either check.
+        such field; we enforce it ourselves). None derives it from max_length
+        (PROMPT_SHARE x max_length, see prompt_limit), so setting max_length alone is always
+        consistent; max_length None disables both checks.
     nll_weight: weight of the "sft" (NLL on chosen) term; 0 trains plain sigmoid DPO.
     """
 
@@ -50,7 +57,7 @@ class TrainConfig:
     per_device_batch_size: int = 2
     grad_accum: int = 2
     max_length: int | None = 512
-    max_prompt_length: int | None = 384
+    max_prompt_length: int | None = None  # None: PROMPT_SHARE x max_length (384 of 512)
     nll_weight: float = 1.0
     use_lora: bool = False
     lora_r: int = 16
@@ -84,7 +91,7 @@ class TrainConfig:
             if v is not None and (not isinstance(v, int) or v < 8):
                 raise bad(name, "must be None or an integer >= 8")
         if self.max_length is not None and self.max_prompt_length is not None \
-                and self.max_prompt_length >= self.max_length:
+                and self.max_prompt_length >= self.max_length:  # only an explicit value can clash
             raise bad("max_prompt_length", f"must be < max_length ({self.max_length})")
         if self.nll_weight < 0:
             raise bad("nll_weight", "must be >= 0")
@@ -103,6 +110,17 @@ class TrainConfig:
         if not self.max_grad_norm > 0:
             raise bad("max_grad_norm", "must be > 0")
         return self
+
+    def prompt_limit(self) -> int | None:
+        """The prompt-length cap in force: max_prompt_length, else PROMPT_SHARE x max_length."""
+        if self.max_prompt_length is not None:
+            return self.max_prompt_length
+        return None if self.max_length is None else int(self.max_length * PROMPT_SHARE)
+
+
+class NoUsablePairs(ValueError):
+    """Every pair was filtered out (or there were none): the only training failure a loop may
+    carry on from (its round is then marked not trained)."""
 
 
 def load_pairs(pair_files: Sequence[Path]) -> list[Pair]:
@@ -130,6 +148,7 @@ def filter_pairs(pairs: Sequence[Pair], tokenizer, cfg: TrainConfig) -> tuple[li
               "n_dropped_too_long": 0, "n_dropped_prompt_too_long": 0}
     kept: list[Pair] = []
     seen: set[tuple[str, str, str]] = set()
+    prompt_limit = cfg.prompt_limit()
 
     def n_tokens(messages: list[dict[str, str]], gen_prompt: bool = False) -> int:
         out = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True,
@@ -146,7 +165,7 @@ def filter_pairs(pairs: Sequence[Pair], tokenizer, cfg: TrainConfig) -> tuple[li
             counts["n_dropped_duplicate"] += 1
             continue
         seen.add(key)
-        if cfg.max_prompt_length is not None and n_tokens(p.prompt, True) > cfg.max_prompt_length:
+        if prompt_limit is not None and n_tokens(p.prompt, True) > prompt_limit:
             counts["n_dropped_prompt_too_long"] += 1
             counts["n_dropped_too_long"] += 1
             continue
@@ -186,6 +205,11 @@ def _progress_callback():
                      state.global_step, state.max_steps, logs["loss"],
                      logs.get("rewards/accuracies", float("nan")), logs.get("rewards/margins", float("nan")))
 
+        def on_step_end(self, args, state, control, **kwargs):
+            from selfplay import faults
+
+            faults.point("train:step")  # crash tests: a kill inside DPO training
+
     return _LogProgress()
 
 
@@ -211,7 +235,7 @@ def train_dpo(pair_files: Sequence[Path], base_model: str, out_dir: Path, cfg: T
     The reference is `ref_model` if given, else the base model (the round's starting model).
     The model and tokenizer are written to `out_dir.tmp` and renamed into place. Stats are
     returned and written to `stats_path` (default `out_dir.parent / "train_stats.json"`).
-    Raises ValueError when no usable pair remains (the caller decides to copy the base model).
+    Raises NoUsablePairs when no usable pair remains (the loop then marks the round not trained).
     """
     cfg.validate()
     t0 = time.perf_counter()
@@ -230,7 +254,7 @@ def train_dpo(pair_files: Sequence[Path], base_model: str, out_dir: Path, cfg: T
     pairs = load_pairs(pair_files)
     kept, counts = filter_pairs(pairs, tokenizer, cfg)
     if not kept:
-        raise ValueError(f"no usable DPO pairs in {[str(f) for f in pair_files]}: {counts}")
+        raise NoUsablePairs(f"no usable DPO pairs in {[str(f) for f in pair_files]}: {counts}")
 
     dataset = Dataset.from_list([{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected}
                                  for p in kept])

@@ -1,10 +1,18 @@
-"""Re-verify an existing rollouts.jsonl with the current verifier (labels, reasons, extracted)."""
+"""Re-verify an existing rollouts.jsonl with the current verifier (labels, reasons, extracted).
+
+Inside a run (OUT/round_K/rollouts.jsonl) everything made from the old labels is invalidated:
+round K's pairs, filters, training set, model, train stats, eval and stats, and every later
+round (its problems were posed and solved by a model trained on those pairs). They are moved to
+OUT/stale/<time>/, not deleted, and the rollouts' provenance now names the current verifier.
+"""
 from __future__ import annotations
 
+import re
+import time
 from dataclasses import replace
 from pathlib import Path
 
-from selfplay import io
+from selfplay import io, provenance
 from selfplay.records import Problem, Rollout
 
 
@@ -26,4 +34,37 @@ def reverify_file(rollouts_path: Path, problems_path: Path, *, timeout: float = 
     new = [replace(r, label=vd.label, reason=vd.reason, extracted=vd.extracted, verify_seconds=round(vd.seconds, 6))
            for r, vd in zip(rollouts, verdicts)]
     io.write_jsonl(rollouts_path, new)
+    entry = provenance.read(rollouts_path.parent).get(rollouts_path.name)
+    if entry is not None:
+        provenance.record(rollouts_path, {**entry, "verifier": provenance.verifier_version()})
     return sum(a.label != b.label for a, b in zip(rollouts, new)), len(new)
+
+
+# made from round K's labels, in the order they are made
+_DOWNSTREAM = ("filters.json", "pairs.jsonl", "train_pairs.jsonl", "model", ".train_stats.partial.json",
+               "train_stats.json", "eval.json", "contamination.json", "stats.json")
+
+
+def invalidate_downstream(rollouts_path: Path) -> list[Path]:
+    """Move what was made from `rollouts_path`'s labels to OUT/stale/<time>/; returns the moved
+    paths (at their old place). Nothing happens outside a run directory."""
+    rdir = rollouts_path.resolve().parent
+    m = re.fullmatch(r"round_(\d+)", rdir.name)
+    out = rdir.parent
+    if m is None or not (out / "config.json").exists():
+        return []
+    k = int(m.group(1))
+    later = sorted((int(d.name[6:]), d) for d in out.glob("round_*") if re.fullmatch(r"round_\d+", d.name))
+    victims = [rdir / n for n in _DOWNSTREAM if (rdir / n).exists()]
+    victims += [d for j, d in later if j > k]
+    victims += [p for p in (out / "report.md",) if p.exists()]
+    if not victims:
+        return []
+    stale = out / "stale" / time.strftime("%Y%m%d-%H%M%S")
+    for path in victims:
+        dest = stale / path.relative_to(out)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        path.rename(dest)
+        if path.parent == rdir:
+            provenance.forget(path)
+    return victims

@@ -10,10 +10,10 @@ from selfplay.records import Problem, Rollout
 
 
 @pytest.mark.parametrize("text, expected", [
-    ("  What IS 2+2?\n\n", "what is 2 2"),
+    ("  What IS 2+2?\n\n", "what is 2 + 2"),  # operators are tokens (seeds.text)
     ("Tom has 1,000 apples; he ate 3.5!", "tom has 1000 apples he ate 3.5"),
     ("He paid $12.", "he paid 12"),
-    ("x_1 -- y", "x 1 y"),
+    ("x_1 -- y", "x 1 y"),  # a dash is punctuation, a lone "-" is an operator
     ("?!...", ""),
     ("Café au lait", "café au lait"),
     ("x2 and the 3rd costs 3.5.", "x2 and the 3rd costs 3.5"),

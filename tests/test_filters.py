@@ -59,7 +59,7 @@ def test_dedup_exact_near_heldout_and_reference():
         prob("i", "?!? ..."),
         prob("j", "what is 12 + 35"),                                # duplicate of e
     ]
-    against = ["seed question about trains leaving a station at noon at 60 km h"]
+    against = ["seed question about trains leaving a station at noon at 60 km / h"]  # "/" is a token
     heldout = ["Janet's ducks lay 16 eggs per day. She eats three for breakfast every morning "
                "and bakes muffins for her friends every day with four. She sells the remainder "
                "at the farmers' market daily for $3 per fresh duck egg."]
@@ -150,7 +150,7 @@ def test_completion_hygiene_reasons():
     ]
     kept, dropped = completion_hygiene(rollouts, max_tokens=512)
     assert ids(kept) == ["ok/0", "unverified/0"]
-    assert dropped == {"unfinished": 1, "too_long": 2, "no_answer": 2, "repetition": 1}
+    assert dropped == {"unfinished": 1, "too_long": 2, "copies_example": 0, "no_answer": 2, "repetition": 1}
     kept, dropped = completion_hygiene(rollouts, max_tokens=None, max_chars=None)
     assert dropped["too_long"] == 0 and dropped["repetition"] == 2  # "x" * 4001 is a loop too
 

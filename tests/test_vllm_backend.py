@@ -59,7 +59,7 @@ def test_greedy_is_deterministic_and_length_finish(backend):
 def test_stop_string_and_eos(backend):
     p = SamplingParams(n=1, temperature=0.0, max_new_tokens=64, stop=("=",))
     c = backend.generate([solve_messages("What is 12 + 7?")], p, [[0]])[0][0]
-    assert c.finish_reason == "stop" and c.text.endswith("=") and c.text.count("=") == 1
+    assert c.finish_reason == "stop" and "=" not in c.text  # generation stopped there, the stop string is cut
     # eos: a short greedy answer ends by itself, and the eos token is not counted
     hi = [{"role": "user", "content": "Say hello."}]
     e = backend.generate([hi], SamplingParams(n=1, temperature=0.0, max_new_tokens=128), [[0]])[0][0]

@@ -16,7 +16,7 @@ class SamplingParams:
     temperature: float = 0.8
     top_p: float = 0.95
     max_new_tokens: int = 256
-    stop: tuple[str, ...] = ()
+    stop: tuple[str, ...] = ()  # end at the first of these; it is cut from the returned text
     with_logprobs: bool = False
 
 
@@ -27,6 +27,13 @@ class Completion:
     n_tokens: int
     seed: int
     logprob_mean: float | None = None
+
+
+def cut_at_stop(text: str, stop: Sequence[str]) -> str:
+    """The text before the first stop string: the stop string is not part of the answer (vLLM's
+    include_stop_str_in_output=False gives the same text; hf and scripted backends call this)."""
+    cut = min((text.find(s) for s in stop if s in text), default=-1)
+    return text[:cut] if cut >= 0 else text
 
 
 class Backend(Protocol):

@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 from typing import Sequence
 
-from selfplay.backends.base import Completion, Messages, SamplingParams
+from selfplay import faults
+from selfplay.backends.base import Completion, Messages, SamplingParams, cut_at_stop
 
 
 class HFBackend:
@@ -63,6 +64,7 @@ class HFBackend:
             outs = self._decode([encoded[i] for i, _ in chunk],
                                 [int(seeds[i][j]) if seeds and seeds[i] else 0 for i, j in chunk], params)
             results.update(zip(chunk, outs))
+            faults.point("hf:batch")  # crash tests: a kill inside the real model's generation
         out = [[results[(i, j)] for j in range(n)] for i in range(len(prompts))]
         if params.temperature == 0 and params.n > 1:  # greedy: all samples are the same path
             out = [[c] * params.n for c, in out]
@@ -127,7 +129,7 @@ class HFBackend:
         for r in range(B):
             text = self.tokenizer.decode(tokens[r], skip_special_tokens=True)
             if p.stop:
-                text = _cut_at_stop(text, p.stop)
+                text = cut_at_stop(text, p.stop)
             n_tok = len(tokens[r])
             lpm = (logps[r] / n_tok if n_tok else 0.0) if p.with_logprobs else None
             comps.append(Completion(text=text, finish_reason=finish[r], n_tokens=n_tok,
@@ -154,9 +156,3 @@ class HFBackend:
 
     def close(self) -> None:
         self.net = None
-
-
-def _cut_at_stop(text: str, stop: Sequence[str]) -> str:
-    cut = min((text.find(s) + len(s) for s in stop if s in text), default=-1)
-    return text[:cut] if cut > 0 else text
-

@@ -12,7 +12,7 @@ import sys
 import time
 from typing import Sequence
 
-from selfplay.backends.base import Completion, Messages, SamplingParams
+from selfplay.backends.base import Completion, Messages, SamplingParams, cut_at_stop
 
 _Q = re.compile(r"Problem: ((?:(?!Problem: ).)*?)\nSolution:\s*$", re.S)  # the last problem shown
 _NUMS = re.compile(r"-?\d+")
@@ -21,10 +21,14 @@ _NUMS = re.compile(r"-?\d+")
 class ScriptedBackend:
     name = "scripted"
 
-    def __init__(self, model: str = "scripted", *, correct_every: int = 2, calls: list | None = None, **_: object):
+    def __init__(self, model: str = "scripted", *, correct_every: int = 2, calls: list | None = None,
+                 ramble_every: int = 0, **_: object):
         self.model = model
         self.correct_every = correct_every  # sample is correct when seed % correct_every == 0
         self.calls = calls if calls is not None else []
+        # ramble_every > 0: a sample with seed % ramble_every == 1 goes on to invent a new problem
+        # (with a different boxed answer), as the real model does, so tests can see the stop cut.
+        self.ramble_every = ramble_every
 
     def _solve(self, question: str, seed: int) -> str:
         nums = [int(x) for x in _NUMS.findall(question)]
@@ -61,7 +65,11 @@ class ScriptedBackend:
             for j in range(params.n):
                 s = int(row[j]) if j < len(row) else j
                 body = self._solve(m.group(1), s) if m else self._pose(s)
-                comps.append(Completion(text=body, finish_reason="stop", n_tokens=len(body.split()), seed=s,
+                if m and self.ramble_every and s % self.ramble_every == 1:
+                    body += "\n\nProblem: What is 1 + 1?\nSolution: 1 + 1 = 2. The answer is \\boxed{2}."
+                n_tokens = len(body.split())  # tokens generated, the stop string's included
+                comps.append(Completion(text=cut_at_stop(body, params.stop), finish_reason="stop",
+                                        n_tokens=n_tokens, seed=s,
                                         logprob_mean=-0.5 if params.with_logprobs else None))
             out.append(comps)
         return out

@@ -118,7 +118,7 @@ class VLLMBackend:
         return VParams(
             n=1, temperature=0.0 if greedy else float(p.temperature), top_p=1.0 if greedy else float(p.top_p),
             max_tokens=int(p.max_new_tokens), seed=None if greedy else int(seed or 0),
-            stop=list(p.stop) or None, include_stop_str_in_output=True,  # like the hf backend
+            stop=list(p.stop) or None, include_stop_str_in_output=False,  # cut, like the hf backend
             logprobs=0 if p.with_logprobs else None,  # 0 = only the sampled token's logprob
             skip_special_tokens=True,
         )

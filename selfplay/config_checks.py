@@ -1,0 +1,141 @@
+"""The meaning of every config field, as a table of rules: Config.validate walks `checks(cfg)`
+and raises ValueError("config: <field>: <what it must be>") at the first rule that fails.
+
+Types are checked when the TOML is read (config._coerce); these rules check values: counts,
+probabilities, timeouts, file paths, dataset specs, and combinations that would make a run
+silently do something other than what its config says (files loaded but never drawn from, posing
+with no shots, evaluation with no set).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
+
+from seeds.procedural import GENERATORS
+
+if TYPE_CHECKING:
+    from selfplay.config import Config
+
+BACKENDS = ("auto", "hf", "vllm", "scripted")
+DTYPES = ("float32", "bfloat16", "float16", "auto")  # auto: the checkpoint's own dtype
+SANDBOXES = ("bwrap", "unisolated-UNSAFE")
+Check = tuple[str, bool, str]
+
+
+def _finite(cfg: Config) -> Iterator[Check]:
+    """TOML allows nan and inf; no float field means anything with them (nan even passes `> 0`
+    checks by failing every comparison the wrong way round)."""
+    for sec in dataclasses.fields(cfg):
+        part = getattr(cfg, sec.name)
+        for f in dataclasses.fields(part):
+            v = getattr(part, f.name)
+            if isinstance(v, float):
+                yield f"{sec.name}.{f.name}", math.isfinite(v), f"must be a finite number, got {v}"
+
+
+def _hf_spec_error(spec: str) -> str:
+    """parse_hf_spec's one-line complaint about `spec`, "" when it is well formed."""
+    from seeds.loaders import parse_hf_spec
+
+    try:
+        parse_hf_spec(spec)
+    except ValueError as e:
+        return str(e)
+    return ""
+
+
+def checks(c: Config) -> Iterator[Check]:
+    """(field, ok, what it must be) in order. A generator, so a later rule may rely on an earlier
+    one having passed (e.g. generator names are known before they are used)."""
+    yield from _finite(c)
+    r, m, s, po, so, t, f, g, e = c.run, c.model, c.seeds, c.pose, c.solve, c.train, c.filters, c.guard, c.eval
+    yield "run.seed", r.seed >= 0, "must be >= 0 (numpy and torch take unsigned seeds)"
+    yield "run.rounds", r.rounds >= 1, "must be >= 1"
+    yield "run.out", bool(r.out.strip()), "must be a directory path"
+    yield "model.name", bool(m.name.strip()), "must be 'default', a HF model id or a local directory"
+    yield "model.backend", m.backend in BACKENDS, f"must be one of {', '.join(BACKENDS)}"
+    yield "model.dtype", m.dtype in DTYPES, f"must be one of {', '.join(DTYPES)}"
+    yield "model.batch_size", m.batch_size >= 1, "must be >= 1"
+
+    yield "seeds.problems", s.problems >= 0, "must be >= 0"
+    bad = [gen for gen in s.generators if gen not in GENERATORS]
+    yield "seeds.generators", not bad, f"unknown {bad}; choose from {sorted(GENERATORS)}"
+    uses_generators = s.problems > 0 or (e.enabled and e.heldout_problems > 0)
+    yield "seeds.generators", bool(s.generators) or not uses_generators, \
+        "must not be empty: seeds.problems and the held-out split (eval.heldout_problems) draw from it"
+    yield "seeds.levels", bool(s.levels) and all(lv >= 1 for lv in s.levels), "non-empty, each >= 1"
+    for fn in s.files:
+        yield "seeds.files", Path(fn).is_file(), f"{fn} not found"
+    seed_stems = [Path(fn).stem for fn in s.files]  # problem ids are "<stem>-<line index>"
+    yield "seeds.files", len(set(seed_stems)) == len(seed_stems), \
+        f"two files share a stem (their ids would collide): {seed_stems}"
+    for spec in s.hf_datasets:
+        yield "seeds.hf_datasets", not (err := _hf_spec_error(spec)), err
+    yield "seeds.file_problems", s.file_problems >= 0, "must be >= 0"
+    pool = bool(s.files or s.hf_datasets)
+    yield "seeds.file_problems", s.file_problems == 0 or pool, "> 0 needs seeds.files or seeds.hf_datasets"
+    yield "seeds.file_problems", s.file_problems > 0 or not pool, \
+        "is 0, so seeds.files / seeds.hf_datasets would be loaded and never used: set it >= 1"
+
+    yield "pose.attempts", po.attempts >= 0, "must be >= 0"
+    yield "pose.shots", po.shots >= 1, "must be >= 1"
+    yield "pose.temperature", po.temperature >= 0, "must be >= 0"
+    yield "pose.top_p", 0 < po.top_p <= 1, "must be in (0, 1]"
+    yield "pose.max_new_tokens", po.max_new_tokens >= 1, "must be >= 1"
+    yield "pose.exec_timeout", po.exec_timeout > 0, "must be > 0 seconds"
+    yield "pose.sandbox", po.sandbox in SANDBOXES, " | ".join(SANDBOXES)
+    yield "pose.attempts", not (po.enabled and po.attempts > 0) or s.problems > 0, \
+        "posing needs procedural seeds as shots (only they carry programs): set seeds.problems >= 1 " \
+        "or pose.attempts = 0"
+
+    yield "solve.samples", so.samples >= 2, "must be >= 2 (pairs need a correct and an incorrect path)"
+    yield "solve.temperature", so.temperature > 0, "must be > 0 (at 0 every sample is the same greedy path: no pairs)"
+    yield "solve.top_p", 0 < so.top_p <= 1, "must be in (0, 1]"
+    yield "solve.max_new_tokens", so.max_new_tokens >= 1, "must be >= 1"
+    yield "solve.batch_problems", so.batch_problems >= 0, "must be >= 0 (0 = fill the backend)"
+    yield "verify.timeout", c.verify.timeout > 0, "must be > 0 seconds"
+    yield "verify.workers", c.verify.workers >= 0, "must be >= 0 (0 = one per core)"
+    yield "verify.crosscheck", isinstance(c.verify.crosscheck, bool), "must be true or false"
+    yield "pair.max_pairs_per_problem", c.pair.max_pairs_per_problem >= 1, "must be >= 1"
+    yield "pair.pseudo_agreement", 0 < c.pair.pseudo_agreement <= 1, "must be in (0, 1] (share of the top answer)"
+
+    # The rules selfplay.train.TrainConfig.validate (and TRL) apply to the fields built from these,
+    # here so a bad value stops the run at load, not after a round of generation.
+    yield "train.beta", t.beta > 0, "must be > 0"
+    yield "train.learning_rate", 0 < t.learning_rate < 1, "must be in (0, 1)"
+    yield "train.epochs", t.epochs >= 1, "must be >= 1 (train.max_steps can stop earlier)"
+    yield "train.batch_size", t.batch_size >= 1, "must be >= 1"
+    yield "train.grad_accum", t.grad_accum >= 1, "must be >= 1"
+    yield "train.max_length", t.max_length >= 32, "must be >= 32 tokens (prompt + answer)"
+    yield "train.nll_weight", t.nll_weight >= 0, "must be >= 0 (0 = plain DPO)"
+    yield "train.max_steps", t.max_steps == -1 or t.max_steps >= 1, "must be -1 (full epochs) or >= 1"
+
+    yield "filters.near_threshold", 0 < f.near_threshold <= 1, "must be in (0, 1]"
+    yield "filters.band_low", 0 <= f.band_low, "must be >= 0"
+    yield "filters.band_high", f.band_high <= 1, "must be <= 1"
+    yield "filters.band_low", f.band_low <= f.band_high, "need band_low <= band_high"
+    yield "filters.max_chars", f.max_chars >= 1, "must be >= 1 character"
+    yield "filters.max_logprob", f.max_logprob <= 0, \
+        "must be <= 0 (mean token log-probs are <= 0; filters.perplexity = false turns the filter off)"
+    yield "filters.min_logprob", f.min_logprob < f.max_logprob, "must be < filters.max_logprob"
+    yield "filters.keep_fraction", 0 < f.keep_fraction <= 1, "must be in (0, 1]"
+    acc = g.accumulate
+    yield "guard.accumulate", acc in ("current", "all") or (
+        acc.startswith("last:") and acc[5:].isdigit() and int(acc[5:]) >= 1), "current | all | last:N (N >= 1)"
+    yield "guard.seed_fraction", 0 <= g.seed_fraction <= 1, "must be in [0, 1]"
+    yield "guard.warn_fraction", 0 < g.warn_fraction <= 1, "must be in (0, 1]"
+
+    yield "eval.heldout_problems", e.heldout_problems >= 0, "must be >= 0"
+    for fn in e.files:
+        yield "eval.files", Path(fn).is_file(), f"{fn} not found"
+    stems = [Path(fn).stem for fn in e.files]
+    yield "eval.files", len(set(stems)) == len(stems), f"two files share a set name (file stem): {stems}"
+    yield "eval.file_limit", e.file_limit >= 1, "must be >= 1 problem per file"
+    yield "eval.samples", e.samples >= 1, "must be >= 1 (1 = greedy only)"
+    yield "eval.max_new_tokens", e.max_new_tokens >= 1, "must be >= 1"
+    yield "eval.enabled", not e.enabled or e.heldout_problems > 0 or bool(e.files), \
+        "nothing to evaluate: set eval.heldout_problems >= 1 or eval.files, or eval.enabled = false"
+    yield "seeds.problems", s.problems + s.file_problems + (po.attempts if po.enabled else 0) > 0, \
+        "no problem source: set seeds.problems, seeds.file_problems or pose.attempts"
