@@ -22,7 +22,7 @@ import re
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-C, I = "correct", "incorrect"
+C, I, U = "correct", "incorrect", "unknown"
 
 LATEX = [  # (gold, pred, expected)
     ("\\frac{1}{2}", "The probability is $\\boxed{\\frac{1}{2}}$.", C),
@@ -105,8 +105,9 @@ LATEX = [  # (gold, pred, expected)
     ("\\log_2 8", "\\boxed{3}", C),
     ("Monday", "The answer is \\boxed{\\text{Monday}}.", C),
     ("Monday", "The answer is \\boxed{\\text{Tuesday}}.", I),
-    ("\\frac{1}{4}", "First I got \\boxed{\\frac{1}{2}} but rechecking, \\boxed{\\frac{1}{4}}", C),
-    ("\\frac{1}{4}", "First I got \\boxed{\\frac{1}{4}} but rechecking, \\boxed{\\frac{1}{2}}", I),
+    # two different boxes: the completion states two final answers (docs: reason "ambiguous")
+    ("\\frac{1}{4}", "First I got \\boxed{\\frac{1}{2}} but rechecking, \\boxed{\\frac{1}{4}}", U),
+    ("\\frac{1}{4}", "First I got \\boxed{\\frac{1}{4}} but rechecking, \\boxed{\\frac{1}{2}}", U),
     ("72", "72", C),
     ("72", "$72$", C),
     ("72", "72.0", C),

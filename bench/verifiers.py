@@ -1,6 +1,8 @@
 """Benchmark the math verifier against math-verify, and the sandbox's execution rate.
 
     python bench/verifiers.py [bench/cases.jsonl] [--workers N] [--timeout S] [--sandbox-seconds S]
+    python bench/verifiers.py --suite FILE [FILE...]     # agreement per suite, ours vs math-verify
+    python bench/verifiers.py --speed FILE [--repeat-to 3000] [--ours-root DIR]
 
 Cases are JSONL with string ``gold`` and ``pred`` (a completion or a bare answer) and an optional
 ``expected`` (correct/incorrect). In one run it measures:
@@ -18,6 +20,16 @@ Cases are JSONL with string ``gold`` and ``pred`` (a completion or a bare answer
 
 The last line is machine-readable:
 ``verifier_speedup=X agree_ours=N/M agree_mathverify=N/M sandbox_exec_per_s=Z``.
+
+``--suite`` prints, for each file, ``agree=N/M false_pos=F false_neg=G`` for ours and for
+math-verify side by side (a false positive: we say correct where ``expected`` is not; a false
+negative: anything but correct where ``expected`` is correct). Rows that carry math-verify test
+options (``match_types``, ``precision``, ``strict``, ``allow_set_relation_comp``; see
+bench/make_peer_suite.py) run math-verify exactly as its own test does.
+
+``--speed`` times whole processes, start-up included: ``python -m verifiers math`` (ours; with
+``--ours-root`` another copy of the package, e.g. the code before a change) against a one-shot
+math-verify script (``--mathverify-oneshot``), on FILE's rows repeated to ``--repeat-to`` lines.
 """
 from __future__ import annotations
 
@@ -83,6 +95,87 @@ def run_mathverify(cases: list[dict]) -> dict:
     return {"labels": labels, "seconds": seconds, "elapsed": time.perf_counter() - t0}
 
 
+def _mv_compare(c: dict) -> bool | None:
+    """math-verify on one row: as its own test runs it when the row carries test options."""
+    import math_verify as mv
+    if "match_types" not in c:
+        return mv.verify(mv.parse(_mv_gold(c["gold"])), mv.parse(c["pred"]))
+    if c.get("plain_parse"):
+        return mv.verify(mv.parse(c["gold"]), mv.parse(c["pred"]))
+    cfg = [mv.LatexExtractionConfig(boxed_match_priority=0) if t == "latex"
+           else mv.ExprExtractionConfig() for t in c["match_types"]]
+    return mv.verify(mv.parse(c["gold"], cfg), mv.parse(c["pred"], cfg),
+                     float_rounding=c.get("precision", 6), strict=c.get("strict", True),
+                     allow_set_relation_comp=c.get("allow_set_relation_comp", False))
+
+
+def mathverify_labels(cases: list[dict]) -> list[str]:
+    logging.getLogger("math_verify").setLevel(logging.CRITICAL)
+    out = []
+    for c in cases:
+        try:
+            ok = _mv_compare(c)
+        except Exception:
+            ok = None
+        out.append("unknown" if ok is None else ("correct" if ok else "incorrect"))
+    return out
+
+
+def tally(labels: list[str], cases: list[dict]) -> str:
+    agree = fp = fn = 0
+    for lab, c in zip(labels, cases):
+        agree += lab == c["expected"]
+        fp += lab == "correct" and c["expected"] != "correct"
+        fn += c["expected"] == "correct" and lab != "correct"
+    return f"agree={agree}/{len(cases)} false_pos={fp} false_neg={fn}"
+
+
+def run_suites(paths: list[Path], workers: int | None, timeout: float, show: bool) -> None:
+    from verifiers import MathVerifier
+    with MathVerifier(workers=workers, timeout=timeout) as mv:
+        for path in paths:
+            cases = [c for c in load(path) if c.get("expected")]
+            ours = [v.label for v in mv.verify_many((c["gold"], c["pred"]) for c in cases)]
+            theirs = mathverify_labels(cases)
+            print(f"{path}: ours {tally(ours, cases)} | math-verify {tally(theirs, cases)}")
+            if show:
+                for c, lo, lt in zip(cases, ours, theirs):
+                    if lo != c["expected"] or lt != c["expected"]:
+                        print(f"  expected={c['expected']} ours={lo} mv={lt} "
+                              f"{c.get('source', '')} gold={c['gold'][:50]!r}")
+
+
+def _timed(cmd: list[str], env: dict | None = None, cwd: Path | None = None) -> float:
+    import subprocess
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env, cwd=cwd)
+    return time.perf_counter() - t0
+
+
+def run_speed(path: Path, repeat_to: int, ours_root: Path | None, rounds: int) -> None:
+    import tempfile
+    rows = [json.dumps({k: c[k] for k in c if k != "expected"}) for c in load(path)]
+    rows = (rows * (repeat_to // len(rows) + 1))[:repeat_to]
+    with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as f:
+        f.write("\n".join(rows) + "\n")
+    env = dict(os.environ)
+    root = (ours_root or ROOT).resolve()
+    env["PYTHONPATH"] = str(root)  # "python -m" imports from its cwd first: run it there too
+    ours = [_timed([sys.executable, "-m", "verifiers", "math", f.name, "-q"], env, root)
+            for _ in range(rounds)]
+    theirs = [_timed([sys.executable, str(Path(__file__).resolve()), "--mathverify-oneshot", f.name])
+              for _ in range(rounds)]
+    os.unlink(f.name)
+    print(f"{len(rows)} lines from {path}, whole processes, best of {rounds}: "
+          f"ours ({root}) {min(ours):.2f} s, math-verify one-shot {min(theirs):.2f} s")
+
+
+def mathverify_oneshot(path: Path) -> None:
+    """What a user of math-verify would run: one process, parse + verify each line."""
+    labels = mathverify_labels(load(path))
+    print(json.dumps({k: labels.count(k) for k in set(labels)}))
+
+
 def run_sandbox(seconds: float) -> tuple[float | None, str]:
     try:
         from verifiers.sandbox import Sandbox
@@ -116,7 +209,25 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=3.0)
     ap.add_argument("--sandbox-seconds", type=float, default=2.0)
     ap.add_argument("--show-disagreements", action="store_true")
+    ap.add_argument("--suite", type=Path, nargs="+", help="agreement per suite, ours vs math-verify")
+    ap.add_argument("--speed", type=Path, help="whole-process timing on this file's rows")
+    ap.add_argument("--repeat-to", type=int, default=3000)
+    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--ours-root", type=Path, default=None,
+                    help="directory holding the verifiers package to time (default: this tree)")
+    ap.add_argument("--mathverify-oneshot", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.ours_root is not None and not args.speed:
+        sys.path.insert(0, str(args.ours_root))  # e.g. /tmp/verifiers_orig: the code before
+        os.environ["PYTHONPATH"] = str(args.ours_root)  # and for the pool's worker processes,
+        args.suite = [p.resolve() for p in args.suite or []]
+        os.chdir(args.ours_root)  # which run "python -m" and so import from their cwd first
+    if args.mathverify_oneshot:
+        return mathverify_oneshot(args.mathverify_oneshot)
+    if args.suite:
+        return run_suites(args.suite, args.workers, args.timeout, args.show_disagreements)
+    if args.speed:
+        return run_speed(args.speed, args.repeat_to, args.ours_root, args.rounds)
     cases = load(args.cases)
     print(f"{len(cases)} cases from {args.cases}; {os.cpu_count()} CPUs")
 

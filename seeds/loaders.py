@@ -7,7 +7,8 @@ Formats recognised per record: GSM8K ({"question", "answer": "... #### 18"}), ge
 naming file:line and the field.
 
 Layering: seeds/ sits below the pipeline. It imports only the leaf record type
-(selfplay.records, which imports nothing of the project), never a pipeline stage.
+(selfplay.records) and the JSONL reader (selfplay.io), which import nothing of the project, never a
+pipeline stage.
 """
 from __future__ import annotations
 
@@ -16,8 +17,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterable
 
-import orjson
-
+from selfplay.io import iter_jsonl
 from selfplay.records import Problem
 
 
@@ -83,30 +83,21 @@ def load_jsonl_problems(path: str | Path, *, limit: int | None = None, unlabelle
         raise ValueError(f"{path}: file not found")
     out: list[Problem] = []
     seen: set[str] = set()
-    with open(path, "rb") as f:
-        for lineno, line in enumerate(f, 1):
-            if limit is not None and len(out) >= limit:
-                break
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                d = orjson.loads(line)
-            except orjson.JSONDecodeError as e:
-                raise ValueError(f"{where}: invalid JSON ({e})") from None
-            if not isinstance(d, dict):
-                raise ValueError(f"{where}: expected a JSON object")
-            if unlabelled and d.get("answer") is None and isinstance(d.get("question"), str) \
-                    and d["question"].strip() and not {"Body", "Question", "input", "problem"} & set(d):
-                question, answer, fmt, meta = d["question"].strip(), "", "generic", {"gold_trusted": False}
-            else:
-                question, answer, fmt, meta = parse_record(d, where)
-            pid = str(d["id"]) if fmt == "generic" and d.get("id") is not None else f"{path.stem}-{len(out)}"
-            if pid in seen:
-                raise ValueError(f"{where}: field 'id': duplicate id {pid!r}")
-            seen.add(pid)
-            out.append(Problem(id=pid, question=question, answer=answer, origin="file", source=path.name,
-                               meta={"format": fmt, "line": lineno, **meta}))
+    for lineno, d in iter_jsonl(path, numbered=True):  # bad JSON / not an object: file:line
+        if limit is not None and len(out) >= limit:
+            break
+        where = f"{path}:{lineno}"
+        if unlabelled and d.get("answer") is None and isinstance(d.get("question"), str) \
+                and d["question"].strip() and not {"Body", "Question", "input", "problem"} & set(d):
+            question, answer, fmt, meta = d["question"].strip(), "", "generic", {"gold_trusted": False}
+        else:
+            question, answer, fmt, meta = parse_record(d, where)
+        pid = str(d["id"]) if fmt == "generic" and d.get("id") is not None else f"{path.stem}-{len(out)}"
+        if pid in seen:
+            raise ValueError(f"{where}: field 'id': duplicate id {pid!r}")
+        seen.add(pid)
+        out.append(Problem(id=pid, question=question, answer=answer, origin="file", source=path.name,
+                           meta={"format": fmt, "line": lineno, **meta}))
     return out
 
 

@@ -3,7 +3,8 @@
 - ``check(gold, completion)`` / ``equivalent(gold, pred)``: math answers, in-process.
 - ``MathVerifier``: the same with hard time/memory bounds in killable worker processes, from
   any thread; ``verify``, ``verify_many`` (ordered, streaming), ``submit``.
-- ``extract_answer(text)``: the final answer of a completion (boxed, "the answer is", ####).
+- ``extract_answer(text)``: the final answer of a completion (boxed, "the answer is", ####);
+  ``find_answer(text)`` also says when the completion is ambiguous (different answers stated).
 - ``parse_gold(gold)``: parse a gold answer once, reuse it for all its predictions.
 - ``Sandbox`` (``verifiers.sandbox``): run generated programs (imported lazily).
 
@@ -14,12 +15,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from .extract import extract_answer, normalize_answer
+from .extract import extract_answer, find_answer, normalize_answer
 from .mathcheck import Gold, check, equivalent, parse_gold
 from .pool import MathVerifier
 from .verdict import CORRECT, INCORRECT, UNKNOWN, Verdict
 
-__all__ = ["Verdict", "CORRECT", "INCORRECT", "UNKNOWN", "extract_answer", "normalize_answer",
+__all__ = ["Verdict", "CORRECT", "INCORRECT", "UNKNOWN", "extract_answer", "find_answer",
+           "normalize_answer",
            "Gold", "parse_gold", "equivalent", "check", "MathVerifier", "Sandbox"]
 
 

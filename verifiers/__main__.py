@@ -22,8 +22,8 @@ Verify model answers.
 
 _MATH_EPILOG = """\
 Output: every input line, in input order, with all its fields plus "verdict"
-(correct/incorrect/unknown), "reason" (ok, wrong, no_answer, parse_error, timeout, too_large,
-error), "extracted" and "seconds". A malformed line (bad JSON, missing or non-string gold/pred)
+(correct/incorrect/unknown), "reason" (ok, wrong, no_answer, ambiguous, parse_error, timeout,
+too_large, error), "extracted" and "seconds". A malformed line (bad JSON, missing or non-string gold/pred)
 is reported on stderr as IN.jsonl:LINE: ... and written with verdict unknown, reason
 parse_error ({"line": N, "raw": ...} when it is not a JSON object). Exit status 0 when the
 output was written (malformed lines included), 2 on usage or I/O errors."""
@@ -64,6 +64,8 @@ def _records(path: str, lines: Iterator[bytes]) -> Iterator[tuple[int, dict | No
 def _open_out(path: str | None) -> tuple[IO[bytes], str | None]:
     if path is None or path == "-":
         return sys.stdout.buffer, None
+    if os.path.isdir(path):  # checked first: the rename at the end would fail after all the work
+        raise IsADirectoryError(21, "is a directory; give a file name", path)
     d = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".tmp-" + os.path.basename(path) + ".", dir=d)
     return os.fdopen(fd, "wb"), tmp
@@ -123,7 +125,12 @@ def cmd_math(args: argparse.Namespace) -> int:
         if tmp is not None:
             out.close()
             if ok:
-                os.replace(tmp, args.output)  # atomic: readers never see a half-written file
+                try:
+                    os.replace(tmp, args.output)  # atomic: readers never see a half-written file
+                except OSError as e:  # e.g. the target became a directory meanwhile: one line, no temp left
+                    os.unlink(tmp)
+                    print(f"error: cannot write {args.output}: {e.strerror}", file=sys.stderr)
+                    return 2
             else:
                 os.unlink(tmp)
     summary = ", ".join(f"{lab}/{why}={c}" for (lab, why), c in sorted(counts.items()))

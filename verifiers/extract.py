@@ -1,114 +1,132 @@
 """Pull the final answer out of a model completion (pure Python, linear time, never raises).
 
-Order of precedence (the first rule that finds something wins):
+``find_answer(text)`` returns ``(answer, problem)``; ``problem`` is ``"ambiguous"`` when the
+completion states different final answers. Order of precedence (the first rule that finds
+something wins):
 
-1. The last ``\\boxed{...}`` / ``\\fbox{...}`` (braces matched, escaped ``\\{`` ``\\}`` skipped;
-   ``\\boxed 5`` also works). If that last box is never closed (a truncated completion) the
-   result is None: the model was cut off while writing its answer, and an earlier box may be
-   an intermediate result.
+1. Boxes (``\\boxed{...}`` / ``\\fbox{...}``, braces matched, ``\\boxed 5`` works). Boxes
+   separated only by a connector (punctuation, math delimiters, ``\\quad``, "and", at most three
+   short words such as "for part (a) and") form one answer, a list: ``\\boxed{1}, \\boxed{2}``
+   is "1, 2". The last such group is the answer. If the last box is never closed (a truncated
+   completion) the result is None.
 2. The last explicit statement: "The answer is ...", "Final answer: ...", "Answer: ...",
-   "the answer would be ...", GSM8K's "#### ...". The answer runs to the end of its line and is
-   cut at the first sentence-ending period (a period followed by a space or the end; "3.5" is
-   kept).
-3. A completion that is itself a bare answer ("72", "$\\frac{1}{2}$", "x = 5", "18 dollars"):
-   one short line with at most one plain word (a unit). Sentences are not bare answers.
-4. Only with ``last_number=True``: the last number in the text. It is off by default because it
-   labels rambling text by whatever number it mentioned last, which poisons preference pairs.
+   GSM8K's "#### ...", or "Answer" followed by a math span (``Answer \\[ 9 \\]``). The answer
+   runs to the end of its line, is cut at a sentence-ending period, and before the first prose
+   word; "7 + 13, which is 18" is 18 (the value stated last wins); "The volume of $V$ is 120"
+   is 120.
+3. A completion that is itself a bare answer (one short line, at most one plain word), or a
+   short one-line completion with exactly one math span ("Therefore $x \\geq 5$.").
+4. Only with ``last_number=True``: the last number in the text.
 
-``normalize_answer`` then strips wrappers ($, \\(, \\text{}, units, currency, %, degrees, "x =")
-and decides thousands separators; its rules are documented on the function.
+Ambiguity: every box group and every explicit statement that reads as mathematics is a final
+answer statement. If any of them differs from the chosen answer (after normalization), the
+completion is ambiguous: "the answer is 8 ... So, the answer is 9" is never correct. Identical
+repeats are fine. ``normalize_answer`` (``verifiers.normalize``) then canonicalizes the text.
 """
 from __future__ import annotations
 
 import re
 
-from verifiers.chains import collapse_chain
+from verifiers.normalize import normalize_answer
+from verifiers.texutil import MATH_WORDS, match_braces, strip_text_wrappers
 
-__all__ = ["extract_answer", "find_boxed", "normalize_answer", "strip_text_wrappers", "has_prose",
-           "match_braces", "MATH_WORDS"]
+__all__ = ["extract_answer", "find_answer", "find_boxed", "box_groups", "normalize_answer",
+           "strip_text_wrappers", "has_prose", "match_braces", "MATH_WORDS", "AMBIGUOUS"]
 
-# Words that are mathematics, not units or prose; kept by the unit stripper and the bare test.
-MATH_WORDS = frozenset({"pi", "sqrt", "sin", "cos", "tan", "cot", "sec", "csc", "log", "ln",
-                        "exp", "inf", "infty", "infinity", "oo", "frac", "dfrac", "tfrac",
-                        "cdot", "times", "div", "pm", "mp", "le", "ge", "leq", "geq", "lt",
-                        "gt", "ne", "neq", "in", "cup", "cap", "arcsin", "arccos", "arctan",
-                        "circ", "emptyset", "varnothing", "left", "right", "theta", "alpha",
-                        "beta", "gamma", "mathbb", "binom", "choose", "sum", "prod"})
-
+AMBIGUOUS = "ambiguous"
 _MAX_PHRASE = 400  # chars kept after "the answer is"; real answers are far shorter
+_MAX_STATEMENTS = 64  # statements compared for ambiguity; bounded work on degenerate text
 _PHRASE_RE = re.compile(
     r"(?:answer(?:\s*\*{1,2})?\s*(?:(?:is|was|would\s+be|will\s+be|should\s+be)(?![\w'])|=|:)(?:\s*\*{1,2})?"
-    r"\s*:?|####)[ \t]*", re.IGNORECASE)  # anchors only: the answer is read after the last one
+    r"\s*:?|####)[ \t]*", re.IGNORECASE)  # anchors only: the answer is read after each one
+_ANSWER_MATH_RE = re.compile(r"\banswer\b[ \t:]*(?=\$|\\\[|\\\()", re.IGNORECASE)
 _FILLER_RE = re.compile(r"^(?:(?:approximately|about|around|roughly|exactly|just|simply|equal\s+to|"
                         r"given\s+by|then|therefore|thus)\s+|\\approx\s*|~\s*)+", re.IGNORECASE)
+_WHICH_RE = re.compile(r",?\s*\b(?:which|that)\s+(?:is|equals|gives)\s+", re.IGNORECASE)
+_VERB_RE = re.compile(r"(?:is|are|was|equals|gives|makes)\s+(?:equal\s+to\s+)?", re.IGNORECASE)
+_IS_RE = re.compile(r"\s(?:is|are|equals|=|by|to)\s+", re.IGNORECASE)
+# A concluding sentence: "Therefore, ...", "So, ..." (or the start of a one-line completion).
+_CONCLUSION_RE = re.compile(r"\b(?:therefore|thus|hence|in\s+other\s+words)\b,?\s+|"
+                            r"(?:^|(?<=[.!?\n]))\s*so\b,?\s+|\b(?-i:So),\s+|^\s*(?=\S)",
+                            re.IGNORECASE)
+_NUMBER_RE = re.compile(r"-?\d[\d,]*(?:\.\d+)?%?|\$[^$]+\$")
 _SENTENCE_END = re.compile(r"\.(?=\s|$)")
 _LAST_NUMBER_RE = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
-_TEXT_CMD_RE = re.compile(r"\\(?:text|textbf|textit|textrm|mathrm|mathbf|mbox|operatorname)\s*\{")
 _WORD_RE = re.compile(r"(?<![\\a-zA-Z])[a-zA-Z]{2,}")
 _PROSE_RE = re.compile(r"(?<![\\a-zA-Z])[a-zA-Z]{3,}(?![a-zA-Z])")
+_BOX_RE = re.compile(r"\\(?:boxed|fbox)(?![a-zA-Z])")
+_CONNECTOR_DROP_RE = re.compile(r"\\(?:text|textbf|mbox|textnormal|q?quad|[()\[\],;! ])|[$&{}.,;:+\s-]|"
+                                r"[a-zA-Z](?:_\{?\w+\}?)?\s*=|\b(?:and|or)\b")
+_RETRACT_RE = re.compile(r"\b(?:I\s+apologi[sz]e\s+for\s+(?:the|my|a)\s+(?:mistake|error)|I\s+made\s+"
+                         r"(?:a|an)\s+(?:mistake|error)|let\s+me\s+correct\s+(?:it|this|that|myself)|"
+                         r"(?:previous|above)\s+(?:answer|solution)\s+(?:is|was)\s+(?:wrong|incorrect))",
+                         re.IGNORECASE)
+# Words that turn the text between two boxes into a correction, not a connector.
+_CORRECTION_WORDS = frozenset("then wait no not but actually correct correcting correction "
+                              "instead however sorry recheck hmm oops mistake myself so".split())
+# $$..$$ and \[..\] may span lines; inline $..$ (an escaped \$ inside is text) and \(..\) may not.
+_MATH_SPAN_RE = re.compile(r"\$\$(.+?)\$\$|\\\[(.+?)\\\]|"
+                           r"(?<![\\$])\$((?:\\\$|[^$\n])+?)(?<!\\)\$|\\\(([^\n]+?)\\\)", re.S)
 
 
-def match_braces(s: str, open_at: int) -> int:
-    """Index of the ``}`` closing the ``{`` at ``open_at``, or -1. Skips ``\\{`` and ``\\}``."""
-    depth = 0
-    i, n = open_at, len(s)
-    while i < n:
-        c = s[i]
-        if c == "\\":
-            i += 2  # an escaped character never opens or closes a group
-            continue
-        if c == "{":
-            depth += 1
-        elif c == "}":
-            depth -= 1
-            if depth == 0:
-                return i
-        i += 1
-    return -1
+def _boxes(text: str) -> list[tuple[int, int, str | None]]:
+    """Every box: (start, end, content); content None when the box is never closed."""
+    out: list[tuple[int, int, str | None]] = []
+    for m in _BOX_RE.finditer(text):
+        if out and m.start() < out[-1][1]:
+            continue  # a box inside a box: the outer one is the statement
+        i, n = m.end(), len(text)
+        while i < n and text[i] in " \t":
+            i += 1
+        if i < n and text[i] == "{":
+            close = match_braces(text, i)
+            if close < 0:
+                out.append((m.start(), n, None))
+                break
+            out.append((m.start(), close + 1, text[i + 1:close].strip()))
+        else:
+            t = re.match(r"[^\s$]+", text[i:i + _MAX_PHRASE])
+            out.append((m.start(), i + (len(t.group(0)) if t else 0), t.group(0) if t else ""))
+        if len(out) > 4 * _MAX_STATEMENTS:
+            out = out[-_MAX_STATEMENTS:]  # keep the tail: the final answer is there
+    return out
+
+
+def _connected(between: str) -> bool:
+    """Text between two boxes that joins them into one answer ("and", ",", ``\\quad``...)."""
+    if len(between) > 80:
+        return False
+    rest = _CONNECTOR_DROP_RE.sub(" ", between)
+    words = rest.lower().split()
+    return (len(words) <= 3 and not re.search(r"\d", rest)
+            and not any(w.strip("(),:") in _CORRECTION_WORDS for w in words))
+
+
+def _box_groups(text: str) -> list[tuple[int, str | None]]:
+    """(start, answer) of each group of connected boxes ("1, 2"); None for an unclosed box."""
+    groups: list[tuple[int, list[str]]] = []
+    prev_end = None
+    for start, end, content in _boxes(text):
+        if content is None:
+            return [(p, ", ".join(g)) for p, g in groups] + [(start, None)]
+        if prev_end is not None and groups and _connected(text[prev_end:start]):
+            if content and content not in groups[-1][1]:
+                groups[-1][1].append(content)
+        else:
+            groups.append((start, [content] if content else []))
+        prev_end = end
+    return [(p, ", ".join(g)) for p, g in groups]
+
+
+def box_groups(text: str) -> list[str | None]:
+    """Each group of connected boxes as one answer text ("1, 2"); None for an unclosed box."""
+    return [a for _, a in _box_groups(text)]
 
 
 def find_boxed(text: str) -> str | None:
-    """Content of the last ``\\boxed``/``\\fbox``; None if absent, empty or unclosed."""
-    end = len(text)
-    while True:
-        start = max(text.rfind("\\boxed", 0, end), text.rfind("\\fbox", 0, end))
-        if start < 0:
-            return None
-        i = start + (6 if text.startswith("\\boxed", start) else 5)
-        if i < len(text) and text[i].isalpha():  # e.g. \boxedtext: not our command
-            end = start
-            continue
-        break
-    n = len(text)
-    while i < n and text[i] in " \t":
-        i += 1
-    if i >= n:
-        return None
-    if text[i] == "{":
-        close = match_braces(text, i)
-        if close < 0:
-            return None  # truncated while writing the answer: do not guess
-        inner = text[i + 1:close].strip()
-        return inner or None
-    m = re.match(r"[^\s$]+", text[i:i + _MAX_PHRASE])  # "\boxed 5": one TeX token group
-    return m.group(0) if m else None
-
-
-def _from_phrase(text: str) -> str | None:
-    last = None
-    for last in _PHRASE_RE.finditer(text):
-        pass
-    if last is None:
-        return None
-    ans = text[last.end():last.end() + _MAX_PHRASE].split("\n", 1)[0]
-    m = _SENTENCE_END.search(ans)
-    if m:
-        ans = ans[:m.start()]
-    ans = _FILLER_RE.sub("", ans.strip().strip("*").strip())
-    cut = _first_prose_word(ans)
-    if cut > 0:  # "18 because 9*2 = 18" -> "18"; an answer that starts with prose is kept
-        ans = ans[:cut].rstrip(" ,;:")
-    return ans or None
+    """The final box group's content; None if absent, empty or unclosed."""
+    groups = box_groups(text)
+    return groups[-1] or None if groups else None
 
 
 def _first_prose_word(s: str) -> int:
@@ -127,6 +145,64 @@ def has_prose(s: str) -> bool:
     return _first_prose_word(s) >= 0
 
 
+def _read_statement(text: str, at: int) -> str | None:
+    """The answer stated after an anchor ending at ``at`` (see the module docstring)."""
+    ans = text[at:at + _MAX_PHRASE].split("\n", 1)[0]
+    m = _SENTENCE_END.search(ans)
+    if m:
+        ans = ans[:m.start()]
+    ans = _FILLER_RE.sub("", re.sub(r'^(?:\\?"|\*)+|(?:\\?"|\*)+$', "", ans.strip()).strip())
+    if _first_prose_word(ans) == 0:  # "The volume of $V$ is 120" -> "120"
+        last = None
+        for last in _IS_RE.finditer(ans):
+            pass
+        if last is not None:
+            ans = ans[last.end():]
+        else:  # "Jane started growing Sphere 3 hours ago": a sentence with one value states it
+            values = _NUMBER_RE.findall(ans)
+            if len(values) != 1:
+                return ans.strip() or None
+            ans = values[0]
+    which = None
+    for which in _WHICH_RE.finditer(ans):
+        pass
+    if (which is not None and which.start() > 0
+            and _first_prose_word(ans[which.end():]) != 0):  # "7 + 13, which is 18" is 18
+        ans = ans[which.end():]
+    cut = _first_prose_word(ans)
+    verb = _VERB_RE.match(ans, cut) if cut > 0 else None
+    if verb and _first_prose_word(ans[verb.end():]) != 0:
+        ans, cut = ans[verb.end():], _first_prose_word(ans[verb.end():])  # "7 + 13 equals 10"
+    if cut > 0:  # "18 because 9*2 = 18" -> "18"; an answer that starts with prose is kept
+        ans = ans[:cut].rstrip(" ,;:")
+    return re.sub(r'^(?:\\?"|\*)+|(?:\\?"|\*)+$', "", ans.strip()).strip() or None
+
+
+def _math_span(text: str, at: int) -> str | None:
+    m = _MATH_SPAN_RE.match(text[at:at + 4 * _MAX_PHRASE])  # a window: linear on huge text
+    if not m:
+        return None
+    return next(g for g in m.groups() if g is not None).strip() or None
+
+
+def _statements(text: str) -> list[tuple[int, str]]:
+    """(position, answer) of every explicit statement, in text order."""
+    out = [(m.start(), _read_statement(text, m.end())) for m in _PHRASE_RE.finditer(text)]
+    out += [(m.start(), _math_span(text, m.end())) for m in _ANSWER_MATH_RE.finditer(text)]
+    out = sorted((p, a) for p, a in out if a)
+    return out[-_MAX_STATEMENTS:]
+
+
+def _key(ans: str) -> str:
+    """Comparable form of a statement (normalized; list order ignored) for the ambiguity test."""
+    if len(ans) > 4000:
+        return ans  # over the checker's own size limit: compared verbatim, never normalized
+    norm = normalize_answer(ans)
+    if "," in norm and "(" not in norm and "[" not in norm:
+        return ",".join(sorted(x.strip() for x in norm.strip("{}\\").split(",")))
+    return norm.replace(" ", "")
+
+
 def _looks_bare(text: str) -> bool:
     """One short line that is an answer rather than prose (at most one plain word, a unit)."""
     if "\n" in text or len(text) > 200:
@@ -136,145 +212,98 @@ def _looks_bare(text: str) -> bool:
     return len(words) <= 1
 
 
-def extract_answer(text: str, *, last_number: bool = False, allow_bare: bool = True) -> str | None:
-    """The final answer stated in ``text`` (see the module docstring), or None. Never raises."""
-    if not isinstance(text, str) or not text.strip():
+def _single_span(text: str) -> str | None:
+    """The math span of a short completion that has exactly one ("Thus $x \\leq 2$ holds.")."""
+    if len(text) > 300 or text.count("\n") > 2:
         return None
-    if "\\boxed" in text or "\\fbox" in text:
-        return find_boxed(text)  # a box is the model's own final answer marker
-    ans = _from_phrase(text)
-    if ans is not None:
-        return ans
+    if (text.count("$") - text.count("\\$")) % 2:
+        return None  # an odd number of $: some are currency ("$48 - 144 = $22"), spans are guesses
+    spans = _MATH_SPAN_RE.findall(text)
+    if len(spans) != 1:
+        return None
+    return next(g for g in spans[0] if g).strip() or None
+
+
+def _conclusion(text: str) -> str | None:
+    """The value of a final "Therefore/So/Thus ... is X." sentence (or of a one-line
+    completion "the number is 10 which is 1,000.99"), when no later sentence has a number."""
+    tail = text[-_MAX_PHRASE:]
+    last = None
+    for last in _CONCLUSION_RE.finditer(tail):
+        pass
+    if last is None or (last.start() == 0 and len(text) > len(tail)):
+        return None
+    rest = tail[last.end():]
+    end = _SENTENCE_END.search(rest)
+    if end and re.search(r"\d", rest[end.end():]):
+        return None  # a number after the conclusion: it is not the last word
+    sentence = rest[:end.start() if end else None]
+    verb = r"\s(?:is|are|equals|by|to)\s" if last.group(0).strip() else r"\sis\s"
+    if not has_prose(sentence) or not re.search(verb, sentence):
+        return None  # a conclusion states what something is: "... is 2/3"
+    ans = _read_statement(tail, last.end())
+    return ans if ans and not has_prose(ans) and re.search(r"[\d\\]", ans) else None
+
+
+def _withdrawn_before(text: str, positions: list[int]) -> int:
+    """Position of the last explicit retraction ("I apologize for the mistake ... Let me correct
+    it") that is followed by a new statement; statements before it are withdrawn, not
+    ambiguous. 0 when there is none."""
+    last = None
+    for last in _RETRACT_RE.finditer(text):
+        pass
+    if last is None or not any(p >= last.end() for p in positions):
+        return 0
+    return last.end()
+
+
+def find_answer(text: str, *, last_number: bool = False,
+                allow_bare: bool = True) -> tuple[str | None, str | None]:
+    """(answer, problem) for a completion; problem is None, ``AMBIGUOUS``, or "error" (a bug
+    met on odd input: reported, never raised)."""
+    try:
+        return _find_answer(text, last_number, allow_bare)
+    except Exception:
+        return None, "error"
+
+
+def _find_answer(text: str, last_number: bool, allow_bare: bool) -> tuple[str | None, str | None]:
+    if not isinstance(text, str) or not text.strip():
+        return None, None
+    has_box = "\\boxed" in text or "\\fbox" in text
+    groups = _box_groups(text) if has_box else []
+    if groups and groups[-1][1] is None:
+        return None, None  # truncated while writing the answer: do not guess
+    statements = _statements(text)
+    retracted = _withdrawn_before(text, [p for p, a in groups if a] + [p for p, _ in statements])
+    stated = [a for p, a in groups if a and p >= retracted]
+    phrases = [a for p, a in statements if p >= retracted]
+    answer = stated[-1] if stated else (phrases[-1] if phrases else None)
+    if answer is not None:
+        key = _key(answer)
+        others = stated + [p for p in phrases if "\\boxed" not in p and not has_prose(p)]
+        if any(_key(o) != key for o in others):
+            return answer, AMBIGUOUS
+        return answer, None
+    if has_box:
+        return None, None  # only empty boxes: the model stated nothing
     stripped = text.strip()
     if allow_bare and _looks_bare(stripped):
-        return stripped
+        return stripped, None
+    if allow_bare:
+        span = _single_span(stripped) or _conclusion(stripped)
+        if span is not None:
+            return span, None
     if last_number:
         m = None
         for m in _LAST_NUMBER_RE.finditer(text):
             pass
-        return m.group(0).rstrip(",") if m else None
-    return None
+        return (m.group(0).rstrip(","), None) if m else (None, None)
+    return None, None
 
 
-def strip_text_wrappers(s: str) -> str:
-    """Replace ``\\text{...}``-like groups by their content (brace matched)."""
-    out = []
-    pos = 0
-    for _ in range(1000):  # bounded: each pass consumes one wrapper
-        m = _TEXT_CMD_RE.search(s, pos)
-        if not m:
-            break
-        end = match_braces(s, m.end() - 1)
-        if end < 0:
-            break
-        out.append(s[pos:m.start()])
-        out.append(" " + s[m.end():end] + " ")
-        pos = end + 1
-    out.append(s[pos:])
-    return "".join(out)
-
-
-_UNICODE = {"\u2212": "-", "\u2013": "-", "\u00d7": "\\times ", "\u00f7": "/", "\u03c0": "\\pi ",
-            "\u221e": "\\infty ", "\u2264": "\\leq ", "\u2265": "\\geq ", "\u00b7": "\\cdot ",
-            "\u221a": "\\sqrt ", "\u00b0": "", "\uff0c": ",", "\u2060": ""}
-_SPACING_RE = re.compile(r"\\[,;:! ]|\\(?:displaystyle|left|right|big|Big|bigg|Bigg)(?![a-zA-Z])|~")
-_DEGREE_RE = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|\\circ|\\degree")
-_ASSIGN_RE = re.compile(r"^\s*[a-zA-Z](?:_\{?[a-zA-Z0-9]+\}?)?(?:\([a-z]\))?\s*(?:=|\\in(?![a-zA-Z]))"
-                        r"\s*(.+)$", re.S)
-_UNITS_RE = re.compile(r"^([-+]?(?:\d[\d,]*(?:\.\d+)?|\.\d+))\s*([a-zA-Z][a-zA-Z ./]*(?:\^\d)?)$")
-_THOUSANDS_RE = re.compile(r"^[-+]?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?$")
-_THOUSANDS_SPACE_RE = re.compile(r"^[-+]?[1-9]\d{0,2}(?: \d{3})+(?:\.\d+)?$")
-_FRAC_CMD_RE = re.compile(r"\\[dt]?frac(?![a-zA-Z])")
-
-
-def _tex_arg(s: str, i: int) -> tuple[str, int] | None:
-    """One TeX argument at ``i``: a brace group or a single character (spaces skipped)."""
-    n = len(s)
-    while i < n and s[i] == " ":
-        i += 1
-    if i >= n:
-        return None
-    if s[i] == "{":
-        end = match_braces(s, i)
-        return (s[i + 1:end], end + 1) if end >= 0 else None
-    if s[i] == "\\":
-        m = re.match(r"\\[a-zA-Z]+", s[i:])
-        if m:
-            return m.group(0), i + len(m.group(0))
-    return s[i], i + 1
-
-
-def _fix_frac(s: str) -> str:
-    """``\\dfrac12``, ``\\frac 1{2}`` -> ``\\frac{1}{2}`` (latex2sympy wants braces)."""
-    out, pos = [], 0
-    for m in _FRAC_CMD_RE.finditer(s):
-        if m.start() < pos:
-            continue
-        a = _tex_arg(s, m.end())
-        b = _tex_arg(s, a[1]) if a else None
-        if not b:
-            continue
-        out.append(s[pos:m.start()] + "\\frac{" + a[0] + "}{" + b[0] + "}")
-        pos = b[1]
-    out.append(s[pos:])
-    return "".join(out)
-
-
-def normalize_answer(ans: str) -> str:
-    """Canonical text of an extracted answer (still LaTeX-ish; no parsing happens here).
-
-    Rules, in order:
-    - math delimiters ``$..$``, ``\\(..\\)``, ``\\[..\\]``, markdown ``**`` and a wrapping
-      ``\\boxed{}`` are removed; ``\\text{}``/``\\mathrm{}``... are replaced by their content;
-    - spacing (``\\,`` ``\\!`` ``~``), ``\\left``/``\\right``, ``\\displaystyle`` go; ``\\dfrac``
-      and ``\\tfrac`` become ``\\frac`` with braced arguments (``\\frac12`` -> ``\\frac{1}{2}``);
-    - degrees (``^\\circ``) and the percent sign are dropped: "50\\%" is the number 50, never
-      0.5 (no x100 leniency either way);
-    - currency: ``\\$`` and any ``$`` left over are dropped ("$18" -> "18");
-    - trailing periods and a leading single-variable assignment go ("x = 5" -> "5", "f(x) = 2x"
-      -> "2x",
-      "x \\in (0, 1)" -> "(0, 1)");
-    - a number followed only by plain words is a number with a unit ("18 dollars" -> "18");
-      words that are mathematics ("2 pi") are kept;
-    - thousands separators: commas (or LaTeX ``{,}``, or single spaces / ``\\,``) are removed
-      only when the *whole* answer is one number written in groups of exactly three digits
-      after a leading 1-3 digit group ("1,000", "-12,345.5", "1\\,000" are numbers; "2, 3",
-      "2,3", "1,00" and "(1,100)" are left alone and read as lists/tuples).
-    """
-    s = ans.strip()
-    for k, v in _UNICODE.items():
-        if k in s:
-            s = s.replace(k, v)
-    s = s.replace("**", "")
-    s = strip_text_wrappers(s)
-    while True:  # peel delimiters that wrap the whole answer
-        t = s.strip().rstrip(".").strip()
-        for a, b in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
-            if len(t) >= len(a) + len(b) and t.startswith(a) and t.endswith(b):
-                t = t[len(a):len(t) - len(b)].strip()
-                break
-        if t.startswith("\\boxed{") and match_braces(t, 6) == len(t) - 1:
-            t = t[7:-1].strip()
-        if t == s:
-            break
-        s = t
-    s = _SPACING_RE.sub(" ", s)
-    s = _DEGREE_RE.sub("", s)
-    s = s.replace("\\%", "").replace("%", "").replace("\\$", "").replace("$", "")
-    s = _fix_frac(s) if "frac" in s else s
-    s = s.replace("\\le ", "\\leq ").replace("\\ge ", "\\geq ")
-    s = " ".join(s.split()).rstrip(".").strip()
-    m = _ASSIGN_RE.match(s)
-    if m and "=" not in m.group(1):
-        s = m.group(1).strip()
-    if "=" in s:  # "6 + 1 = 7" -> "7" only when every side has the same value (verifiers/chains.py)
-        s = collapse_chain(s)
-    m = _UNITS_RE.match(s)
-    if m and not any(w.lower() in MATH_WORDS for w in re.findall(r"[a-zA-Z]+", m.group(2))):
-        if len(re.sub(r"[^a-zA-Z]", "", m.group(2))) >= 2:
-            s = m.group(1)
-    if "{,}" in s:
-        s = s.replace("{,}", ",")  # LaTeX's 1{,}000
-    if ("," in s and _THOUSANDS_RE.match(s)) or (" " in s and _THOUSANDS_SPACE_RE.match(s)):
-        s = s.replace(",", "").replace(" ", "")
-    return s
+def extract_answer(text: str, *, last_number: bool = False, allow_bare: bool = True) -> str | None:
+    """The final answer stated in ``text`` (see the module docstring), or None when there is
+    none or the completion is ambiguous (``find_answer`` tells the two apart)."""
+    ans, problem = find_answer(text, last_number=last_number, allow_bare=allow_bare)
+    return None if problem else ans

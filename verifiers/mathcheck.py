@@ -6,8 +6,9 @@ only for what is left (``verifiers.symbolic``).
 
 Verdicts (label/reason):
   correct/ok, incorrect/wrong, incorrect/no_answer (nothing extractable: a completion that
-  states no final answer fails the task), unknown/parse_error, unknown/too_large (screened
-  before sympy), unknown/timeout and unknown/error (from the worker pool).
+  states no final answer fails the task), unknown/ambiguous (different final answers stated),
+  unknown/parse_error, unknown/too_large (screened before sympy, or a list over MAX_ITEMS),
+  unknown/timeout and unknown/error (from the worker pool).
 
 Policies, in one place (details in the modules named):
   - integers and fractions are exact; decimals get the tolerance they state, with at least 4
@@ -26,14 +27,16 @@ import re
 import time
 from dataclasses import dataclass, field, replace
 
-from .extract import MATH_WORDS, extract_answer, find_boxed, has_prose, normalize_answer
+from .extract import MATH_WORDS, box_groups, extract_answer, find_answer, find_boxed, has_prose
+from .normalize import normalize_answer
 from .numbers import numbers_match, parse_number, screen
-from .structure import Node, atoms, compare_trees, parse_tree
+from .structure import Node, atoms, compare_trees, parse_tree, too_large
 from .verdict import CORRECT, INCORRECT, UNKNOWN, Verdict
 
 __all__ = ["Gold", "parse_gold", "equivalent", "check", "fast_verdict", "slow_verdict"]
 
 _WORD_RE = re.compile(r"[A-Za-z][A-Za-z ]{2,}")
+_GARBLED_RE = re.compile(r"(?=.*[A-Za-z]{3})(?=.*\d)[A-Za-z0-9]+")  # one token, letters and digits
 _DIGIT_SPACE_RE = re.compile(r"\d\s+\d")  # sympy would multiply or glue them: ambiguous
 
 
@@ -64,8 +67,12 @@ def parse_gold(gold: str) -> Gold:
         text = gold
         if "\\boxed" in gold or "\\fbox" in gold:
             text = find_boxed(gold) or ""
+            if not text and box_groups(gold)[-1:] == [None]:  # a gold cut inside its box
+                text = gold[gold.rfind("{", 0, gold.rfind("boxed") + 6) + 1:]
         elif "####" in gold:
             text = extract_answer(gold, allow_bare=False) or ""
+        elif len(gold) > 200 and has_prose(gold):  # a worked solution: its stated answer
+            text = find_answer(gold, allow_bare=False)[0] or gold
         if len(text) > 4 * 1000:  # cheap guard before normalizing megabytes
             return Gold(gold, error="too_large")
         norm = normalize_answer(text)
@@ -73,7 +80,10 @@ def parse_gold(gold: str) -> Gold:
             return Gold(gold, error="parse_error")
         if screen(norm):
             return Gold(gold, norm, error="too_large")
-        return Gold(gold, norm, parse_tree(norm))
+        tree = parse_tree(norm)
+        if too_large(tree):
+            return Gold(gold, norm, error="too_large")
+        return Gold(gold, norm, tree)
     except Exception:  # never raise: a broken gold is an unknown, not a crash
         return Gold(str(gold), error="parse_error")
 
@@ -116,7 +126,7 @@ def fast_verdict(gold: Gold, pred: str | None) -> tuple[Verdict | None, Node | N
     try:
         if len(pred) > 4 * 1000:
             return _verdict(UNKNOWN, "too_large", t0), None
-        norm = normalize_answer(pred)
+        norm = normalize_answer(pred, keep_name="=" in gold.norm)
         if not norm:
             return _verdict(INCORRECT, "no_answer", t0), None
         if screen(norm):
@@ -124,7 +134,12 @@ def fast_verdict(gold: Gold, pred: str | None) -> tuple[Verdict | None, Node | N
         if norm == gold.norm:
             return _verdict(CORRECT, "ok", t0), None
         tree = parse_tree(norm)
+        if too_large(tree):
+            return _verdict(UNKNOWN, "too_large", t0), None
         for a in atoms(tree):
+            if (" " not in a and gold.tree.kind == "atom" and _GARBLED_RE.fullmatch(a)
+                    and parse_number(gold.norm) is not None):
+                return _verdict(INCORRECT, "wrong", t0), None  # "AZYUK2A" is not the number 2
             if has_prose(a) and not _is_words(a):
                 return _verdict(UNKNOWN, "parse_error", t0), None  # a sentence, not an answer
             if _DIGIT_SPACE_RE.search(a) and parse_number(a) is None:
@@ -185,7 +200,9 @@ def check(gold: str | Gold, completion: str, *, extract: bool = True) -> Verdict
     """Extract the final answer from ``completion`` (unless ``extract=False``: it is the answer)
     and compare it to ``gold``. A bare answer works either way. In-process; never raises."""
     t0 = time.perf_counter()
-    ans = extract_answer(completion) if extract else completion
+    ans, problem = find_answer(completion) if extract else (completion, None)
+    if problem:  # the completion states different final answers: never correct
+        return Verdict(UNKNOWN, problem, ans, time.perf_counter() - t0)
     if ans is None:
         return Verdict(INCORRECT, "no_answer", None, time.perf_counter() - t0)
     v = equivalent(gold, ans)

@@ -37,7 +37,8 @@ from multiprocessing.connection import wait
 
 from ._procs import START_TIMEOUT as _START_TIMEOUT
 from ._procs import _Slot, _Zygote
-from .extract import extract_answer
+from ._vcache import VerdictCache
+from .extract import find_answer
 from .mathcheck import Gold, fast_verdict, parse_gold
 from .verdict import INCORRECT, UNKNOWN, Verdict
 
@@ -243,6 +244,7 @@ class MathVerifier:
         self._pool = _Pool(self.workers, self.timeout, memory_mb)
         self._golds: OrderedDict[str, Gold] = OrderedDict()
         self._golds_lock = threading.Lock()
+        self._verdicts = VerdictCache()  # repeats of (gold, answer) are compared once
         self._finalizer = weakref.finalize(self, self._pool.close)
 
     def gold(self, gold: str | Gold) -> Gold:
@@ -267,7 +269,10 @@ class MathVerifier:
         t0 = time.perf_counter()
         fut: Future = Future()
         try:
-            ans = extract_answer(completion) if extract else completion
+            ans, problem = find_answer(completion) if extract else (completion, None)
+            if problem:  # different final answers stated: unknown, never correct
+                fut.set_result(Verdict(UNKNOWN, problem, ans, time.perf_counter() - t0))
+                return fut
             if ans is None or not isinstance(ans, str):
                 fut.set_result(Verdict(INCORRECT, "no_answer", None, time.perf_counter() - t0))
                 return fut
@@ -276,7 +281,8 @@ class MathVerifier:
             if v is not None:
                 fut.set_result(replace(v, extracted=ans, seconds=time.perf_counter() - t0))
                 return fut
-            self._pool.put("check", g.raw, ans, fut, t0)
+            if not self._verdicts.lookup((g.raw, ans), fut, ans, t0):
+                self._pool.put("check", g.raw, ans, fut, t0)
         except Exception:
             if not fut.done():
                 fut.set_result(Verdict(UNKNOWN, "error", None, time.perf_counter() - t0))

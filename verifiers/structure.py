@@ -19,11 +19,11 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
-from .extract import normalize_answer
+from .normalize import normalize_answer, strip_name
 
-__all__ = ["Node", "parse_tree", "compare_trees", "atoms", "MAX_ITEMS"]
+__all__ = ["Node", "parse_tree", "compare_trees", "atoms", "too_large", "MAX_ITEMS"]
 
-MAX_ITEMS = 64  # more items than this in one list is not an answer we can compare cheaply
+MAX_ITEMS = 64  # a longer list is unknown/too_large: never compared on a truncated prefix
 
 _TOKEN_RE = re.compile(r"\\[a-zA-Z]+|\\.|.", re.S)
 _OPEN = {"(": ")", "[": "]", "{": "}", "\\{": "\\}", "\\langle": "\\rangle"}
@@ -31,7 +31,8 @@ _CLOSE = {")", "]", "}", "\\}", "\\rangle"}
 _LT = {"<", "\\lt", "\\le", "\\leq", "\\leqslant"}
 _GT = {">", "\\gt", "\\ge", "\\geq", "\\geqslant"}
 _WORD_SPLIT_RE = re.compile(r"\s+(?:or|and)\s+")
-_VAR_RE = re.compile(r"[a-zA-Z](?:_\{?[a-zA-Z0-9]+\}?)?")
+_VAR_RE = re.compile(r"-?[a-zA-Z](?:_\{?[a-zA-Z0-9]+\}?)?(?:\([a-z]\))?|-?\|[a-zA-Z]\|")
+_RATIO_RE = re.compile(r"\d+(?:\.\d+)?(?:\s*:\s*\d+(?:\.\d+)?)+")
 
 
 @dataclass(frozen=True)
@@ -95,23 +96,57 @@ def _atom(text: str) -> Node:
     return Node("atom", text=text)
 
 
+def _neg(v: str) -> str:
+    """The negation of a bound, as plain text when it is a number (so no sympy is needed)."""
+    if re.fullmatch(r"-?\d+(?:\.\d+)?", v):
+        return v[1:] if v.startswith("-") else "-" + v
+    return "-(" + v + ")"
+
+
+def _iv(lo: str, hi: str, c_lo: bool, c_hi: bool) -> Node:
+    return Node("seq", (_atom(lo), _atom(hi)), ("[" if c_lo else "(") + " " + ("]" if c_hi else ")"))
+
+
+def _abs_interval(exprs: list[str], kinds: list[str], closed: list[bool]) -> Node | None:
+    """|x| < a is (-a, a); |x| > a is (-oo, -a) U (a, oo); lo <= |x| <= hi is two intervals."""
+    if len(exprs) == 3 and exprs[1].startswith("|") and kinds[0] == kinds[1]:
+        lo, hi, c_lo, c_hi = exprs[0], exprs[2], closed[0], closed[1]
+        if kinds[0] == ">":
+            lo, hi, c_lo, c_hi = hi, lo, c_hi, c_lo
+        return Node("set", (_iv(_neg(hi), _neg(lo), c_hi, c_lo), _iv(lo, hi, c_lo, c_hi)))
+    if len(exprs) != 2:
+        return None
+    bound = exprs[1] if exprs[0].startswith("|") else exprs[0]
+    below = (kinds[0] == "<") == exprs[0].startswith("|")  # |x| < a or a > |x|
+    if below:
+        return _iv(_neg(bound), bound, closed[0], closed[0])
+    return Node("set", (_iv("-\\infty", _neg(bound), False, closed[0]),
+                        _iv(bound, "\\infty", closed[0], False)))
+
+
 def _relation_interval(parts: list[list[str]], seps: list[str]) -> Node | None:
     exprs = [_join(p) for p in parts]
     kinds = ["<" if s in _LT else ">" for s in seps]
     closed = [s in ("\\le", "\\leq", "\\leqslant", "\\ge", "\\geq", "\\geqslant") for s in seps]
+    absvar = [e for e in exprs if e.startswith("|")]
+    if absvar:
+        return _abs_interval(exprs, kinds, closed)
     if len(exprs) == 2:
         if _VAR_RE.fullmatch(exprs[0]):
-            var_first, value = True, exprs[1]
+            var_first, value, var = True, exprs[1], exprs[0]
         elif _VAR_RE.fullmatch(exprs[1]):
-            var_first, value = False, exprs[0]
+            var_first, value, var = False, exprs[0], exprs[1]
         else:
             return None
         upper = (kinds[0] == "<") == var_first  # x < v or v > x: v is an upper bound
+        if var.startswith("-"):  # -x > -1 is x < 1: negate the bound and flip the direction
+            value, upper = _neg(value), not upper
         br = "]" if closed[0] else ")"
         if upper:
             return Node("seq", (_atom("-\\infty"), _atom(value)), "( " + br)
         return Node("seq", (_atom(value), _atom("\\infty")), ("[" if closed[0] else "(") + " )")
-    if len(exprs) == 3 and _VAR_RE.fullmatch(exprs[1]) and kinds[0] == kinds[1]:
+    if (len(exprs) == 3 and _VAR_RE.fullmatch(exprs[1]) and not exprs[1].startswith("-")
+            and kinds[0] == kinds[1]):
         lo, hi, c_lo, c_hi = exprs[0], exprs[2], closed[0], closed[1]
         if kinds[0] == ">":
             lo, hi, c_lo, c_hi = hi, lo, c_hi, c_lo
@@ -119,38 +154,88 @@ def _relation_interval(parts: list[list[str]], seps: list[str]) -> Node | None:
     return None
 
 
+def _items(parts: list[str], sub: Callable[[str], Node]) -> tuple[Node, ...] | None:
+    """Sub-trees of list items, nested unordered lists flattened; None when over MAX_ITEMS."""
+    out: list[Node] = []
+    for p in parts:
+        if not p.strip():
+            continue
+        node = sub(p)
+        out.extend(node.items if node.kind == "set" else (node,))
+        if len(out) > MAX_ITEMS:
+            return None
+    return tuple(out)
+
+
+def _split_words(s: str) -> list[str]:
+    """Split at " or " / " and " outside brackets ("f(x) = 1 or f(x) = -1")."""
+    parts, pos = [], 0
+    for m in _WORD_SPLIT_RE.finditer(s):
+        head = s[:m.start()]
+        if sum(head.count(c) for c in "([{") == sum(head.count(c) for c in ")]}"):
+            parts.append(s[pos:m.start()])
+            pos = m.end()
+    return parts + [s[pos:]]
+
+
+def _group(kind: str, parts: list[str], sub: Callable[[str], Node], text: str = "") -> Node:
+    items = _items(parts, sub) if kind == "set" else None
+    if kind == "seq":
+        items = tuple(sub(p) for p in parts) if len(parts) <= MAX_ITEMS else None
+    return Node(kind, items, text) if items is not None else Node("too_large")
+
+
 def parse_tree(s: str, _depth: int = 0) -> Node:
     """Shape of a normalized answer (see the module docstring). Never raises on odd input."""
     s = s.strip()
     if _depth > 6:
         return _atom(s)
-    sub = lambda t: parse_tree(normalize_answer(t), _depth + 1)  # noqa: E731
-    words = _WORD_SPLIT_RE.split(s)
-    if len(words) > 1 and "(" not in s:
-        return Node("set", tuple(sub(w) for w in words[:MAX_ITEMS] if w.strip()))
+    sub = lambda t: parse_tree(strip_name(normalize_answer(t)), _depth + 1)  # noqa: E731
+    words = _split_words(s)
+    if len(words) > 1:
+        return _group("set", words, sub)
     toks = _tokens(s)
+    if ";" in toks:  # "(0;1;2)" is a tuple; "p=5,q=2;p=7,q=2" is a list of tuples
+        parts, _ = _split_top(toks, lambda t: t == ";")
+        toks = [("," if t == ";" else t) for t in toks]
+        if len(parts) > 1 and any("," in p for p in parts):
+            return _group("set", ["(" + _join(p) + ")" for p in parts], sub)
+        s = _join(toks)
     parts, _ = _split_top(toks, lambda t: t == "\\cup")
     if len(parts) > 1:
-        return Node("set", tuple(sub(_join(p)) for p in parts[:MAX_ITEMS]))
+        return _group("set", [_join(p) for p in parts], sub)
     parts, _ = _split_top(toks, lambda t: t == ",")
     if len(parts) > 1:
-        return Node("set", tuple(sub(_join(p)) for p in parts[:MAX_ITEMS] if _join(p)))
+        return _group("set", [_join(p) for p in parts], sub)
     if _wrapped(toks):
         inner = toks[1:-1]
         items, _ = _split_top(inner, lambda t: t == ",")
-        if toks[0] == "\\{":
-            return Node("set", tuple(sub(_join(p)) for p in items[:MAX_ITEMS] if _join(p)))
-        if len(items) >= 2:
-            return Node("seq", tuple(sub(_join(p)) for p in items[:MAX_ITEMS]),
-                        toks[0] + " " + toks[-1])
+        if toks[0] in ("\\{", "{"):  # a plain {a, b} is the set a model means to write
+            if len(items) >= 2 or toks[0] == "\\{":
+                return _group("set", [_join(p) for p in items], sub)
+        elif len(items) >= 2:
+            return _group("seq", [_join(p) for p in items], sub, toks[0] + " " + toks[-1])
         if toks[0] == "(" and toks[-1] == ")":
             return sub(_join(inner))  # "(5)" is just 5
+    if len(toks) > 2 and toks[0] == "-" and _wrapped(toks[1:]) and "," in toks:
+        return Node("neg", (sub(_join(toks[1:])),))  # "-[0,1)": a negated interval, no number
+    if toks.count("\\pm") == 1:  # "a \pm b" is the set {a + b, a - b}
+        a, b = _join(toks[:toks.index("\\pm")]), _join(toks[toks.index("\\pm") + 1:])
+        if b and "=" not in a:
+            return _group("set", [f"{a}+({b})", f"{a}-({b})"] if a else [b, _neg(b)], sub)
+    if ":" in toks and _RATIO_RE.fullmatch(s):  # "7:32", "12:00": compared part by part
+        return Node("seq", tuple(_atom(x.strip()) for x in s.split(":")), ": :")
     parts, seps = _split_top(toks, lambda t: t in _LT or t in _GT)
     if 2 <= len(parts) <= 3:
         node = _relation_interval(parts, seps)
         if node is not None:
             return node
     return _atom(s)
+
+
+def too_large(node: Node) -> bool:
+    """True when a list somewhere in the tree had more than MAX_ITEMS items."""
+    return node.kind == "too_large" or any(too_large(n) for n in node.items)
 
 
 def atoms(node: Node) -> list[str]:

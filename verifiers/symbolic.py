@@ -33,7 +33,9 @@ from .texparse import Unsupported, parse_simple
 __all__ = ["ParseFailure", "to_sympy", "atom_equal"]
 
 _POINTS = (sympy.Rational(7, 9), sympy.Rational(-13, 11), sympy.Rational(29, 17))
-_REL_TOL = sympy.Float("1e-40", 60)
+# Relative: two constants are equal when they agree to 50 of the 60 digits evaluated. An
+# absolute bound would call 10^{-50} equal to 0 and 1 + 10^{-45} equal to 1.
+_REL_TOL = sympy.Float("1e-50", 60)
 _PLAIN_FUNC_RE = re.compile(r"(?<![\\a-zA-Z])(sqrt|ln|log|sin|cos|tan|exp)\s*\(")
 _PLAIN_CONST_RE = re.compile(r"(?<![\\a-zA-Z])(pi|infinity|infty|inf|oo)(?![a-zA-Z])")
 
@@ -89,43 +91,58 @@ def to_sympy(text: str):
     return _exact(expr)
 
 
-def _is_zero_number(d) -> bool | None:
-    """True/False when the closed-form number ``d`` is / is not zero, None if undecidable."""
+def _is_zero_number(d, *scale) -> bool | None:
+    """True/False when the closed-form number ``d`` (a difference of the numbers ``scale``) is /
+    is not zero, None if undecidable."""
     try:
         v = sympy.N(d, 60)
+        ref = [abs(sympy.N(x, 60)) for x in scale]
     except Exception:
         return None
     if v.has(sympy.nan, sympy.zoo, sympy.oo, -sympy.oo) or not v.is_number:
         return None
     if v == 0:
         return True
-    # evalf targets 60 significant digits of d itself, so a nonzero d shows up as |v| >> tol;
-    # a d that is zero but unprovable by simplify evaluates to noise far below tol.
-    return not abs(v) > _REL_TOL
+    # evalf targets 60 significant digits of d itself, so a nonzero d (even 10^{-50}) keeps its
+    # size; a d that is zero but unprovable by simplify evaluates to noise far below the scale.
+    size = max([r for r in ref if r.is_number and r.is_finite] or [sympy.Integer(0)])
+    if size == 0:
+        return None  # both sides evaluate to 0 but their difference does not: cannot tell
+    return not abs(v) > _REL_TOL * size
 
 
 def _at(expr, point: dict):
     try:
-        v = sympy.N(expr.subs(point), 30)
+        e = expr.subs(point)
+        if e.has(sympy.Sum, sympy.Product):
+            e = e.doit()  # integer limits (see _points): a finite sum, exact and fast
+        v = sympy.N(e, 30)
     except Exception:
         return None
     return v if v.is_number and not v.has(sympy.nan, sympy.zoo, sympy.oo, -sympy.oo) else None
 
 
-def _points(symbols) -> list[dict]:
+def _points(symbols, *exprs) -> list[dict]:
+    """Three evaluation points. Integers when a sum or product is present: its limits must be
+    integers, and numerically summing to a fractional limit costs seconds."""
     syms = sorted(symbols, key=lambda s: s.name)
+    if any(e.has(sympy.Sum, sympy.Product) for e in exprs):
+        return [{s: sympy.Integer(3 + (5 * i + 3 * k) % 7) for k, s in enumerate(syms)}
+                for i in range(3)]
     return [{s: _POINTS[(i + k) % 3] + k for k, s in enumerate(syms)} for i in range(3)]
 
 
 def _expr_equal(g, p) -> bool | None:
+    if any(x.has(sympy.oo, -sympy.oo, sympy.zoo) for x in (g, p)):
+        return bool(g == p)  # infinities: oo - 2 is oo, never a small difference
     d = g - p
-    free = d.free_symbols
+    free = g.free_symbols | p.free_symbols  # not d's: x+2n+1 - (x+1) still needs x bound
     if not free:
-        return _is_zero_number(d)
+        return _is_zero_number(d, g, p)
     # Points before expand/simplify: evaluating is cheap and bounded, expanding (x+1)^9999
     # is not; unequal forms (the common case) are refuted at the first point.
     seen = 0
-    for pt in _points(free):
+    for pt in _points(free, g, p):
         vg, vp = _at(g, pt), _at(p, pt)
         if vg is None or vp is None:
             continue
@@ -140,8 +157,8 @@ def _expr_equal(g, p) -> bool | None:
 def _ratio_constant(d1, d2, positive: bool) -> bool | None:
     free = d1.free_symbols | d2.free_symbols
     if not free:
-        return _is_zero_number(d1 - d2)
-    ratios = [r for r in (_at(d1 / d2, pt) for pt in _points(free)) if r is not None]
+        return _is_zero_number(d1 - d2, d1, d2)
+    ratios = [r for r in (_at(d1 / d2, pt) for pt in _points(free, d1, d2)) if r is not None]
     if len(ratios) < 2:
         return None
     r0 = ratios[0]
@@ -177,6 +194,7 @@ def atom_equal(g_text: str, p_text: str, cache: dict | None = None) -> bool | No
         if cache is not None:
             cache[g_text] = g
     p = to_sympy(p_text)
+    g, p = (x.as_explicit() if isinstance(x, sympy.MatrixExpr) else x for x in (g, p))
     if isinstance(g, sympy.MatrixBase) or isinstance(p, sympy.MatrixBase):
         if not (isinstance(g, sympy.MatrixBase) and isinstance(p, sympy.MatrixBase)):
             return False

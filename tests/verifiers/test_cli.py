@@ -100,3 +100,14 @@ def test_run_code_sandbox_missing_bwrap_is_one_line_exit_2(tmp_path: Path) -> No
     assert res.returncode == 2
     assert len(res.stderr.strip().splitlines()) == 1 and "bubblewrap" in res.stderr
     assert res.stdout == ""
+
+
+def test_math_output_that_is_a_directory_is_one_line_and_leaves_no_temp(tmp_path: Path) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_text(LINES[0] + "\n")
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    res = _run("math", str(src), "-o", str(outdir), "--workers", "1", "-q")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.stderr.strip().splitlines() == [f"error: cannot write {outdir}: is a directory; give a file name"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "out"]  # no .tmp-* left behind

@@ -39,6 +39,12 @@ SHAPES = [
     ("10, 4, 2", "4, 12, 2", I), ("5", "\\{5\\}", I), ("(1,2)", "\\{1,2\\}", I),
     ("(-\\infty, 1) \\cup (2, \\infty)", "(2, \\infty) \\cup (-\\infty, 1)", C),
     ("Monday", "monday", C), ("yes", "no", I), ("no solution", "No Solution", C),
+    ("\\{1,3\\}", "{1, 3}", C), ("12:00", "1:00", I), ("7:32", "7:32", C),
+    ("-12;-11;-10", "\\{-12, -11, -10\\}", C), ("p=5,q=2;p=7,q=2", "(5,2),(7,2)", C),
+    ("(11,7)or(7,11)", "(7,11), (11,7)", C), ("\\pm 2021", "2021", I),
+    ("x < 1", "-x > -1", C), ("x < 1", "x > -1", I), ("[-2, 7]", "-2 \\le x \\le 7", C),
+    ("0<f(x)<1", "(0,1)", C), ("|x| < 2", "(-2, 2)", C), ("|x| < 2", "(-\\infty, 2)", I),
+    ("5", "5 or more", I), ("2", "AZYUK2A", I), ("1", "-[0,1)", I),
 ]
 
 SYMBOLIC = [
@@ -51,6 +57,13 @@ SYMBOLIC = [
     ("x+y=1", "2x+2y=2", C), ("x+y=1", "x-y=1", I), ("e^{x}", "\\exp(x)", C),
     ("\\log_2 8", "3", C), ("(x-1)^2", "x^2-2x+1", C), ("(\\sqrt{2}, 1)", "(\\sqrt{2}, 1)", C),
     ("(\\sqrt{2}, 1)", "(1, \\sqrt{2})", I), ("\\sin(x)", "\\cos(x)", I),
+    # relative tolerance: tiny nonzero numbers are not zero, 1 + 10^-45 is not 1
+    ("2", "2ab", I), ("0", "10^{-50}", I), ("1", "1 + 10^{-45}", I), ("\\sqrt{3}", "\\sqrt3", C),
+    ("\\sqrt{2}+\\sqrt{5}", "\\sqrt 2+\\sqrt 5", C), ("x \\geq 5", "x >= 5", C),
+    ("2x+4y-3=0", "y=-\\frac{1}{2}x+\\frac{3}{4}", C), ("x+2n+1", "x+1", I),
+    ("\\pm 2021", "\\{-2021, 2021\\}", C),
+    ("\\begin{pmatrix}1 & 2 \\\\ 3 & 4\\end{pmatrix}", "\\begin{bmatrix}1 & 2 \\\\ 3 & 4\\end{bmatrix}", C),
+    ("\\begin{pmatrix}1 & 2 \\\\ 3 & 4\\end{pmatrix}", "\\begin{bmatrix}1 & 2 \\\\ 3 & 5\\end{bmatrix}", I),
 ]
 
 
@@ -76,7 +89,8 @@ COMPLETIONS = [  # realistic small-model outputs, with the gold they are checked
     ("18", "16 - 3 = 13, 13 - 4 = 9, and 9 * 2 = 18 dollars per day at the market I think",
      I, "no_answer"),
     ("18", "Let's think step by step. She has 16 eggs and uses 7, so", I, "no_answer"),
-    ("3", "The answer is 2. Wait, let me recount. The answer is 3.", C, "ok"),
+    ("3", "The answer is 2. Wait, let me recount. The answer is 3.", U, "ambiguous"),
+    ("3", "The answer is 3. Let me double-check: yes, the answer is 3.", C, "ok"),
     ("\\frac{1}{2}", "The probability is $\\boxed{\\dfrac{1}{2}}$.", C, "ok"),
     ("(1,2]", "So the solution set is $\\boxed{(1, 2]}$.", C, "ok"),
     ("x^2-1", "Expanding, \\boxed{(x-1)(x+1)}", C, "ok"),
@@ -96,6 +110,13 @@ def test_check_completions(gold: str, completion: str, label: str, reason: str) 
 def test_digits_separated_by_spaces_are_ambiguous(pred: str) -> None:
     v = equivalent("1000" if pred == "10 00" else "6", pred)
     assert (v.label, v.reason) == (U, "parse_error")
+
+
+def test_list_over_max_items_is_too_large_not_a_prefix_match() -> None:
+    gold = ", ".join(str(i) for i in range(64))
+    v = equivalent(gold, ", ".join(str(i) for i in range(65)))
+    assert (v.label, v.reason) == (U, "too_large")
+    assert equivalent(gold, ", ".join(str(i) for i in range(64))).is_correct
 
 
 def test_check_extract_false_takes_the_text_as_the_answer() -> None:

@@ -5,18 +5,16 @@ import time
 
 import pytest
 
-from verifiers.extract import extract_answer, find_boxed, normalize_answer
+from verifiers.extract import extract_answer, find_answer, find_boxed, normalize_answer
 
 EXTRACT = [
     # boxed: last one wins, braces matched, escaped braces skipped
     ("\\boxed{18}", "18"),
-    ("First \\boxed{3}, then correcting myself: \\boxed{4}.", "4"),
     ("So $\\boxed{\\frac{1}{2}}$.", "\\frac{1}{2}"),
     ("\\boxed{\\{1, 2\\}}", "\\{1, 2\\}"),
     ("\\boxed{\\frac{\\sqrt{3}}{2}}", "\\frac{\\sqrt{3}}{2}"),
     ("the result is \\fbox{7}", "7"),
     ("\\boxed 5 is it", "5"),
-    ("The answer is 3. Final: \\boxed{5}", "5"),  # a box beats an earlier phrase
     # explicit phrases
     ("So the answer is 18.", "18"),
     ("Janet makes 9 * 2 = $18 per day.\nThe answer is $18.", "$18"),
@@ -25,9 +23,20 @@ EXTRACT = [
     ("**Answer:** 7", "7"),
     ("The answer is 3.5.", "3.5"),
     ("The answer is 18 because 9 * 2 = 18.", "18"),
-    ("The answer is 2. Wait, no. The answer is 3.", "3"),
     ("She sells 9 eggs.\n#### 1,000", "1,000"),
     ("The answer is: 12 apples", "12"),
+    # connected boxes are one list answer; identical repeats are fine
+    ("The roots are \\boxed{-2} and \\boxed{1}.", "-2, 1"),
+    ("$y_1 = \\boxed{3} \\quad \\text{and} \\quad y_2 = \\boxed{4}$", "3, 4"),
+    ("\\boxed{7}. Checking: yes. Final answer: \\boxed{7}", "7"),
+    ("The answer is 7 + 13, which is 18.", "18"),  # the value stated last wins
+    ("Final Answer: The volume of $ABCD$ is 120. I hope it is correct.", "120"),
+    ("Answer \\[ 9 \\]", "9"),
+    ("Answer $$ \n 9 \n $$", "9"),
+    ("Therefore $x \\geq 5$ is the solution.", "x \\geq 5"),
+    ("We find x = 2. Therefore, the probability that Alice wins is 2/3.", "2/3"),
+    ("The answer is [-3, 2].\nI apologize for the mistake in the previous solution. Let me "
+     "correct it. The answer is (-3, 2).", "(-3, 2)"),  # an explicit retraction withdraws
     # bare answers
     ("72", "72"),
     ("  $\\frac{1}{2}$  ", "$\\frac{1}{2}$"),
@@ -36,7 +45,10 @@ EXTRACT = [
     ("-\\dfrac{3}{4}", "-\\dfrac{3}{4}"),
 ]
 
-NONE = [
+NONE = [  # nothing stated, or different final answers stated (ambiguous)
+    "First \\boxed{3}, then correcting myself: \\boxed{4}.",
+    "The answer is 3. Final: \\boxed{5}",
+    "The answer is 2. Wait, no. The answer is 3.",
     "",
     "   ",
     "First she has 16 eggs, eats 3 and bakes 4, so 9 are left and 2 each gives lots.",
@@ -44,7 +56,15 @@ NONE = [
     "I think it is 18",
     "\\boxed{}",
     "Earlier \\boxed{3}. Now the final \\boxed{4",  # truncated last box: do not guess
+    "The answer is 8.\nHmm, 4 + 5 = 9. So, the answer is 9.",
+    "Final answer: 9\n\nProblem: What is 3 + 4?\nFinal answer: 7",  # invented tail
+    "Answer $ \n 9 \n $",  # inline math does not span lines
 ]
+
+
+def test_ambiguous_is_reported_by_find_answer() -> None:
+    assert find_answer("\\boxed{8} then \\boxed{9}") == ("9", "ambiguous")
+    assert find_answer("The answer is 3. So the answer is 3.") == ("3", None)
 
 
 @pytest.mark.parametrize("text,expected", EXTRACT)
@@ -114,6 +134,22 @@ NORMALIZE = [
     ("\\(3\\)", "3"),
     ("**7**", "7"),
     ("\u22125", "-5"),
+    ("17\\text{ any text}", "17"),  # text after a value drops out
+    ("\\frac{1}{3} \\text{meters}", "\\frac{1}{3}"),
+    ("125\\textnormal{ miles}", "125"),
+    ("15\\mbox{ cm}^2", "15"),
+    ("2ab", "2ab"),  # letters glued to a number are never a unit
+    ("5 or more", "5 or more"),  # only known unit words are stripped
+    ("18 apples", "18 apples"),
+    ("\\sqrt3", "\\sqrt{3}"),
+    ("\\sqrt 2+\\sqrt 5", "\\sqrt{2}+\\sqrt{5}"),
+    ("x >= 5", "x \\geq 5"),
+    ("x \\ne 3", "x \\neq 3"),
+    ("(p,q) = (3,2)", "(3,2)"),
+    ("7 = 11a+c", "7 = 11a+c"),  # not a name: an equation stays
+    ("11,\\! 111,\\! 100", "11111100"),
+    ("\\begin{bmatrix}1\\\\2\\end{bmatrix}", "\\begin{pmatrix}1\\\\2\\end{pmatrix}"),
+    ("x = 8/2 = 4", "4"),
 ]
 
 

@@ -46,6 +46,21 @@ def test_sympy_cases_go_through_workers(mv) -> None:
     assert len(mv._worker_pids()) == 2
 
 
+def test_repeated_answers_are_compared_once(mv) -> None:
+    gold, answers = "x^3-1", ["(x-1)(x^2+x+1)", "(x-1)(x^2+x+2)"] * 20
+    first = [v.label for v in mv.verify_many((gold, f"The answer is ${a}$.") for a in answers)]
+    assert first == ["correct", "incorrect"] * 20
+    assert mv._verdicts.done[(gold, "$(x-1)(x^2+x+1)$")] == ("correct", "ok")
+    again = mv.verify(gold, "So the answer is $(x-1)(x^2+x+2)$.")
+    assert (again.label, again.reason, again.extracted) == ("incorrect", "wrong", "$(x-1)(x^2+x+2)$")
+
+
+def test_timeouts_are_not_cached(mv) -> None:
+    case = ("1", "\\boxed{\\sum_{k=1}^{9999} \\sqrt{k}}")
+    assert mv.verify(*case).reason == "timeout"
+    assert not any(k[1] == "\\sum_{k=1}^{9999} \\sqrt{k}" for k in mv._verdicts.done)
+
+
 def test_timeout_kills_and_replaces_the_worker(mv) -> None:
     before = set(mv._worker_pids())
     t0 = time.perf_counter()
