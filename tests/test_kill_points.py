@@ -61,19 +61,19 @@ samples = 2
 
 REAL = """
 [run]
-seed = 4
+seed = 3
 rounds = 1
 out = "{out}"
 [model]
 backend = "hf"
-batch_size = 1
+batch_size = 4
 [seeds]
-problems = 2
+problems = 4
 [pose]
 enabled = false
 [solve]
-samples = 2
-max_new_tokens = 24
+samples = 4
+max_new_tokens = 64
 batch_problems = 1
 [filters]
 enabled = false
@@ -166,8 +166,11 @@ def test_kills_inside_real_generation_and_training(tmp_path):
     r = _run(ref_cfg)
     assert r.returncode == 0, r.stderr[-3000:]
     cfg, out = _write(tmp_path, "killed", REAL)
-    # base eval's 2nd forward batch, then round 0's solve (eval:done makes the base eval file
-    # come from the resumed process), then inside DPO training
-    _chain(cfg, ["hf:batch:2", "hf:batch:3", "train:step:1"])
+    # seed 3: the real model gets 12 pairs from these 4 problems (checked below), so it trains.
+    # Kills: inside the base model's evaluation (its one generate call), inside round 0's solve
+    # (2nd problem: 1 eval batch + 2 solve batches), inside DPO training.
+    _chain(cfg, ["hf:batch:1", "hf:batch:3", "train:step:1"])
+    tr = orjson.loads((out / "round_0" / "train_stats.json").read_bytes())
+    assert tr["trained"] is True and tr["steps"] == 1
     _same_files(ref, out, ["eval_base.json", "round_0/problems.jsonl", "round_0/rollouts.jsonl",
                            "round_0/pairs.jsonl", "round_0/train_pairs.jsonl", "round_0/eval.json"])

@@ -53,6 +53,7 @@ _NUMBER_RE = re.compile(r"-?\d[\d,]*(?:\.\d+)?%?|\$[^$]+\$")
 _SENTENCE_END = re.compile(r"\.(?=\s|$)")
 _LAST_NUMBER_RE = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 _WORD_RE = re.compile(r"(?<![\\a-zA-Z])[a-zA-Z]{2,}")
+_FUNCTION_WORD_RE = re.compile(r"\s+(?:in|at|on|of|to|by|as|is|it|an|a)$", re.IGNORECASE)
 _PROSE_RE = re.compile(r"(?<![\\a-zA-Z])[a-zA-Z]{3,}(?![a-zA-Z])")
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)(?![a-zA-Z])")
 _CONNECTOR_DROP_RE = re.compile(r"\\(?:text|textbf|mbox|textnormal|q?quad|[()\[\],;! ])|[$&{}.,;:+\s-]|"
@@ -174,7 +175,9 @@ def _read_statement(text: str, at: int) -> str | None:
     if verb and _first_prose_word(ans[verb.end():]) != 0:
         ans, cut = ans[verb.end():], _first_prose_word(ans[verb.end():])  # "7 + 13 equals 10"
     if cut > 0:  # "18 because 9*2 = 18" -> "18"; an answer that starts with prose is kept
-        ans = ans[:cut].rstrip(" ,;:")
+        # a short function word before the prose is part of the sentence, not a unit:
+        # "12 in the problem" is 12 (not 12 inches), "12 cm in total" is 12 cm
+        ans = _FUNCTION_WORD_RE.sub("", ans[:cut].rstrip(" ,;:")).rstrip(" ,;:")
     return re.sub(r'^(?:\\?"|\*)+|(?:\\?"|\*)+$', "", ans.strip()).strip() or None
 
 
