@@ -37,12 +37,16 @@ def test_n_completions_with_per_sample_seeds(backend):
 @pytest.mark.vllm
 def test_same_seed_same_text_different_seeds_differ(backend):
     p = SamplingParams(n=4, temperature=1.0, top_p=1.0, max_new_tokens=32)
-    a = backend.generate([Q1], p, [[5, 6, 7, 8]])[0]
-    b = backend.generate([Q2, Q1], p, [[1, 2, 3, 4], [5, 6, 7, 8]])[1]  # other batch around it
-    assert [c.text for c in a] == [c.text for c in b]
+    a = backend.generate([Q2, Q1], p, [[1, 2, 3, 4], [5, 6, 7, 8]])[1]
+    again = backend.generate([Q2, Q1], p, [[1, 2, 3, 4], [5, 6, 7, 8]])[1]
+    assert [c.text for c in a] == [c.text for c in again]  # same call, same seeds: same text
     assert len({c.text for c in a}) > 1
-    # Regenerating one sample alone (batch of 1) is exact only with dtype="float32": in bf16 a
-    # one-row GEMM rounds differently and a long sampled path may drift (see docs/vllm.md).
+    # In another batch composition (Q1 alone: 4 rows instead of 8) a seed picks the same path, but
+    # in bf16 the GEMMs round differently per batch shape, so a long sampled path can drift at a
+    # near-tie token (seen in CI: one of 4 samples diverged after ~25 tokens). Exact only with
+    # dtype="float32" (docs/vllm.md); here the paths must agree on their start.
+    b = backend.generate([Q1], p, [[5, 6, 7, 8]])[0]
+    assert all(x.text[:20] == y.text[:20] for x, y in zip(a, b)), ([c.text for c in a], [c.text for c in b])
 
 
 @pytest.mark.vllm
