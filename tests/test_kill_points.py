@@ -8,7 +8,7 @@ resumes what the previous one left and is killed at the next point.
 
 Generation is the scripted fake for the ten-point chain (training is the real model under TRL,
 so `train:step` kills inside DPO training); a second, smaller chain runs the real model on the
-hf backend and is killed inside its generation and inside its training.
+hf backend and is killed twice inside its generation.
 """
 import os
 import random
@@ -68,7 +68,7 @@ out = "{out}"
 backend = "hf"
 batch_size = 4
 [seeds]
-problems = 4
+problems = 2
 [pose]
 enabled = false
 [solve]
@@ -78,10 +78,7 @@ batch_problems = 1
 [filters]
 enabled = false
 [train]
-max_steps = 1
-batch_size = 1
-grad_accum = 1
-max_length = 256
+enabled = false
 [eval]
 heldout_problems = 2
 samples = 1
@@ -161,16 +158,17 @@ def test_ten_seeded_kill_points_then_resume_give_the_uninterrupted_files(tmp_pat
     assert not list(out.glob("round_*/model.tmp")) and not list(out.glob("round_*/model.work"))
 
 
-def test_kills_inside_real_generation_and_training(tmp_path):
+def test_kills_inside_real_generation(tmp_path):
     ref_cfg, ref = _write(tmp_path, "ref", REAL)
     r = _run(ref_cfg)
     assert r.returncode == 0, r.stderr[-3000:]
     cfg, out = _write(tmp_path, "killed", REAL)
-    # seed 3: the real model gets 12 pairs from these 4 problems (checked below), so it trains.
-    # Kills: inside the base model's evaluation (its one generate call), inside round 0's solve
-    # (2nd problem: 1 eval batch + 2 solve batches), inside DPO training.
-    _chain(cfg, ["hf:batch:1", "hf:batch:3", "train:step:1"])
-    tr = orjson.loads((out / "round_0" / "train_stats.json").read_bytes())
-    assert tr["trained"] is True and tr["steps"] == 1
+    # Kills inside the real model's generation: the base model's evaluation (its one generate
+    # call), then round 0's solve (2nd and last problem: 1 eval batch + 2 solve batches). Training is off
+    # here: the ten-point chain above kills inside real DPO training (train:step@0), so this
+    # chain stays short enough for the table's 5-minute CI budget.
+    _chain(cfg, ["hf:batch:1", "hf:batch:3"])
     _same_files(ref, out, ["eval_base.json", "round_0/problems.jsonl", "round_0/rollouts.jsonl",
-                           "round_0/pairs.jsonl", "round_0/train_pairs.jsonl", "round_0/eval.json"])
+                           "round_0/filters.json", "round_0/pairs.jsonl"])
+    pairs = (out / "round_0" / "pairs.jsonl").read_bytes().splitlines()
+    assert len(pairs) == 5  # seed 3: the real model's paths make 5 pairs
