@@ -136,6 +136,11 @@ def evaluate_model(cfg: Config, model: str, sets: dict[str, list[Problem]], path
     return result
 
 
+def pair_files(out: Path, round_idx: int) -> list[Path]:
+    """pairs.jsonl of rounds 0..K: what round K's training set (and its provenance) is made from."""
+    return [out / f"round_{k}" / "pairs.jsonl" for k in range(round_idx + 1)]
+
+
 def training_set(cfg: Config, out: Path, round_idx: int) -> tuple[Path, dict[str, Any]]:
     """Write OUT/round_K/train_pairs.jsonl: the exact pairs round K trains on.
 
@@ -144,7 +149,7 @@ def training_set(cfg: Config, out: Path, round_idx: int) -> tuple[Path, dict[str
     from selfplay.mixing import build_training_set
     from selfplay.records import Pair
 
-    files = [out / f"round_{k}" / "pairs.jsonl" for k in range(round_idx + 1)]
+    files = pair_files(out, round_idx)
     rounds_pairs = [io.read_records(f, Pair.from_dict) for f in files]
     g = cfg.guard
     pairs, info = build_training_set(rounds_pairs, round_idx, seed_fraction=g.seed_fraction if g.enabled else 0.0,
@@ -164,8 +169,7 @@ def train_round(cfg: Config, out: Path, round_idx: int, base_model: str) -> dict
     starting model on by reference (works for a hub id too); any other failure stops the run."""
     rdir = out / f"round_{round_idx}"
     model_dir, stats_path = rdir / "model", rdir / "train_stats.json"
-    entry = provenance.key(cfg, model=base_model, pairs=[provenance.file_hash(rdir.parent / f"round_{k}" / "pairs.jsonl")
-                                                         for k in range(round_idx + 1)])
+    entry = provenance.key(cfg, model=base_model, pairs=[provenance.file_hash(f) for f in pair_files(out, round_idx)])
     if provenance.check(stats_path, entry):
         return io.read_json(stats_path)
     provenance.record(stats_path, entry)
@@ -216,8 +220,7 @@ def run_loop(cfg: Config, backend_factory: Callable[[str], Backend] | None = Non
         if sets:
             from selfplay.evaluate import check_contamination
 
-            pair_files = [out / f"round_{j}" / "pairs.jsonl" for j in range(k + 1)]
-            contamination = check_contamination([p for ps in sets.values() for p in ps], pair_files)
+            contamination = check_contamination([p for ps in sets.values() for p in ps], pair_files(out, k))
             io.write_json(out / f"round_{k}" / "contamination.json", contamination)
         all_stats.append(stats)
         # the warnings are monitoring, so they run with the guard's mixing off too (guard.enabled)
