@@ -1,107 +1,41 @@
-"""`selfplay` command line: `run` for the whole loop, one subcommand per stage, `eval`, `report`."""
+"""`selfplay` command line: `run` for the whole loop, one subcommand per stage, `eval`, `report`,
+`status`, `export`, `audit`, `verify` (the parser and its help: selfplay/cli_parser.py)."""
 from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Sequence
 
-RUN_FLAGS = {  # flag -> config field it overrides
-    "out": "run.out", "rounds": "run.rounds", "seed": "run.seed", "model": "model.name",
-    "backend": "model.backend", "problems": "seeds.problems", "samples": "solve.samples",
-    "max_new_tokens": "solve.max_new_tokens", "pose_attempts": "pose.attempts",
-    "temperature": "solve.temperature", "top_p": "solve.top_p", "batch_size": "model.batch_size",
-}
-
-
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="TOML config file (see configs/default.toml)")
-    p.add_argument("--out", help="output directory (default: run.out = runs/default)")
-    p.add_argument("--seed", type=int, help="run seed: every random draw derives from it")
-    p.add_argument("--model", help="'default' (embedded SmolLM2-135M-Instruct), a HF model id or a local dir; "
-                   "for a stage command: the model this round uses (default: round K-1's trained model)")
-    p.add_argument("--backend", choices=["auto", "hf", "vllm", "scripted"],
-                   help="generation backend (default auto: vllm when installed, else hf; "
-                        "'scripted' is a fake for tests)")
-    p.add_argument("--batch-size", type=int, help="rows per forward pass (hf backend)")
-
-
-def _round_args(p: argparse.ArgumentParser, stage: bool = True) -> None:
-    _common(p)
-    if stage:
-        p.add_argument("--round", type=int, default=0, help="round index K (files in OUT/round_K)")
-    p.add_argument("--problems", type=int, help="procedural seed problems per round")
-    p.add_argument("--samples", type=int, help="reasoning paths per problem (default 8)")
-    p.add_argument("--max-new-tokens", type=int, help="token budget per reasoning path")
-    p.add_argument("--temperature", type=float, help="sampling temperature for solving")
-    p.add_argument("--top-p", type=float, help="nucleus sampling top-p for solving")
-    p.add_argument("--pose-attempts", type=int, help="problems the model is asked to pose per round (0 = off)")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="selfplay", description="Reasoning training data by self-play: "
-                                 "pose, solve, verify, pair (DPO), train, evaluate.")
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    run = sub.add_parser("run", help="run (or resume) the whole loop for N rounds")
-    _round_args(run, stage=False)
-    run.add_argument("--rounds", type=int, help="number of rounds (default 1)")
-    for name, hlp in [("problems", "stage 1: seed + posed problems -> problems.jsonl"),
-                      ("solve", "stages 2-3: sample and verify -> rollouts.jsonl"),
-                      ("pair", "stage 4: rollouts -> pairs.jsonl"),
-                      ("stats", "recompute stats.json of a round")]:
-        _round_args(sub.add_parser(name, help=hlp))
-    ev = sub.add_parser("eval", help="held-out evaluation of any model: pass@1 (greedy), maj@k, pass@k with 95%% CIs")
-    ev.add_argument("--model", required=True, help="'default', a HF model id, or a saved dir (e.g. OUT/round_0/model)")
-    ev.add_argument("--data", action="append", default=[],
-                    help="JSONL eval set (GSM8K, SVAMP, MAWPS or question/answer format); repeatable")
-    ev.add_argument("--heldout", type=int, default=0, metavar="N",
-                    help="also evaluate the first N problems of the procedural held-out split (generators, "
-                         "levels and seed from --config; the loop's own held-out set is its first "
-                         "eval.heldout_problems)")
-    ev.add_argument("--config", help="TOML config for --heldout (default: built-in defaults)")
-    ev.add_argument("--exclude", action="append", default=[], metavar="PROBLEMS.jsonl",
-                    help="drop eval problems whose question (normalized) appears in this problems file, "
-                         "e.g. every OUT/round_*/problems.jsonl of a run; repeatable; the count is printed")
-    ev.add_argument("--compare", metavar="EVAL.json",
-                    help="an earlier eval JSON on the same sets: print the paired gain against it")
-    ev.add_argument("--samples", type=int, default=8, help="sampled paths per problem for maj@k/pass@k (1 = greedy only)")
-    ev.add_argument("--limit", type=int, help="first N problems of each file")
-    ev.add_argument("--max-new-tokens", type=int, default=256)
-    ev.add_argument("--backend", choices=["auto", "hf", "vllm"], default="auto",
-                    help="generation backend (default auto: vllm when installed, else hf)")
-    ev.add_argument("--seed", type=int, default=0)
-    ev.add_argument("-o", "--out", help="write the result JSON here")
-    aud = sub.add_parser("audit", help="re-check every pair's chosen and rejected answer with math-verify (a second, "
-                         "independent checker) against its gold; print the disagreements by class")
-    aud.add_argument("out", metavar="OUT", help="the run directory")
-    aud.add_argument("--round", type=int, help="only OUT/round_K (default: every round)")
-    rep = sub.add_parser("report", help="write OUT/report.md and PNG plots from a run directory")
-    rep.add_argument("--out", required=True, help="the run directory (OUT)")
-    ver = sub.add_parser("verify", help="re-verify a rollouts.jsonl with the current verifier (in place, atomic)")
-    ver.add_argument("rollouts", help="OUT/round_K/rollouts.jsonl")
-    ver.add_argument("--problems", help="problems.jsonl with the gold answers (default: beside rollouts)")
-    ver.add_argument("--timeout", type=float, default=3.0)
-    return ap
+from selfplay.cli_parser import RUN_FLAGS, _cfg_default, build_parser
 
 
 def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
     return {field: getattr(args, flag) for flag, field in RUN_FLAGS.items() if hasattr(args, flag)}
 
 
-def _context(args: argparse.Namespace, round_idx: int):
-    """A stage command's round: the run's config (model.name stays the run's base model) and the
-    round's model: --model when given, else round K-1's trained model (refused if not trained)."""
+def _stage_config(args: argparse.Namespace) -> tuple[Any, str | None]:
+    """A stage command's config (model.name stays the run's base model) and its --model."""
     from selfplay.config import load_config
-    from selfplay.loop import make_context, prepare_out
-    from selfplay.models import check_model, resolve_model
+    from selfplay.models import check_model
 
-    if round_idx < 0:
-        raise ValueError(f"{args.cmd}: --round must be >= 0, got {round_idx}")
+    if args.round < 0:
+        raise ValueError(f"{args.cmd}: --round must be >= 0, got {args.round}")
     overrides = overrides_from(args)
     model = overrides.pop("model.name", None)
     cfg = load_config(args.config, overrides)
     if model is not None:
         check_model(model, cfg.model.backend)
+    return cfg, model
+
+
+def _context(cfg: Any, round_idx: int, model: str | None):
+    """The round's context: --model when given, else round K-1's trained model (refused if not
+    trained)."""
+    from selfplay.loop import make_context, prepare_out
+    from selfplay.models import resolve_model
+
     out = prepare_out(cfg)
     return make_context(cfg, out, round_idx, model=resolve_model(model) if model else None)
 
@@ -113,9 +47,24 @@ _MAKES = {"problems.jsonl": "problems", "rollouts.jsonl": "solve", "pairs.jsonl"
 
 
 def cmd_stage(args: argparse.Namespace) -> int:
+    from selfplay import runlog
+
+    cfg, model = _stage_config(args)
+    with runlog.session(Path(cfg.run.out), f"{args.cmd} --round {args.round}"):
+        return _stage(args, _context(cfg, args.round, model))
+
+
+def _say(msg: str) -> None:
+    """A command's result: on stdout, and into OUT/run.log when it works on a run."""
+    from selfplay import runlog
+
+    print(msg, flush=True)
+    runlog.append(msg)
+
+
+def _stage(args: argparse.Namespace, ctx: Any) -> int:
     from selfplay import round as rnd
 
-    ctx = _context(args, args.round)
     try:
         for name in _NEEDS[args.cmd]:
             if not (ctx.dir / name).exists():
@@ -124,64 +73,111 @@ def cmd_stage(args: argparse.Namespace) -> int:
         ctx.dir.mkdir(parents=True, exist_ok=True)
         problems = rnd.stage_problems(ctx)
         if args.cmd == "problems":
-            print(f"{len(problems)} problems -> {ctx.dir / 'problems.jsonl'}")
+            _say(f"{len(problems)} problems -> {ctx.dir / 'problems.jsonl'}")
             return 0
         rollouts, timing = rnd.stage_solve(ctx, problems) if args.cmd == "solve" else (
             rnd.load_rollouts(ctx.dir / "rollouts.jsonl", ctx.cfg.solve.samples), {})
         if args.cmd == "solve":
-            print(f"{sum(map(len, rollouts.values()))} rollouts -> {ctx.dir / 'rollouts.jsonl'}")
+            _say(f"{sum(map(len, rollouts.values()))} rollouts -> {ctx.dir / 'rollouts.jsonl'}")
             return 0
         pairs = rnd.stage_pair(ctx, problems, rollouts)
         rnd.write_stats(ctx.dir, rnd.round_stats(ctx, problems, rollouts, pairs, timing))
-        print(f"{len(pairs)} pairs -> {ctx.dir / 'pairs.jsonl'}" if args.cmd == "pair" else f"stats -> {ctx.dir / 'stats.json'}")
+        _say(f"{len(pairs)} pairs -> {ctx.dir / 'pairs.jsonl'}" if args.cmd == "pair" else f"stats -> {ctx.dir / 'stats.json'}")
         return 0
     finally:
         ctx.close()
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    from selfplay import runlog
     from selfplay.verify_stage import invalidate_downstream, reverify_file
 
     path = Path(args.rollouts)
     probs = Path(args.problems) if args.problems else path.with_name("problems.jsonl")
-    changed, total = reverify_file(path, probs, timeout=args.timeout)
-    print(f"re-verified {total} rollouts in {path}: {changed} labels changed")
-    moved = invalidate_downstream(path)
-    if moved:
-        print(f"made from the old labels, moved to {path.resolve().parents[1] / 'stale'}/: "
-              + ", ".join(str(p.relative_to(path.resolve().parents[1])) for p in moved)
-              + "; `selfplay run` remakes them")
+    run_dir = path.resolve().parent.parent
+    logged = runlog.session(run_dir, f"verify {path}") if (run_dir / "config.json").exists() else nullcontext()
+    with logged:  # inside a run: logged to OUT/run.log
+        changed, total = reverify_file(path, probs, timeout=args.timeout)
+        _say(f"re-verified {total} rollouts in {path}: {changed} labels changed")
+        moved = invalidate_downstream(path)
+        if moved:
+            _say(f"made from the old labels, moved to {path.resolve().parents[1] / 'stale'}/: "
+                 + ", ".join(str(p.relative_to(path.resolve().parents[1])) for p in moved)
+                 + "; `selfplay run` remakes them")
     return 0
+
+
+def _eval_config(path: str | None) -> Any:
+    """--config of `eval`: a TOML file, a run's config.json, or (None) the built-in defaults."""
+    from selfplay.config import load_config
+    from selfplay.loop import run_config
+
+    if path is not None and Path(path).suffix == ".json":
+        return run_config(Path(path))
+    return load_config(path)
+
+
+def _compare_file(path: str) -> dict[str, Any]:
+    """--compare, read and checked before any model loads (a typo must not cost a whole eval)."""
+    from selfplay import io
+
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"eval: --compare {path}: file not found")
+    try:
+        d = io.read_json(p)
+    except ValueError as e:
+        raise ValueError(f"eval: --compare {path}: not JSON ({e})") from None
+    sets = d.get("sets") if isinstance(d, dict) else None
+    if not isinstance(sets, dict) or not any(isinstance(s, dict) and s.get("problems") for s in sets.values()):
+        raise ValueError(f"eval: --compare {path}: not an eval JSON with per-problem records "
+                         f"(made by `selfplay eval -o` or a run's eval.json)")
+    return d
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from selfplay.evaluate import run_eval_cli
-
-    if args.samples < 1:
-        raise ValueError("eval: --samples must be >= 1")
-    if not args.data and args.heldout <= 0:
-        raise ValueError("eval: give --data FILE.jsonl and/or --heldout N")
+    from selfplay.loop import eval_sets, heldout_problems
     from selfplay.models import check_model
 
-    check_model(args.model, args.backend)
-    if args.out and Path(args.out).is_dir():
-        raise ValueError(f"eval: -o {args.out} is a directory; give a file name")
-    extra = {}
-    if args.heldout > 0:
-        from selfplay.config import load_config
-        from selfplay.loop import heldout_problems
-
-        cfg = load_config(args.config)
+    cfg = _eval_config(args.config)
+    e = cfg.eval
+    samples = e.samples if args.samples is None else args.samples
+    max_new = e.max_new_tokens if args.max_new_tokens is None else args.max_new_tokens
+    seed = cfg.run.seed if args.seed is None else args.seed
+    backend = args.backend or cfg.model.backend
+    if samples < 1:
+        raise ValueError("eval: --samples must be >= 1")
+    if max_new < 1:
+        raise ValueError("eval: --max-new-tokens must be >= 1")
+    if args.heldout is not None and args.heldout < 0:
+        raise ValueError("eval: --heldout must be >= 0")
+    own_sets = not args.data and args.heldout is None
+    if own_sets and args.config is None:
+        raise ValueError("eval: give --data FILE.jsonl and/or --heldout N, or --config F for its eval sets")
+    extra: dict[str, Any] = {}
+    if own_sets:
+        extra = eval_sets(cfg)
+        if not extra:
+            raise ValueError(f"eval: {args.config} has no eval set (eval.heldout_problems = 0 and no eval.files)")
+    elif args.heldout:
         cfg.eval.heldout_problems = args.heldout
         extra["heldout_procedural"] = heldout_problems(cfg)
-    result = run_eval_cli(args.model, args.data, args.samples, Path(args.out) if args.out else None, args.limit,
-                          backend_name=args.backend, max_new_tokens=args.max_new_tokens, seed=args.seed,
-                          extra_sets=extra, exclude=args.exclude)
-    if args.compare:
-        from selfplay import io
+    if not args.data and not extra:
+        raise ValueError("eval: --heldout 0 and no --data: nothing to evaluate")
+    compare = _compare_file(args.compare) if args.compare else None
+    check_model(args.model, backend)
+    if args.out and Path(args.out).is_dir():
+        raise ValueError(f"eval: -o {args.out} is a directory; give a file name")
+    result = run_eval_cli(args.model, args.data, samples, Path(args.out) if args.out else None, args.limit,
+                          backend_name=backend, max_new_tokens=max_new, seed=seed, extra_sets=extra,
+                          exclude=args.exclude, temperature=cfg.solve.temperature, top_p=cfg.solve.top_p,
+                          backend_kwargs={"dtype": cfg.model.dtype, "batch_size": cfg.model.batch_size},
+                          verifier_kwargs={"workers": cfg.verify.workers or None, "timeout": cfg.verify.timeout})
+    if compare is not None:
         from selfplay.evaluate import format_gains
 
-        print(format_gains(io.read_json(args.compare), result))
+        print(format_gains(compare, result))
     return 0
 
 
@@ -202,12 +198,51 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from selfplay.status import format_status, run_status
+
+    s = run_status(args.out)
+    if args.json:
+        import orjson
+
+        print(orjson.dumps(s, option=orjson.OPT_INDENT_2).decode())
+    else:
+        print(format_status(s))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from selfplay import runlog
+    from selfplay.export import check_push, push_to_hub, write_export
+
+    token = check_push(args.push_to_hub) if args.push_to_hub else None  # before anything is written
+    out = Path(args.out)
+    if not out.is_dir():
+        raise ValueError(f"export: {out} is not a directory")
+    with runlog.session(out, f"export --to {args.to}"):
+        r = write_export(out, args.to, rounds=args.rounds, fmt=args.format, force=args.force,
+                         license=args.license, name=args.name)
+        _say(f"exported {r['pairs']} pairs of rounds {', '.join(map(str, r['rounds']))} "
+             f"({', '.join(f'round {k}: {n}' for k, n in r['per_round'].items())}; {r['duplicates']} duplicates "
+             f"dropped) -> {r['dir']} ({r['format']} + README.md dataset card)")
+        if token is not None:
+            _say(f"pushed to {push_to_hub(args.to, args.push_to_hub, token, private=args.private)}")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from selfplay.config import load_config
-    from selfplay.loop import run_loop
+    from selfplay.loop import run_config, run_loop
 
-    cfg = load_config(args.config, overrides_from(args))
-    run_loop(cfg)
+    overrides = overrides_from(args)
+    out = Path(args.out or _cfg_default("run.out"))
+    note = None
+    if args.config is None and (out / "config.json").is_file():  # resume OUT with its own settings
+        cfg = run_config(out, overrides)
+        note = f"resuming {out} with its own settings ({out / 'config.json'})"
+    else:
+        cfg = load_config(args.config, overrides)
+    run_loop(cfg, note=note)
     return 0
 
 
@@ -226,7 +261,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     import signal
 
     args = build_parser().parse_args(argv)
-    handlers = {"run": cmd_run, "verify": cmd_verify, "eval": cmd_eval, "report": cmd_report, "audit": cmd_audit}
+    handlers = {"run": cmd_run, "verify": cmd_verify, "eval": cmd_eval, "report": cmd_report, "audit": cmd_audit,
+                "status": cmd_status, "export": cmd_export}
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _on_signal)
     try:

@@ -50,8 +50,6 @@ class PoseConfig:
     temperature: float = 0.9
     top_p: float = 0.95
     max_new_tokens: int = 160
-    exec_timeout: float = 3.0
-    sandbox: str = "bwrap"  # bwrap | unisolated-UNSAFE (no namespaces: model code can reach host files)
     # false: a posed question without a program is kept, its gold decided by majority vote of
     # its sampled paths (R-Zero style; pair.pseudo_agreement); true: it is rejected (no_program)
     require_program: bool = True
@@ -64,6 +62,21 @@ class SolveConfig:
     top_p: float = 0.95
     max_new_tokens: int = 192
     batch_problems: int = 0  # problems per generation call; 0 = fill the backend (hf: batch_size rows, vllm: 256)
+    # cot: reasoning in words, final answer in \\boxed{}; pot (program of thought): a Python program
+    # that prints the answer, run in the sandbox; mixed: `samples` paths of each kind per problem,
+    # paired only with paths of the same kind
+    mode: str = "cot"
+
+
+@dataclass
+class SandboxSection:
+    """The code sandbox (verifiers/sandbox.py) that runs posed programs and pot solutions."""
+
+    mode: str = "bwrap"  # bwrap | unisolated-UNSAFE (no namespaces: model code can reach host files)
+    timeout: float = 3.0  # seconds of wall clock per program
+    # importable besides the standard library (bound read-only, preloaded in the fork server);
+    # add names to extend the allow-list
+    libraries: list[str] = field(default_factory=lambda: ["sympy", "numpy", "mpmath"])
 
 
 @dataclass
@@ -97,6 +110,7 @@ class TrainSection:
     nll_weight: float = 1.0
     max_steps: int = -1
     use_lora: bool = False
+    report_to: str = "none"  # none | tensorboard | trackio | wandb: TRL's experiment tracking
 
 
 @dataclass
@@ -147,6 +161,7 @@ class Config:
     seeds: SeedsConfig = field(default_factory=SeedsConfig)
     pose: PoseConfig = field(default_factory=PoseConfig)
     solve: SolveConfig = field(default_factory=SolveConfig)
+    sandbox: SandboxSection = field(default_factory=SandboxSection)
     verify: VerifyConfig = field(default_factory=VerifyConfig)
     pair: PairConfig = field(default_factory=PairConfig)
     train: TrainSection = field(default_factory=TrainSection)

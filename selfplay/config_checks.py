@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 BACKENDS = ("auto", "hf", "vllm", "scripted")
 DTYPES = ("float32", "bfloat16", "float16", "auto")  # auto: the checkpoint's own dtype
 SANDBOXES = ("bwrap", "unisolated-UNSAFE")
+SOLVE_MODES = ("cot", "pot", "mixed")
+REPORT_TO = ("none", "tensorboard", "trackio", "wandb")  # train.report_to, passed to TRL
 Check = tuple[str, bool, str]
 
 
@@ -33,6 +35,12 @@ def _finite(cfg: Config) -> Iterator[Check]:
             v = getattr(part, f.name)
             if isinstance(v, float):
                 yield f"{sec.name}.{f.name}", math.isfinite(v), f"must be a finite number, got {v}"
+
+
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
 
 
 def _hf_spec_error(spec: str) -> str:
@@ -84,8 +92,6 @@ def checks(c: Config) -> Iterator[Check]:
     yield "pose.temperature", po.temperature >= 0, "must be >= 0"
     yield "pose.top_p", 0 < po.top_p <= 1, "must be in (0, 1]"
     yield "pose.max_new_tokens", po.max_new_tokens >= 1, "must be >= 1"
-    yield "pose.exec_timeout", po.exec_timeout > 0, "must be > 0 seconds"
-    yield "pose.sandbox", po.sandbox in SANDBOXES, " | ".join(SANDBOXES)
     yield "pose.attempts", not (po.enabled and po.attempts > 0) or s.problems > 0, \
         "posing needs procedural seeds as shots (only they carry programs): set seeds.problems >= 1 " \
         "or pose.attempts = 0"
@@ -95,6 +101,12 @@ def checks(c: Config) -> Iterator[Check]:
     yield "solve.top_p", 0 < so.top_p <= 1, "must be in (0, 1]"
     yield "solve.max_new_tokens", so.max_new_tokens >= 1, "must be >= 1"
     yield "solve.batch_problems", so.batch_problems >= 0, "must be >= 0 (0 = fill the backend)"
+    yield "solve.mode", so.mode in SOLVE_MODES, " | ".join(SOLVE_MODES)
+    sb = c.sandbox
+    yield "sandbox.mode", sb.mode in SANDBOXES, " | ".join(SANDBOXES)
+    yield "sandbox.timeout", sb.timeout > 0, "must be > 0 seconds"
+    yield "sandbox.libraries", all(n.isidentifier() for n in sb.libraries), \
+        "must be top-level module names (e.g. \"sympy\")"
     yield "verify.timeout", c.verify.timeout > 0, "must be > 0 seconds"
     yield "verify.workers", c.verify.workers >= 0, "must be >= 0 (0 = one per core)"
     yield "verify.crosscheck", isinstance(c.verify.crosscheck, bool), "must be true or false"
@@ -111,6 +123,9 @@ def checks(c: Config) -> Iterator[Check]:
     yield "train.max_length", t.max_length >= 32, "must be >= 32 tokens (prompt + answer)"
     yield "train.nll_weight", t.nll_weight >= 0, "must be >= 0 (0 = plain DPO)"
     yield "train.max_steps", t.max_steps == -1 or t.max_steps >= 1, "must be -1 (full epochs) or >= 1"
+    yield "train.report_to", t.report_to in REPORT_TO, f"must be one of {', '.join(REPORT_TO)}"
+    yield "train.report_to", t.report_to == "none" or _installed(t.report_to), \
+        f"{t.report_to} is not installed: pip install {t.report_to}"
 
     yield "filters.near_threshold", 0 < f.near_threshold <= 1, "must be in (0, 1]"
     yield "filters.band_low", 0 <= f.band_low, "must be >= 0"

@@ -183,11 +183,16 @@ def format_gains(before: dict[str, Any], after: dict[str, Any]) -> str:
 
 
 def run_eval_cli(model: str, data: list[str], samples: int, out: Path | None, limit: int | None,
-                 backend_name: str = "auto", max_new_tokens: int = 256, seed: int = 0,
+                 backend_name: str = "auto", max_new_tokens: int = 192, seed: int = 0,
                  extra_sets: dict[str, list[Problem]] | None = None,
-                 exclude: Sequence[str | Path] = ()) -> dict[str, Any]:
+                 exclude: Sequence[str | Path] = (), temperature: float = 0.8, top_p: float = 0.95,
+                 backend_kwargs: dict[str, Any] | None = None,
+                 verifier_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
     """`selfplay eval`: evaluate `model` on each data file (and `extra_sets`), print a table, write
-    JSON to `out`. `exclude`: problems files whose questions are removed from every set first."""
+    JSON to `out`. `exclude`: problems files whose questions are removed from every set first.
+    With the loop's settings (the CLI takes them from --config: eval.samples, eval.max_new_tokens,
+    solve.temperature/top_p, run.seed, model.dtype/batch_size, verify.*) it computes what the
+    loop's evaluation (selfplay.loop.evaluate_model) computes."""
     from selfplay import io
     from selfplay.backends import get_backend, problems_per_call
 
@@ -214,11 +219,12 @@ def run_eval_cli(model: str, data: list[str], samples: int, out: Path | None, li
         raise ValueError(f"eval: set {empty[0]!r} has no problems to evaluate")
     from verifiers import MathVerifier
 
-    backend = get_backend(backend_name, model=model, seed=seed)
+    backend = get_backend(backend_name, model=model, seed=seed, **(backend_kwargs or {}))
     try:
-        with MathVerifier() as verifier:
+        with MathVerifier(**(verifier_kwargs or {})) as verifier:
             result = evaluate_sets(backend, sets, verifier, samples=samples, max_new_tokens=max_new_tokens,
-                                   seed=seed, batch_size=problems_per_call(backend, samples))
+                                   seed=seed, batch_size=problems_per_call(backend, samples),
+                                   temperature=temperature, top_p=top_p)
     finally:
         backend.close()
     result["model"] = model if result.get("model") is None else result["model"]

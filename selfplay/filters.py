@@ -131,7 +131,8 @@ def completion_hygiene(rollouts: Sequence[Rollout], *, max_tokens: int | None = 
     """Drop, first reason wins: "unfinished" (finish_reason == "length"), "too_long" (n_tokens >
     max_tokens or len(completion) > max_chars; None disables), "copies_example" (reproduces the
     solve prompt's worked example, see prompts.copies_example), "no_answer" (verified and no
-    extracted answer, or reason "no_answer"; unverified rollouts are not judged here),
+    extracted answer, or reason "no_answer"; unverified rollouts are not judged here; a pot
+    program that gave no answer stays, labelled incorrect with its failure, a fair `rejected`),
     "repetition" (see has_repetition)."""
     from selfplay.prompts import copies_example
 
@@ -145,7 +146,7 @@ def completion_hygiene(rollouts: Sequence[Rollout], *, max_tokens: int | None = 
             dropped["too_long"] += 1
         elif copies_example(r.completion, r.extracted):
             dropped["copies_example"] += 1
-        elif r.label is not None and (r.reason == "no_answer" or not (r.extracted or "").strip()):
+        elif r.label is not None and r.mode == "cot" and (r.reason == "no_answer" or not (r.extracted or "").strip()):
             dropped["no_answer"] += 1
         elif has_repetition(r.completion, substring_len=repeat_substring_len,
                             substring_count=repeat_substring_count, line_count=repeat_line_count,

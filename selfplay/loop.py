@@ -16,6 +16,7 @@ from selfplay.backends.base import Backend
 from selfplay.config import Config
 from selfplay.records import Problem
 from selfplay.round import RoundContext, log, run_round, write_stats
+from selfplay.summary import format_summary, print_summary  # noqa: F401  (print_summary: re-exported)
 
 _MUTABLE = {"run.rounds", "run.out"}  # may differ between the first run and a resume
 _VERSIONS = "versions"  # config.json key: what made the run (information; stages check their own)
@@ -47,14 +48,41 @@ def prepare_out(cfg: Config) -> Path:
     new = cfg.to_dict()
     if path.exists():
         old = provenance.flatten({k: v for k, v in io.read_json(path).items() if k != _VERSIONS})
-        for key, value in provenance.flatten(new).items():
-            if key not in _MUTABLE and key in old and old[key] != value:
-                raise ValueError(f"{path}: {key} was {old[key]!r} in this run, now {value!r}; "
-                                 f"use another --out or the original setting to resume")
+        diff = [f"{key} was {old[key]!r}, now {value!r}" for key, value in provenance.flatten(new).items()
+                if key not in _MUTABLE and key in old and old[key] != value]
+        if diff:  # every differing key at once: fixing them one rerun at a time wastes the user's time
+            raise ValueError(f"{path}: {len(diff)} setting(s) differ from this run's: {'; '.join(diff)}; "
+                             f"resume with the run's own settings (`selfplay run --out {out}` with no "
+                             f"--config reads them from config.json) or use another --out")
     out.mkdir(parents=True, exist_ok=True)
     new[_VERSIONS] = {"selfplay": __version__, "verifier": provenance.verifier_version()}
     io.write_json(path, new)
     return out
+
+
+def run_config(out: Path, overrides: dict[str, Any] | None = None) -> Config:
+    """The config a run was made with (OUT/config.json, its `versions` left out), with `overrides`
+    ({"run.rounds": 3, ...}; None values ignored) applied and validated: how `selfplay run --out
+    OUT` without --config resumes a run, and how `selfplay eval --config OUT/config.json` repeats
+    its evaluation."""
+    from selfplay.config import from_dict
+
+    path = Path(out) / "config.json" if Path(out).is_dir() else Path(out)
+    try:
+        data = io.read_json(path)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"config: {path}: not a readable config.json ({e})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"config: {path}: not a JSON object")
+    data.pop(_VERSIONS, None)
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            *parents, leaf = dotted.split(".")
+            target = data
+            for part in parents:
+                target = target.setdefault(part, {})
+            target[leaf] = value
+    return from_dict(data).validate()
 
 
 def heldout_problems(cfg: Config) -> list[Problem]:
@@ -180,7 +208,9 @@ def train_round(cfg: Config, out: Path, round_idx: int, base_model: str) -> dict
     tcfg = TrainConfig(beta=t.beta, learning_rate=t.learning_rate, epochs=t.epochs,
                        per_device_batch_size=t.batch_size, grad_accum=t.grad_accum, max_length=t.max_length,
                        nll_weight=t.nll_weight, max_steps=t.max_steps, use_lora=t.use_lora,
-                       seed=cfg.run.seed + round_idx)
+                       seed=cfg.run.seed + round_idx, report_to=t.report_to,
+                       logging_dir=str(rdir / "tensorboard"))
+    log(f"round {round_idx}: training on {mix.get('total', '?')} pairs ({pairs_path}) from {base_model}")
     t0 = time.perf_counter()
     partial = rdir / ".train_stats.partial.json"  # train_dpo's own copy; train_stats.json comes last
     try:
@@ -197,8 +227,27 @@ def train_round(cfg: Config, out: Path, round_idx: int, base_model: str) -> dict
     return stats
 
 
-def run_loop(cfg: Config, backend_factory: Callable[[str], Backend] | None = None) -> list[dict[str, Any]]:
+def _lines(path: Path) -> int:
+    return path.read_bytes().count(b"\n") if path.exists() else 0
+
+
+def run_loop(cfg: Config, backend_factory: Callable[[str], Backend] | None = None,
+             note: str | None = None) -> list[dict[str, Any]]:
+    """Run (or resume) every round; each command's work is logged to OUT/run.log. `note` is logged
+    once OUT is accepted (e.g. that the run resumes with its own config.json)."""
+    from selfplay import runlog
+
+    with runlog.session(Path(cfg.run.out), "run"):
+        return _run_loop(cfg, backend_factory, note)
+
+
+def _run_loop(cfg: Config, backend_factory: Callable[[str], Backend] | None, note: str | None) -> list[dict[str, Any]]:
+    from selfplay import runlog
+    from selfplay.status import round_complete
+
     out = prepare_out(cfg)
+    if note:
+        log(note)
     t_run = time.perf_counter()
     sets = eval_sets(cfg) if cfg.eval.enabled else {}
     all_stats = []
@@ -206,8 +255,12 @@ def run_loop(cfg: Config, backend_factory: Callable[[str], Backend] | None = Non
     if sets:
         start_eval = evaluate_model(cfg, round_model(cfg, out, 0), sets, out / "eval_base.json", backend_factory)
     for k in range(cfg.run.rounds):
+        # a finished round is still walked through (each stage checks its output's provenance and
+        # reuses it: cheap), but its summary is not replayed as if it were new
+        finished = round_complete(out, k, cfg.to_dict())
         ctx = make_context(cfg, out, k, backend_factory)
-        log(f"round {k}: model {ctx.model}")
+        log(f"round {k}: starting (model {ctx.model}; rollouts.jsonl has "
+            f"{_lines(ctx.dir / 'rollouts.jsonl')} lines)")
         try:
             stats = run_round(ctx)
         finally:
@@ -228,50 +281,21 @@ def run_loop(cfg: Config, backend_factory: Callable[[str], Backend] | None = Non
 
         history = [io.read_json(out / f"round_{j}" / "stats.json").get("diversity", {}) for j in range(k + 1)]
         stats["warnings"] = round_warnings(history, min_fraction=cfg.guard.warn_fraction)
-        for w in stats["warnings"]:
-            log(f"WARNING collapse guard: {w}")
+        if not finished:
+            for w in stats["warnings"]:
+                log(f"WARNING collapse guard: {w}")
         write_stats(out / f"round_{k}", stats)
-        print_summary(stats, start_eval)
+        if finished:
+            print(f"round {k} complete, skipped", flush=True)
+            runlog.append(f"round {k} complete, skipped")
+        else:
+            text = format_summary(stats, start_eval)
+            print(text, flush=True)
+            runlog.append(text)
+            log(f"round {k} complete")
     if cfg.train.enabled or sets:
         from selfplay.report import write_report
 
         log(f"report -> {write_report(out)}")
     log(f"done in {time.perf_counter() - t_run:.0f} s; data in {out}")
     return all_stats
-
-
-def print_summary(s: dict[str, Any], start_eval: dict[str, Any] | None = None) -> None:
-    posed = s.get("posed") or {}
-    lines = [
-        f"== round {s['round']} summary ==",
-        f"problems: {s['problems']} {s.get('by_origin', {})}; posed kept {posed.get('kept', 0)}/{posed.get('attempted', 0)}"
-        + (f" (rejected: {posed.get('rejected')})" if posed.get("rejected") else ""),
-        f"samples: {s['samples']}  correct {s['correct']}  incorrect {s['incorrect']}  unknown {s['unknown']}"
-        f"  ({s['pct_correct']}% correct of labelled)",
-        f"pairs: {s['pairs']} from {s['problems_with_pairs']} problems",
-        f"verdict reasons: {s['verdict_reasons']}",
-    ]
-    t = s.get("timing") or {}
-    if t.get("solve_seconds"):
-        lines.append(f"solve+verify: {t['solve_seconds']} s, {t['samples_per_s']} samples/s, {t['tokens_per_s']} tok/s")
-    tr = s.get("train")
-    if tr:
-        if tr.get("trained") is False:
-            lines.append(f"train: NOT TRAINED ({tr.get('reason')}); the next round starts from {tr.get('start_model')}")
-        else:
-            lines.append(f"train: {tr.get('n_train', 0)} pairs, loss {tr.get('train_loss')}, "
-                         f"reward acc {tr.get('rewards_accuracy_last', tr.get('rewards/accuracies'))}")
-    ev = s.get("eval")
-    if ev:
-        from selfplay.metrics import gain_points, greedy_gain
-
-        start = (start_eval or {}).get("sets") or {}
-        for name, r in ev.get("sets", {}).items():
-            line = f"held-out {name}: pass@1 {r.get('pass@1')} CI {r.get('pass@1_ci')}"
-            if name in start:
-                g = greedy_gain(start[name], r)
-                if g["n"]:
-                    pts, ci = gain_points(g)
-                    line += f"; vs start {pts} pts {ci}, McNemar p {g['mcnemar_p']:.3g}"
-            lines.append(line)
-    print("\n".join(lines), flush=True)

@@ -27,9 +27,51 @@ SOLVE_TEMPLATE = (
 SOLVE_STOP: tuple[str, ...] = ("Problem:",)
 
 
-def solve_messages(question: str) -> Messages:
+# Program of thought (solve.mode "pot"): the path is a Python program that prints the answer; it
+# runs in the sandbox and its last printed line is verified. Same worked example as above, so a
+# copy prints 6.5 and is caught the same way. Of the prompt wordings measured on the embedded
+# model (docs/verifiers.md, "Program of thought"), this one gave the most runnable programs.
+POT_EXAMPLE_PROGRAM = "water = 2.5 + 4\nprint(water)"
+POT_TEMPLATE = (
+    "Write a Python program that solves the math problem and prints the final answer. "
+    "Reply with only the code in a ```python block, no explanation.\n\n"
+    f"Problem: {SOLVE_EXAMPLE_QUESTION}\n"
+    f"```python\n{POT_EXAMPLE_PROGRAM}\n```\n\n"
+    "Problem: {question}\n"
+)
+SOLVE_MODES: tuple[str, ...] = ("cot", "pot")  # the kinds of path; solve.mode "mixed" samples both
+
+
+def solve_modes(mode: str) -> tuple[str, ...]:
+    """The kinds of path solve.mode samples per problem, in sample-index order."""
+    return SOLVE_MODES if mode == "mixed" else (mode,)
+
+
+def solve_messages(question: str, mode: str = "cot") -> Messages:
     """The chat prompt for one reasoning path (also the `prompt` field of a pair)."""
-    return [{"role": "user", "content": SOLVE_TEMPLATE.format(question=question.strip())}]
+    if mode not in SOLVE_MODES:
+        raise ValueError(f"solve mode must be one of {SOLVE_MODES}, got {mode!r}")
+    template = SOLVE_TEMPLATE if mode == "cot" else POT_TEMPLATE
+    return [{"role": "user", "content": template.format(question=question.strip())}]
+
+
+_FENCE = re.compile(r"```[ \t]*(?:python3?|py)?[ \t]*\n(.*?)(?:```|\Z)", re.S | re.I)
+
+
+def extract_program(completion: str) -> str | None:
+    """The program of a pot path: the first fenced code block (an unclosed one runs to the end),
+    else the whole text when it is Python as written; None when there is no program."""
+    m = _FENCE.search(completion)
+    code = m.group(1) if m else completion
+    if not code.strip():
+        return None
+    if m:
+        return code
+    try:
+        compile(code, "<pot>", "exec")
+    except (SyntaxError, ValueError):  # ValueError: a NUL byte in the text
+        return None
+    return code
 
 
 # A run of this many words/numbers shared with the worked example is a copy, if the run holds one

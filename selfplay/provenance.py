@@ -18,7 +18,7 @@ from typing import Any
 from selfplay import __version__, io
 
 PROVENANCE = "provenance.json"
-_NOT_CONFIG = {"run.rounds", "run.out"}  # may change between a run and its resume
+_NOT_CONFIG = {"run.rounds", "run.out", "train.report_to"}  # may change between a run and its resume (no data depends on them)
 
 
 class StaleOutput(ValueError):
@@ -38,17 +38,27 @@ def file_hash(path: str | Path) -> str:
     return h.hexdigest()[:16]
 
 
-@functools.lru_cache(maxsize=1)
-def verifier_version() -> str:
-    """Fingerprint of the answer checker's source: any change there may change labels."""
+def _source_version(sandbox: bool) -> str:
     import verifiers
 
     root = Path(verifiers.__file__).parent
     h = hashlib.sha256()
     for f in sorted(root.glob("*.py")):
-        if "sandbox" not in f.name:  # the code sandbox does not label math answers
+        if ("sandbox" in f.name) == sandbox:
             h.update(f.name.encode() + b"\0" + f.read_bytes())
     return h.hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=1)
+def verifier_version() -> str:
+    """Fingerprint of the answer checker's source: any change there may change labels."""
+    return _source_version(sandbox=False)
+
+
+@functools.lru_cache(maxsize=1)
+def sandbox_version() -> str:
+    """Fingerprint of the code sandbox's source: it gives posed golds and labels pot paths."""
+    return _source_version(sandbox=True)
 
 
 @functools.lru_cache(maxsize=64)
@@ -102,6 +112,8 @@ def key(cfg: Any, *, model: str | None = None, labels: bool = False, **inputs: A
         k["model_fingerprint"] = model_fingerprint(model)
     if labels:
         k["verifier"] = verifier_version()
+        if cfg.solve.mode != "cot":  # programs of thought are labelled by running them
+            k["sandbox"] = sandbox_version()
     k.update(inputs)
     return k
 

@@ -11,12 +11,12 @@ whose majority answer the verifier finds equivalent to the gold.
 """
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any, Sequence
 
 from selfplay.config import Config
 from selfplay.filters import majority_pseudo_labels, needs_label, solve_rate_band
 from selfplay.records import Problem, Rollout
+from selfplay.solve import relabel
 
 ALL_ORIGINS = ("procedural", "file", "hf", "posed")
 
@@ -35,11 +35,8 @@ def pseudo_label(problems: Sequence[Problem], rollouts: dict[str, list[Rollout]]
     labelled, counts["pseudo_label"] = res
     counts["pseudo_label_info"] = dict(res.info)
     new = dict(rollouts)
-    items = [(p.answer, r.completion) for p in labelled for r in rollouts.get(p.id, [])]
-    verdicts = iter(verifier.verify_many(items))
     for p in labelled:
-        new[p.id] = [replace(r, label=v.label, reason=v.reason, extracted=v.extracted)
-                     for r, v in zip(rollouts.get(p.id, []), verdicts)]
+        new[p.id] = relabel(verifier, [(p.answer, r) for r in rollouts.get(p.id, [])])
     # all agree = nothing to learn, as for posed problems; the agreement is each pair's record
     banded, counts["pseudo_label_band"] = solve_rate_band(labelled, flat_of(labelled, new),
                                                           cfg.filters.band_low, cfg.filters.band_high, ALL_ORIGINS)

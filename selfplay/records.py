@@ -64,6 +64,8 @@ class Rollout:
 
     label/reason/extracted are None before verification.
     logprob_mean: mean token log-probability under the sampling model (None if not computed).
+    mode: "cot" (reasoning in words, \\boxed answer) or "pot" (a program whose last printed line,
+        run in the sandbox, is `extracted`).
     """
 
     problem_id: str
@@ -77,6 +79,7 @@ class Rollout:
     extracted: str | None = None
     verify_seconds: float | None = None
     logprob_mean: float | None = None
+    mode: str = "cot"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -95,6 +98,7 @@ class Rollout:
             extracted=d.get("extracted"),
             verify_seconds=d.get("verify_seconds"),
             logprob_mean=d.get("logprob_mean"),
+            mode=str(d.get("mode", "cot")),
         )
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from selfplay.io import atomic_write_bytes
+from selfplay.summary import mode_cells, training_set_text
 
 START_EVAL_NAMES = ("eval_base.json", "eval_start.json")
 
@@ -302,8 +303,8 @@ def write_report(out_dir: Path) -> Path:
     if not run["rounds"] and not run["start_eval"]:
         raise ValueError(f"report: {out_dir} holds no run (no round_K/ and no eval_base.json)")
     sets = _eval_sets(run)
-    header = ["round", "problems", "samples", "% correct", "pairs", "trained", "dropped long/ident.",
-              "steps", "train loss", "reward acc", "reward margin"] + [f"{s} pass@1 [95% CI]" for s in sets]
+    header = ["round", "problems", "samples", "% correct [95% CI]", "pairs", "trained", "dropped long/ident.",
+              "steps", "train loss", "reward acc last / mean", "reward margin"] + [f"{s} pass@1 [95% CI]" for s in sets]
     any_contam = any(r["contamination"] for r in run["rounds"])
     if any_contam:
         header.append("held-out leaks")
@@ -314,21 +315,39 @@ def write_report(out_dir: Path) -> Path:
     for r in run["rounds"]:
         st, tr = r["stats"] or {}, r["train"] or {}
         pct = st.get("pct_correct")
-        row = [str(r["k"]), _num(st.get("problems")), _num(st.get("samples")),
-               f"{pct:.1f}%" if isinstance(pct, (int, float)) else "-", _num(st.get("pairs")),
+        c, i = st.get("correct"), st.get("incorrect")
+        if isinstance(c, int) and isinstance(i, int) and c + i:  # with its 95% Wilson interval
+            from selfplay.fmt import pct_of
+
+            pct_cell = pct_of(c, c + i)
+        else:
+            pct_cell = f"{pct:.1f}%" if isinstance(pct, (int, float)) else "-"
+        row = [str(r["k"]), _num(st.get("problems")), _num(st.get("samples")), pct_cell, _num(st.get("pairs")),
                "NOT TRAINED" if tr.get("trained") is False else _num(tr.get("n_train")),
                f"{tr['n_dropped_too_long']}/{tr.get('n_dropped_identical', 0)}" if "n_dropped_too_long" in tr else "-",
-               _num(tr.get("steps")), _num(tr.get("train_loss")), _num(tr.get("rewards/accuracies"), "{:.2f}"),
+               _num(tr.get("steps")), _num(tr.get("train_loss")),
+               f"{_num(tr.get('rewards/accuracies'), '{:.2f}')} / {_num(tr.get('rewards/accuracies_mean'), '{:.2f}')}",
                _num(tr.get("rewards/margins"))]
         row += [_set_cell(r["eval"], s) for s in sets]
         if any_contam:
             row.append(_contam_cell(r["contamination"]))
         rows.append(row)
     md = [f"# Self-play run report: `{out_dir}`", "",
-          "Per round: problems solved, sampled paths, % correct of labelled paths, DPO pairs, pairs "
-          "trained on (after dropping over-long / identical), DPO steps, final train loss, final "
-          "reward accuracy and margin; held-out greedy pass@1 of the model trained in that round "
+          "Per round: problems solved, sampled paths, % correct of labelled paths, DPO pairs made in "
+          "the round, pairs trained on (the round's training set, which accumulates earlier rounds' pairs "
+          "under the collapse guard, after dropping over-long / identical ones; see \"Training sets\"), "
+          "DPO steps, final train loss, reward accuracy at the last logged step and averaged over the "
+          "logged steps, final reward margin; held-out greedy pass@1 of the model trained in that round "
           "(`start` = the base model) with 95% Wilson intervals.", "", _table(header, rows), ""]
+    acc = [f"- round {r['k']}: {training_set_text(r['k'], r['train'])}" for r in run["rounds"]
+           if (r["train"] or {}).get("trained") is not False and (r["train"] or {}).get("n_train") is not None]
+    if acc:
+        md += ["## Training sets", "", "What each round trained on: its own pairs plus, under the collapse guard "
+               "(`guard.accumulate`), earlier rounds' pairs, so \"trained\" can exceed \"pairs\".", ""] + acc + [""]
+    mode_rows = [[str(r["k"]), m, cell] for r in run["rounds"] for m, cell in mode_cells((r["stats"] or {}).get("by_mode"))]
+    if mode_rows:
+        md += ["## % correct by mode", "", "Chain-of-thought (cot) and program-of-thought (pot) samples, labelled "
+               "by the verifier.", "", _table(["round", "mode", "% correct"], mode_rows), ""]
     untrained = [f"- round {r['k']}: NOT TRAINED ({r['train'].get('reason')}); its eval and the next round "
                  f"use its starting model {r['train'].get('start_model')}"
                  for r in run["rounds"] if (r["train"] or {}).get("trained") is False]

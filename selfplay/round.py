@@ -22,13 +22,16 @@ from selfplay.config import Config
 from selfplay.contamination import HeldoutGate, HeldoutMatcher
 from selfplay.curate import curate_pairs, dedup_posed, round_diversity
 from selfplay.pose import pose_problems
-from selfplay.prompts import SOLVE_STOP
+from selfplay.prompts import SOLVE_STOP, solve_modes
 from selfplay.records import Pair, Problem, Rollout
 from selfplay.rng import derive_seed
 
 
 def log(msg: str) -> None:
     print(f"[selfplay] {msg}", file=sys.stderr, flush=True)
+    from selfplay import runlog  # also into OUT/run.log while a command works on a run
+
+    runlog.append(msg)
 
 
 def bar(total: int, desc: str, unit: str) -> Any:
@@ -77,7 +80,8 @@ class RoundContext:
         if self._sandbox is None:
             from verifiers.sandbox import Sandbox
 
-            self._sandbox = Sandbox(timeout=self.cfg.pose.exec_timeout, mode=self.cfg.pose.sandbox)
+            sb = self.cfg.sandbox
+            self._sandbox = Sandbox(timeout=sb.timeout, mode=sb.mode, libraries=tuple(sb.libraries))
         return self._sandbox
 
     def close(self) -> None:
@@ -127,6 +131,8 @@ def stage_problems(ctx: RoundContext) -> list[Problem]:
     cfg = ctx.cfg
     posing = cfg.pose.enabled and cfg.pose.attempts > 0
     entry = provenance.key(cfg, model=ctx.model if posing else None)
+    if posing:  # posed golds are what their programs print in the sandbox
+        entry["sandbox"] = provenance.sandbox_version()
     if provenance.check(path, entry):
         return io.read_records(path, Problem.from_dict)
     provenance.record(path, entry)
@@ -197,6 +203,11 @@ _VERIFY_HINT = ("relabel with `selfplay verify {path}` (it invalidates what was 
                 "or use another --out")
 
 
+def paths_per_problem(cfg: Config) -> int:
+    """Sampled paths per problem: solve.samples of each kind solve.mode asks for."""
+    return cfg.solve.samples * len(solve_modes(cfg.solve.mode))
+
+
 def solve_entry(ctx: RoundContext) -> dict[str, Any]:
     """What rollouts.jsonl is made from: the problems, the sampling model and the verifier."""
     return provenance.key(ctx.cfg, model=ctx.model, labels=True,
@@ -216,7 +227,7 @@ def stage_solve(ctx: RoundContext, problems: Sequence[Problem]) -> tuple[dict[st
     if not provenance.check(path, entry, hint=_VERIFY_HINT.format(path=path)):
         provenance.record(path, entry)
         faults.point("solve:recorded")
-    done = load_rollouts(path, cfg.solve.samples)
+    done = load_rollouts(path, paths_per_problem(cfg))
     todo = [p for p in problems if p.id not in done]
     timing: dict[str, Any] = {"resumed_problems": len(done)}
     if not todo:
@@ -225,10 +236,15 @@ def stage_solve(ctx: RoundContext, problems: Sequence[Problem]) -> tuple[dict[st
         log(f"resuming: {len(done)} problems already solved, {len(todo)} to go")
     params = SamplingParams(n=cfg.solve.samples, temperature=cfg.solve.temperature, top_p=cfg.solve.top_p,
                             max_new_tokens=cfg.solve.max_new_tokens, stop=SOLVE_STOP, with_logprobs=True)
-    pbar = bar(len(todo) * cfg.solve.samples, f"round {ctx.round_idx} solve+verify", "sample")
+    per_problem = paths_per_problem(cfg)
+    modes = solve_modes(cfg.solve.mode)
+    pbar = bar(len(todo) * per_problem, f"round {ctx.round_idx} solve+verify", "sample")
     t0, tokens = time.perf_counter(), 0
+    labelling: dict[str, Any] = {}
     for rollouts in solve_and_verify(ctx.backend(), todo, params, ctx.verifier(), seed=cfg.run.seed,
-                                     round_idx=ctx.round_idx, batch_problems=cfg.solve.batch_problems, progress=pbar):
+                                     round_idx=ctx.round_idx, batch_problems=cfg.solve.batch_problems, progress=pbar,
+                                     modes=modes, sandbox=ctx.sandbox() if "pot" in modes else None,
+                                     timing=labelling):
         io.append_jsonl(path, rollouts)
         faults.point("solve:batch")  # a whole batch of problems appended
         for r in rollouts:
@@ -236,9 +252,12 @@ def stage_solve(ctx: RoundContext, problems: Sequence[Problem]) -> tuple[dict[st
         tokens += sum(r.n_tokens for r in rollouts)
     pbar.close()
     secs = time.perf_counter() - t0
-    timing.update(solve_seconds=round(secs, 2), solved_samples=len(todo) * cfg.solve.samples,
-                  tokens=tokens, samples_per_s=round(len(todo) * cfg.solve.samples / secs, 3),
-                  tokens_per_s=round(tokens / secs, 1))
+    samples = len(todo) * per_problem
+    timing.update(solve_seconds=round(secs, 2), solved_samples=samples, tokens=tokens,
+                  samples_per_s=round(samples / secs, 3), tokens_per_s=round(tokens / secs, 1),
+                  label_seconds=round(labelling.get("verify_seconds", 0.0), 2))
+    if labelling.get("programs"):  # programs run in the sandbox while the next batch generates
+        timing["programs_run"] = labelling["programs"]
     return done, timing
 
 
@@ -298,7 +317,21 @@ def round_stats(ctx: RoundContext, problems: Sequence[Problem], rollouts: dict[s
         "filters": io.read_json(fpath) if fpath.exists() else {},
         "contamination_dropped": contamination_dropped(ctx.dir),
         "diversity": round_diversity(problems, rollouts),
+        "by_mode": by_mode(flat),
     }
+
+
+def by_mode(rollouts: Sequence[Rollout]) -> dict[str, dict[str, Any]]:
+    """Per kind of path (cot, pot): samples, correct, % correct among the labelled ones."""
+    out: dict[str, dict[str, Any]] = {}
+    for mode in sorted({r.mode for r in rollouts}):
+        rs = [r for r in rollouts if r.mode == mode]
+        correct = sum(r.label == "correct" for r in rs)
+        labelled = sum(r.label in ("correct", "incorrect") for r in rs)
+        out[mode] = {"samples": len(rs), "correct": correct,
+                     "pct_correct": round(100 * correct / labelled, 2) if labelled else 0.0,
+                     "reasons": dict(Counter(r.reason for r in rs).most_common())}
+    return out
 
 
 def run_round(ctx: RoundContext) -> dict[str, Any]:

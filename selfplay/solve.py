@@ -1,25 +1,34 @@
-"""Solve + verify stage: k reasoning paths per problem, each labelled by the math verifier.
+"""Solve + verify stage: k reasoning paths per problem, each labelled by the math verifier, or for
+program-of-thought paths (solve.mode "pot"/"mixed") by running the program in the code sandbox and
+verifying its last printed line.
 
-Generation of batch i+1 runs in a background thread while batch i is verified in the verifier's
-worker processes, so a round's throughput approaches the engine's (torch and vLLM release the
-GIL while they compute). Results stream out per batch so the caller can persist them at once.
+Generation of batch i+1 runs in a background thread while batch i is verified (math verifier
+worker processes, sandbox servers), so a round's throughput approaches the engine's (torch and
+vLLM release the GIL while they compute). Results stream out per batch so the caller can persist
+them at once.
 """
 from __future__ import annotations
 
 import queue
 import threading
 import time
+from concurrent.futures import Future
+from dataclasses import replace
 from typing import Any, Iterator, Sequence
 
 from selfplay.backends.base import Backend, Completion, SamplingParams
-from selfplay.prompts import solve_messages
+from selfplay.prompts import extract_program, solve_messages
 from selfplay.records import Problem, Rollout
 from selfplay.rng import derive_seed
 
+# Why a pot path has no answer: always labelled incorrect, so never a `chosen` (a program the
+# sandbox itself failed on is unknown/sandbox_error instead, and never paired).
+PROGRAM_FAILURES = ("no_program", "syntax_error", "runtime_error", "timeout", "memory", "output_limit",
+                    "killed", "no_output")
 
-def sample_seeds(seed: int, round_idx: int, problem_id: str, n: int) -> list[int]:
-    """Per-sample seeds from (run seed, round, problem id, sample index)."""
-    return [derive_seed(seed, round_idx, problem_id, j) for j in range(n)]
+def sample_seeds(seed: int, round_idx: int, problem_id: str, n: int, start: int = 0) -> list[int]:
+    """Per-sample seeds from (run seed, round, problem id, sample index start..start+n-1)."""
+    return [derive_seed(seed, round_idx, problem_id, j) for j in range(start, start + n)]
 
 
 def _batches(items: Sequence[Problem], size: int) -> Iterator[Sequence[Problem]]:
@@ -28,15 +37,18 @@ def _batches(items: Sequence[Problem], size: int) -> Iterator[Sequence[Problem]]
 
 
 def generate_batches(backend: Backend, problems: Sequence[Problem], params: SamplingParams, *,
-                     seed: int, round_idx: int, batch_problems: int,
+                     seed: int, round_idx: int, batch_problems: int, modes: Sequence[str] = ("cot",),
                      ) -> Iterator[tuple[Sequence[Problem], list[list[Completion]], float]]:
     """Yield (problems, completions, seconds) per batch, generating one batch ahead in a thread.
 
+    Each problem gets params.n paths of each of `modes`, in that order: sample index
+    m * n + j is path j of modes[m] (its seed follows from that index).
     batch_problems <= 0: as many problems as fill one call of the backend (rows_per_call / n)."""
+    n, modes = params.n, tuple(modes)
     if batch_problems <= 0:
         from selfplay.backends import problems_per_call
 
-        batch_problems = problems_per_call(backend, params.n)
+        batch_problems = max(1, problems_per_call(backend, n) // len(modes))
     q: queue.Queue[Any] = queue.Queue(maxsize=1)
     stop = threading.Event()
 
@@ -46,8 +58,11 @@ def generate_batches(backend: Backend, problems: Sequence[Problem], params: Samp
                 if stop.is_set():
                     return
                 t0 = time.perf_counter()
-                seeds = [sample_seeds(seed, round_idx, p.id, params.n) for p in batch]
-                outs = backend.generate([solve_messages(p.question) for p in batch], params, seeds)
+                seeds = [sample_seeds(seed, round_idx, p.id, n, m * n) for p in batch for m in range(len(modes))]
+                rows = backend.generate([solve_messages(p.question, mode) for p in batch for mode in modes],
+                                        params, seeds)
+                outs = [[c for row in rows[i * len(modes):(i + 1) * len(modes)] for c in row]
+                        for i in range(len(batch))]
                 q.put((batch, outs, time.perf_counter() - t0))
             q.put(None)
         except BaseException as e:  # surfaced in the consumer, never swallowed
@@ -72,30 +87,112 @@ def generate_batches(backend: Backend, problems: Sequence[Problem], params: Samp
                 pass
 
 
-def to_rollouts(problem: Problem, comps: Sequence[Completion], verdicts: Sequence[Any]) -> list[Rollout]:
+def path_mode(sample_index: int, n: int, modes: Sequence[str]) -> str:
+    """The kind of path (cot | pot) of a sample index, for n paths of each of `modes`."""
+    return modes[sample_index // n]
+
+
+def program_answer(stdout: str) -> str | None:
+    """The last non-empty printed line (stripped), the answer of a pot program; None if none."""
+    lines = [ln.strip() for ln in stdout.splitlines() if ln.strip()]
+    return lines[-1] if lines else None
+
+
+def label_paths(verifier: Any, sandbox: Any, items: Sequence[tuple[str, str, str]]) -> list[Any]:
+    """Verdicts, in order, for (gold, completion, mode) items. cot: the math verifier reads the
+    completion's final answer. pot: the completion's program runs in `sandbox` (its worker
+    servers in parallel, while the math verifier checks the cot paths), and its last printed line
+    is checked as a bare answer; a program that is missing, does not compile, crashes, times out
+    or prints nothing is incorrect with that reason (PROGRAM_FAILURES)."""
+    from verifiers.verdict import INCORRECT, UNKNOWN, Verdict
+
+    futs: list[Future | Verdict | None] = [None] * len(items)
+    for i, (gold, text, mode) in enumerate(items):
+        if mode == "cot":
+            futs[i] = verifier.submit(gold, text)
+    pot = [(i, extract_program(text)) for i, (_, text, mode) in enumerate(items) if mode == "pot"]
+    if any(code is not None for _, code in pot) and sandbox is None:
+        raise ValueError("pot paths need a code sandbox (solve.mode pot/mixed)")
+    runnable = [(i, code) for i, code in pot if code is not None]
+    results = sandbox.run_many([code for _, code in runnable]) if runnable else []
+    ran = dict(zip((i for i, _ in runnable), results))
+    for i, code in pot:
+        if code is None:
+            futs[i] = Verdict(INCORRECT, "no_program")
+            continue
+        res = ran[i]
+        answer = program_answer(res.stdout)
+        if res.verdict.label == UNKNOWN:  # the sandbox failed, not the program
+            futs[i] = replace(res.verdict, extracted=answer)
+        elif res.verdict.reason != "ok":
+            futs[i] = Verdict(INCORRECT, res.verdict.reason, answer, res.seconds)
+        elif answer is None:
+            futs[i] = Verdict(INCORRECT, "no_output", None, res.seconds)
+        else:
+            futs[i] = verifier.submit(items[i][0], answer, extract=False)
+    out = [f.result() if isinstance(f, Future) else f for f in futs]
+    for i, _ in runnable:  # the program's run time counts in the path's verification time
+        out[i] = replace(out[i], seconds=out[i].seconds + ran[i].seconds)
+    return out
+
+
+def relabel(verifier: Any, items: Sequence[tuple[str, Rollout]]) -> list[Rollout]:
+    """The rollouts judged against (new) golds, in order. A pot path's program is not run again:
+    the answer it printed is judged; one that gave no answer keeps its failure label."""
+    futs: list[Future | None] = []
+    for gold, r in items:
+        if r.mode == "pot":
+            futs.append(None if r.reason in PROGRAM_FAILURES or r.extracted is None
+                        else verifier.submit(gold, r.extracted, extract=False))
+        else:
+            futs.append(verifier.submit(gold, r.completion))
+    out = []
+    for (_, r), f in zip(items, futs):
+        if f is None:
+            out.append(r)
+            continue
+        v = f.result()
+        out.append(replace(r, label=v.label, reason=v.reason, extracted=v.extracted,
+                           verify_seconds=round(v.seconds, 6)))
+    return out
+
+
+def to_rollouts(problem: Problem, comps: Sequence[Completion], verdicts: Sequence[Any],
+                modes: Sequence[str] = ("cot",)) -> list[Rollout]:
+    n = len(comps) // len(modes)
     return [Rollout(problem_id=problem.id, sample_index=j, completion=c.text, finish_reason=c.finish_reason,
                     n_tokens=c.n_tokens, seed=c.seed, label=v.label, reason=v.reason, extracted=v.extracted,
-                    verify_seconds=round(v.seconds, 6), logprob_mean=c.logprob_mean)
+                    verify_seconds=round(v.seconds, 6), logprob_mean=c.logprob_mean, mode=path_mode(j, n, modes))
             for j, (c, v) in enumerate(zip(comps, verdicts))]
 
 
 def solve_and_verify(backend: Backend, problems: Sequence[Problem], params: SamplingParams, verifier: Any,
                      *, seed: int, round_idx: int, batch_problems: int = 8, progress: Any = None,
+                     modes: Sequence[str] = ("cot",), sandbox: Any = None, timing: dict[str, Any] | None = None,
                      ) -> Iterator[list[Rollout]]:
-    """Yield the verified rollouts of each batch of problems (all k paths of a problem together).
+    """Yield the verified rollouts of each batch of problems (all paths of a problem together).
 
-    verifier: a `verifiers.MathVerifier` (verify_many(items) -> verdicts in order).
+    verifier: a `verifiers.MathVerifier`; sandbox: a `verifiers.sandbox.Sandbox` (pot paths).
+    modes: the kinds of path, params.n of each per problem (see generate_batches).
     progress: an optional tqdm bar advanced by samples, with tokens/s in its postfix.
+    timing: when given, "verify_seconds" (time spent labelling, programs included, while the next
+    batch generates) and "programs" (pot paths) are added up in it.
     """
     tokens, t_start = 0, time.perf_counter()
+    n = params.n
     for batch, outs, _secs in generate_batches(backend, problems, params, seed=seed, round_idx=round_idx,
-                                               batch_problems=batch_problems):
-        items = [(p.answer, c.text) for p, comps in zip(batch, outs) for c in comps]
-        verdicts = list(verifier.verify_many(items))
+                                               batch_problems=batch_problems, modes=modes):
+        t0 = time.perf_counter()
+        items = [(p.answer, c.text, path_mode(j, n, modes)) for p, comps in zip(batch, outs)
+                 for j, c in enumerate(comps)]
+        verdicts = label_paths(verifier, sandbox, items)
+        if timing is not None:
+            timing["verify_seconds"] = timing.get("verify_seconds", 0.0) + time.perf_counter() - t0
+            timing["programs"] = timing.get("programs", 0) + sum(m == "pot" for _, _, m in items)
         rollouts: list[Rollout] = []
         k = 0
         for p, comps in zip(batch, outs):
-            rollouts.extend(to_rollouts(p, comps, verdicts[k:k + len(comps)]))
+            rollouts.extend(to_rollouts(p, comps, verdicts[k:k + len(comps)], modes))
             k += len(comps)
         tokens += sum(c.n_tokens for comps in outs for c in comps)
         if progress is not None:

@@ -72,6 +72,8 @@ class TrainConfig:
     gradient_checkpointing: bool = False  # 135M fits easily; checkpointing only costs CPU time
     logging_steps: int = 1
     threads: int | None = None  # torch intra-op threads while training; None leaves torch's setting
+    report_to: str = "none"  # TRL/transformers experiment tracking: none | tensorboard | trackio | wandb
+    logging_dir: str | None = None  # tensorboard event files; None: <out_dir's parent>/tensorboard
 
     def validate(self) -> "TrainConfig":
         def bad(name: str, why: str) -> ValueError:
@@ -306,12 +308,22 @@ def train_dpo(pair_files: Sequence[Path], base_model: str, out_dir: Path, cfg: T
         seed=cfg.seed, data_seed=cfg.seed,
         logging_steps=cfg.logging_steps,
         save_strategy="no",
-        report_to="none",
+        report_to=cfg.report_to,
         dataloader_num_workers=0,
     )
     trainer = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=dataset,
                          processing_class=tokenizer, peft_config=peft_config,
                          callbacks=[_progress_callback()])
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    for printer in (ProgressCallback, PrinterCallback):  # they print raw log dicts; ours logs each step
+        trainer.remove_callback(printer)
+    if cfg.report_to == "tensorboard":  # its default dir is under output_dir, which is deleted below
+        from transformers.integrations import TensorBoardCallback
+
+        for cb in trainer.callback_handler.callbacks:
+            if isinstance(cb, TensorBoardCallback):
+                cb.logging_dir = cfg.logging_dir or str(out_dir.parent / "tensorboard")
     prev_threads = torch.get_num_threads()
     if cfg.threads:
         # On cores shared with other jobs, 2 OpenMP threads spin-wait on each other: measured here

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from selfplay import io, provenance
@@ -29,10 +28,10 @@ def reverify_file(rollouts_path: Path, problems_path: Path, *, timeout: float = 
     missing = [r.problem_id for r in rollouts if r.problem_id not in gold]
     if missing:
         raise ValueError(f"{rollouts_path}: problem_id {missing[0]!r} not in {problems_path}")
-    with MathVerifier(timeout=timeout) as v:
-        verdicts = list(v.verify_many((gold[r.problem_id], r.completion) for r in rollouts))
-    new = [replace(r, label=vd.label, reason=vd.reason, extracted=vd.extracted, verify_seconds=round(vd.seconds, 6))
-           for r, vd in zip(rollouts, verdicts)]
+    from selfplay.solve import relabel
+
+    with MathVerifier(timeout=timeout) as v:  # pot paths: their printed answers are judged again
+        new = relabel(v, [(gold[r.problem_id], r) for r in rollouts])
     io.write_jsonl(rollouts_path, new)
     entry = provenance.read(rollouts_path.parent).get(rollouts_path.name)
     if entry is not None:

@@ -64,3 +64,89 @@ def test_eval_real_model(tmp_path):
 def test_eval_needs_data_or_heldout():
     r = sp("eval", "--model", "default")
     assert r.returncode == 2 and "--data FILE.jsonl and/or --heldout N" in r.stderr
+
+
+COMMANDS = ("run", "problems", "solve", "pair", "stats", "eval", "audit", "report", "status", "export", "verify")
+
+
+def test_every_subcommand_teaches_description_defaults_and_an_example():
+    import argparse
+
+    from selfplay.cli import build_parser
+
+    ap = build_parser()
+    sub = next(a for a in ap._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(sub.choices) == set(COMMANDS)
+    for name, p in sub.choices.items():
+        text = p.format_help()
+        assert p.description and len(p.description) > 40, name
+        assert f"example:\n  selfplay {name} " in text, name
+        for action in p._actions:
+            assert action.help, f"{name} {action.option_strings or action.dest}: no help text"
+    run = sub.choices["run"].format_help()
+    assert "(config solve.samples; built-in default 8)" in " ".join(run.split())
+    ev = " ".join(sub.choices["eval"].format_help().split())
+    assert "(config eval.samples; built-in default 4)" in ev and "(config eval.max_new_tokens; built-in default 192)" in ev
+    assert "(default: parquet)" in " ".join(sub.choices["export"].format_help().split())
+    assert "(default: 3.0)" in " ".join(sub.choices["verify"].format_help().split())
+    assert "default: None" not in "".join(p.format_help() for p in sub.choices.values())
+
+
+def test_version():
+    from selfplay import __version__
+
+    r = sp("--version")
+    assert r.returncode == 0 and r.stdout.startswith(f"selfplay {__version__} (verifier ")
+
+
+def test_eval_compare_is_checked_before_the_model_loads(tmp_path):
+    data = tmp_path / "d.jsonl"
+    io.write_jsonl(data, [{"question": "What is 1 + 1?", "answer": "2"}])
+    bad = tmp_path / "earlier.json"
+    bad.write_text('{"sets": {"d": {"n": 1}}}')
+    # a model that does not exist: the --compare error must come first, before any model is touched
+    for compare, needle in ((tmp_path / "missing.json", "file not found"), (bad, "per-problem records")):
+        r = sp("eval", "--model", "./no/such/model", "--data", data, "--compare", compare)
+        assert r.returncode == 2 and f"--compare {compare}" in r.stderr and needle in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_eval_with_the_run_config_reproduces_its_eval_json(tmp_path):
+    toml = tmp_path / "c.toml"
+    toml.write_text(f"""
+[run]
+seed = 7
+out = "{tmp_path / 'o'}"
+[model]
+backend = "scripted"
+name = "scripted-model"
+[seeds]
+problems = 4
+[pose]
+enabled = false
+[solve]
+samples = 2
+temperature = 0.7
+[train]
+enabled = false
+[eval]
+heldout_problems = 5
+samples = 3
+max_new_tokens = 64
+""")
+    assert sp("run", "--config", toml).returncode == 0
+    base = io.read_json(tmp_path / "o" / "eval_base.json")
+    for config in (toml, tmp_path / "o" / "config.json"):
+        r = sp("eval", "--model", "scripted-model", "--config", config, "-o", tmp_path / "e.json")
+        assert r.returncode == 0, r.stderr[-2000:]
+        again = io.read_json(tmp_path / "e.json")
+        assert again["model"] == base["model"] and again["sets"].keys() == base["sets"].keys() == {"heldout_procedural"}
+        for name, s in base["sets"].items():
+            strip = lambda d: {k: v for k, v in d.items() if k != "seconds"}  # noqa: E731
+            assert strip(again["sets"][name]) == strip(s)
+        assert again["sets"]["heldout_procedural"]["params"] == {"samples": 3, "temperature": 0.7, "top_p": 0.95,
+                                                                 "max_new_tokens": 64, "seed": 7}
+    r = sp("eval", "--model", "scripted-model", "--backend", "scripted", "--heldout", "5", "-o", tmp_path / "d.json")
+    assert r.returncode == 0, r.stderr[-2000:]
+    params = io.read_json(tmp_path / "d.json")["sets"]["heldout_procedural"]["params"]
+    assert params == {"samples": 4, "temperature": 0.8, "top_p": 0.95, "max_new_tokens": 192, "seed": 0}  # [eval] defaults

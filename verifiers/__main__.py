@@ -1,4 +1,4 @@
-"""Command line: ``python -m verifiers math IN.jsonl`` and ``python -m verifiers run-code F.py``."""
+"""Command line: ``python -m verifiers math IN.jsonl`` and ``python -m verifiers run-code F.py ...``."""
 from __future__ import annotations
 
 import argparse
@@ -16,17 +16,37 @@ Verify model answers.
 
   math IN.jsonl      check every line's `pred` (a full completion or a bare answer) against its
                      `gold`; write each line back with verdict/reason/extracted/seconds
-  run-code FILE.py   run one program in the bubblewrap sandbox; print its stdout, then one JSON
-                     line with the verdict (with --gold: its last output line vs the gold)
+  run-code FILE.py [FILE.py ...]
+                     run programs, in order, in one bubblewrap sandbox; print each one's stdout,
+                     then one JSON line with its verdict (with --gold: last output line vs gold)
 """
 
 _MATH_EPILOG = """\
 Output: every input line, in input order, with all its fields plus "verdict"
 (correct/incorrect/unknown), "reason" (ok, wrong, no_answer, ambiguous, parse_error, timeout,
-too_large, error), "extracted" and "seconds". A malformed line (bad JSON, missing or non-string gold/pred)
-is reported on stderr as IN.jsonl:LINE: ... and written with verdict unknown, reason
-parse_error ({"line": N, "raw": ...} when it is not a JSON object). Exit status 0 when the
-output was written (malformed lines included), 2 on usage or I/O errors."""
+too_large, error), "extracted" and "seconds". gold and pred are strings; a number (not a
+boolean) is read as its decimal text (18 -> "18"). A malformed line (bad JSON, a missing
+gold/pred, one of another type) is reported on stderr as IN.jsonl:LINE: ... and written with
+verdict unknown, reason parse_error ({"line": N, "raw": ...} when it is not a JSON object).
+An input without records writes nothing and warns "IN.jsonl: no records" on stderr.
+Exit status 0 when the output was written (malformed lines and an empty input included), 2 on
+usage or I/O errors."""
+
+_RUN_EPILOG = """\
+Each program runs as a separate job of ONE sandbox server (workers=1), in the order given, as
+the pipeline runs them: its stdout, then one JSON line {file, verdict, reason, extracted,
+exit_code, seconds, stderr}. --gold applies to every program. Reasons: ok; wrong (--gold, the
+last line is not the gold); no_output (the program printed nothing); syntax_error (it does not
+compile); runtime_error; timeout; memory; output_limit; killed; sandbox_error (unknown).
+
+Libraries: the standard library plus {libraries} (with what they need at import);
+--library NAME adds one (repeatable), --no-libraries starts from the standard library only.
+
+Exit status: 0 every program correct; 1 at least one incorrect; 3 at least one unknown (the
+sandbox failed; the worst of 0 < 1 < 3 wins); 2 usage or I/O error, sandbox unavailable, or
+an unknown library (nothing is run)."""
+
+_EXIT = {"correct": 0, "incorrect": 1, "unknown": 3}
 
 
 def _dumps(obj: dict[str, Any]) -> bytes:
@@ -54,7 +74,8 @@ def _records(path: str, lines: Iterator[bytes]) -> Iterator[tuple[int, dict | No
         if missing:
             yield n, rec, f"missing field {', '.join(repr(k) for k in missing)}"
             continue
-        bad = [k for k in ("gold", "pred") if not isinstance(rec[k], str)]
+        bad = [k for k in ("gold", "pred") if not isinstance(rec[k], (str, int, float))
+               or isinstance(rec[k], bool)]
         if bad:
             yield n, rec, f"field {bad[0]!r} must be a string, got {type(rec[bad[0]]).__name__}"
             continue
@@ -113,8 +134,8 @@ def cmd_math(args: argparse.Namespace) -> int:
                 if err is not None:
                     bar.write(f"{args.input}:{n}: {err}", file=sys.stderr)  # keeps the bar intact
                     window.append((rec, Verdict(UNKNOWN, "parse_error")))
-                else:
-                    window.append((rec, mv.submit(rec["gold"], rec["pred"])))
+                else:  # a number is read as its text; the record keeps its own value
+                    window.append((rec, mv.submit(str(rec["gold"]), str(rec["pred"]))))
                 flush(block=False)
             flush(block=True)
         out.flush()
@@ -133,6 +154,9 @@ def cmd_math(args: argparse.Namespace) -> int:
                     return 2
             else:
                 os.unlink(tmp)
+    if not counts:
+        print(f"{args.input}: no records", file=sys.stderr)
+        return 0
     summary = ", ".join(f"{lab}/{why}={c}" for (lab, why), c in sorted(counts.items()))
     print(f"verifiers math: {sum(counts.values())} lines: {summary}", file=sys.stderr)
     return 0
@@ -141,42 +165,57 @@ def cmd_math(args: argparse.Namespace) -> int:
 def cmd_run_code(args: argparse.Namespace) -> int:
     import json
 
-    try:
-        with open(args.file, encoding="utf-8") as f:
-            code = f.read()
-    except (OSError, UnicodeDecodeError) as e:
-        print(f"error: cannot read {args.file}: {e}", file=sys.stderr)
-        return 2
-    from .sandbox import Sandbox, SandboxUnavailable
+    codes = []
+    for path in args.files:  # read every file first: an unreadable one runs nothing
+        try:
+            with open(path, encoding="utf-8") as f:
+                codes.append(f.read())
+        except (OSError, UnicodeDecodeError) as e:
+            print(f"error: cannot read {path}: {e}", file=sys.stderr)
+            return 2
+    from .sandbox import DEFAULT_LIBRARIES, Sandbox, SandboxUnavailable
+    libraries = [] if args.no_libraries else list(DEFAULT_LIBRARIES)
+    libraries += [n for n in args.library if n not in libraries]
     mode = "unisolated-UNSAFE" if args.unisolated_UNSAFE else "bwrap"
     try:
-        sb = Sandbox(timeout=args.timeout, mode=mode)
-    except SandboxUnavailable as e:
+        sb = Sandbox(timeout=args.timeout, mode=mode, workers=1, libraries=libraries)
+    except (SandboxUnavailable, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    with sb:
-        res = sb.run(code)
-    sys.stdout.write(res.stdout)
-    if res.stdout and not res.stdout.endswith("\n"):
-        sys.stdout.write("\n")
-    v = res.verdict
-    extracted = None
-    if args.gold is not None and v.is_correct:  # the program ran; now judge its answer
-        lines = [ln for ln in res.stdout.splitlines() if ln.strip()]
-        extracted = lines[-1].strip() if lines else None
-        if extracted is None:
-            v = Verdict("incorrect", "no_answer", None, v.seconds)
-        else:
-            from .pool import MathVerifier
-            with MathVerifier(workers=1, timeout=args.timeout) as mv:
-                v = mv.verify(args.gold, extracted, extract=False)
-    print(json.dumps({"verdict": v.label, "reason": v.reason, "extracted": extracted,
-                      "exit_code": res.exit_code, "seconds": round(res.seconds, 6),
-                      "stderr": res.stderr[-2000:]}))
-    return 0
+    status = 0
+    mv = None
+    try:
+        for path, code in zip(args.files, codes):
+            res = sb.run(code)
+            sys.stdout.write(res.stdout)
+            if res.stdout and not res.stdout.endswith("\n"):
+                sys.stdout.write("\n")
+            v, extracted = res.verdict, None
+            if v.is_correct:  # the program ran; now judge what it printed
+                lines = [ln for ln in res.stdout.splitlines() if ln.strip()]
+                if not lines:
+                    v = Verdict("incorrect", "no_output", None, v.seconds)
+                elif args.gold is not None:
+                    extracted = lines[-1].strip()
+                    if mv is None:
+                        from .pool import MathVerifier
+                        mv = MathVerifier(workers=1, timeout=args.timeout)
+                    v = mv.verify(args.gold, extracted, extract=False)
+            print(json.dumps({"file": path, "verdict": v.label, "reason": v.reason,
+                              "extracted": extracted, "exit_code": res.exit_code,
+                              "seconds": round(res.seconds, 6), "stderr": res.stderr[-2000:]}),
+                  flush=True)
+            status = max(status, _EXIT[v.label])
+    finally:
+        sb.close()
+        if mv is not None:
+            mv.close()
+    return status
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .sandbox import DEFAULT_LIBRARIES
+    libraries = ", ".join(DEFAULT_LIBRARIES)
     p = argparse.ArgumentParser(prog="python -m verifiers", description=_DESCRIPTION,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True, metavar="{math,run-code}")
@@ -193,15 +232,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="wall-clock budget per comparison in seconds (default: 3)")
     m.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     m.set_defaults(func=cmd_math)
-    r = sub.add_parser("run-code", help="run one program in the sandbox",
-                       description="Run FILE.py in the bubblewrap sandbox; print its stdout and a "
-                       "last JSON line {verdict, reason, extracted, exit_code, seconds, stderr}. "
-                       "Exit status 2 if the sandbox is unavailable.")
-    r.add_argument("file", metavar="FILE.py", help="the program to run")
+    r = sub.add_parser("run-code", help="run programs in the sandbox",
+                       description="Run each FILE.py in one bubblewrap sandbox, in order; print "
+                       "its stdout and a JSON line with its verdict.",
+                       epilog=_RUN_EPILOG.replace("{libraries}", libraries),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    r.add_argument("files", nargs="+", metavar="FILE.py", help="the programs to run")
     r.add_argument("--gold", default=None,
-                   help="compare the program's last non-empty output line to this answer")
+                   help="compare each program's last non-empty output line to this answer")
+    r.add_argument("--library", action="append", default=[], metavar="NAME",
+                   help="also allow this top-level package (repeatable; default allow-list: "
+                   f"{libraries})")
+    r.add_argument("--no-libraries", action="store_true",
+                   help="start from the standard library only (--library still adds)")
     r.add_argument("--timeout", type=float, default=5.0,
-                   help="wall-clock limit for the program in seconds (default: 5)")
+                   help="wall-clock limit for each program in seconds (default: 5)")
     r.add_argument("--unisolated-UNSAFE", dest="unisolated_UNSAFE", action="store_true",
                    help="run WITHOUT bubblewrap isolation (network and host files reachable)")
     r.set_defaults(func=cmd_run_code)

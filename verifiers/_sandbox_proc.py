@@ -11,6 +11,7 @@ import os
 import queue
 import select
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -26,7 +27,81 @@ INSTALL = "apt-get install -y bubblewrap"
 START_TIMEOUT = 15.0
 SERVER_SRC = Path(__file__).with_name("_sandbox_server.py").read_text()
 PATH = "/usr/local/bin:/usr/bin:/bin"
+# Libraries must not start thread pools at import: the server imports them, then forks jobs.
+THREADS_ENV = {k: "1" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                                 "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")}
+LIB_ROOT = "/opt/site-packages"  # allowed libraries are bound under LIB_ROOT/N, one N per host dir
 _uids = itertools.count()
+
+# ---- seccomp ------------------------------------------------------------------------------------
+# A classic-BPF program handed to bwrap (--seccomp FD), which installs it (no_new_privs is set)
+# right before it execs the server: the server and every job run under it. Denied calls fail
+# with EPERM (a Python OSError), not a kill. Numbers: asm/unistd_64.h (x86_64) and
+# asm-generic/unistd.h (aarch64).
+AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
+DENIED = {  # name: (x86_64, aarch64)
+    # namespaces and mounts: what containment rests on
+    "unshare": (272, 97), "setns": (308, 268), "mount": (165, 40), "umount2": (166, 39),
+    "pivot_root": (155, 41), "open_tree": (428, 428), "move_mount": (429, 429),
+    "fsopen": (430, 430), "fsconfig": (431, 431), "fsmount": (432, 432), "fspick": (433, 433),
+    "mount_setattr": (442, 442),
+    # reading or writing other processes
+    "ptrace": (101, 117), "process_vm_readv": (310, 270), "process_vm_writev": (311, 271),
+    # kernel keyrings, eBPF: shared kernel state, large attack surface
+    "keyctl": (250, 219), "add_key": (248, 217), "request_key": (249, 218), "bpf": (321, 280),
+    # IPC objects that outlive a process (the IPC namespace is per sandbox, not per job)
+    "shmget": (29, 194), "shmat": (30, 196), "shmctl": (31, 195), "semget": (64, 190),
+    "semop": (65, 193), "semtimedop": (220, 192), "semctl": (66, 191), "msgget": (68, 186),
+    "msgsnd": (69, 189), "msgrcv": (70, 188), "msgctl": (71, 187), "mq_open": (240, 180),
+    "mq_unlink": (241, 181), "mq_timedsend": (242, 182), "mq_timedreceive": (243, 183),
+    "mq_notify": (244, 184), "mq_getsetattr": (245, 185),
+    # rarely needed kernel surfaces with a history of exploits
+    "userfaultfd": (323, 282), "perf_event_open": (298, 241), "io_uring_setup": (425, 425),
+    "io_uring_enter": (426, 426), "io_uring_register": (427, 427),
+}
+CLONE, CLONE3 = (56, 220), 435
+# CLONE_NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET (CLONE_NEWTIME exists
+# only for clone3/unshare, both refused).
+CLONE_NEW_MASK = 0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000 | 0x20000000 \
+    | 0x40000000
+X32_BIT = 0x40000000
+_RET_ALLOW, _RET_KILL_PROCESS, _RET_ERRNO = 0x7FFF0000, 0x80000000, 0x00050000
+_EPERM, _ENOSYS = 1, 38
+_LD_ABS_W, _JEQ, _JGE, _JSET, _RET = 0x20, 0x15, 0x35, 0x45, 0x06
+
+
+def seccomp_filter(machine: str | None = None) -> bytes:
+    """The BPF program (struct sock_filter[]) for this machine's syscall ABI. A foreign ABI
+    (i386 via int 0x80) kills the process; x32 numbers and clone3 get ENOSYS (glibc then uses
+    clone, whose flags a filter can read; clone3's are behind a pointer)."""
+    machine = machine or os.uname().machine
+    if machine not in AUDIT_ARCH:
+        raise SandboxUnavailable(f"no seccomp filter for machine {machine!r} (supported: "
+                                 f"{', '.join(AUDIT_ARCH)}); pass mode={UNSAFE!r} to run code "
+                                 "without isolation")
+    col = 0 if machine == "x86_64" else 1
+    prog: list[tuple[int, Any, Any, int]] = [
+        (_LD_ABS_W, 0, 0, 4),                               # seccomp_data.arch
+        (_JEQ, 1, 0, AUDIT_ARCH[machine]),
+        (_RET, 0, 0, _RET_KILL_PROCESS),
+        (_LD_ABS_W, 0, 0, 0)]                               # seccomp_data.nr
+    if machine == "x86_64":
+        prog.append((_JGE, "enosys", 0, X32_BIT))
+    prog += [(_JEQ, "eperm", 0, nrs[col]) for nrs in DENIED.values()]
+    prog += [(_JEQ, "clone", 0, CLONE[col]), (_JEQ, "enosys", 0, CLONE3),
+             (_RET, 0, 0, _RET_ALLOW)]
+    labels = {"clone": len(prog)}
+    prog += [(_LD_ABS_W, 0, 0, 16),                         # low 32 bits of args[0]: the flags
+             (_JSET, "eperm", 0, CLONE_NEW_MASK), (_RET, 0, 0, _RET_ALLOW)]
+    labels["eperm"] = len(prog)
+    prog.append((_RET, 0, 0, _RET_ERRNO | _EPERM))
+    labels["enosys"] = len(prog)
+    prog.append((_RET, 0, 0, _RET_ERRNO | _ENOSYS))
+    out = bytearray()
+    for i, (code, jt, jf, k) in enumerate(prog):
+        jt, jf = (labels[j] - i - 1 if isinstance(j, str) else j for j in (jt, jf))
+        out += struct.pack("=HBBI", code, jt, jf, k)
+    return bytes(out)
 
 
 class SandboxUnavailable(RuntimeError):
@@ -68,16 +143,32 @@ def system_binds() -> list[str]:
     return args
 
 
-def server_command(mode: str, limits: dict[str, Any], site: list[str], scratch: str | None
+def site_dirs() -> list[str]:
+    """Every site-packages directory of this interpreter and of the one its venv is based on."""
+    import site
+    import sysconfig
+    dirs = list(site.getsitepackages())
+    for key in ("purelib", "platlib"):
+        dirs.append(sysconfig.get_path(key, vars={"base": sys.base_prefix,
+                                                   "platbase": sys.base_exec_prefix}))
+    dirs += [p for p in sys.path if p.endswith(("site-packages", "dist-packages"))]
+    return [d for d in dict.fromkeys(os.path.realpath(d) for d in dirs) if os.path.isdir(d)]
+
+
+def server_command(mode: str, limits: dict[str, Any], libs: list[tuple[str, list[str]]],
+                   preload: list[str], scratch: str | None
                    ) -> tuple[list[str], dict[str, str], str | None]:
-    """(argv, env, cwd) that start one server. Only PATH/HOME/LANG/... reach it: never os.environ."""
+    """(argv, env, cwd) that start one server. Only PATH/HOME/LANG/... reach it: never os.environ.
+    libs: (host directory, [top-level entries in it]) to bind read-only and put on sys.path, in
+    order; preload: modules the server imports before it reports ready."""
     exe = os.path.realpath(sys.executable)
     env = {"PATH": PATH, "HOME": "/tmp", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0",
-           "TMPDIR": "/tmp"}
+           "TMPDIR": "/tmp", **THREADS_ENV}
     py = [exe, "-S", "-s", "-B", "-c", SERVER_SRC]  # -S: no site, no .pth; PYTHONHASHSEED applies
     if mode == UNSAFE:
         assert scratch is not None
-        cfg = dict(limits, isolated=False, base=scratch, clean=[scratch], paths=site, uid=None)
+        cfg = dict(limits, isolated=False, base=scratch, clean=[scratch], uid=None,
+                   paths=[src for src, _ in libs], preload=preload)
         return py + [json.dumps(cfg)], dict(env, HOME=scratch, TMPDIR=scratch), scratch
     args = [bwrap_path(), *unshare_args(), "--die-with-parent", "--new-session", *system_binds()]
     bound = ["/usr/"]
@@ -89,11 +180,19 @@ def server_command(mode: str, limits: dict[str, Any], site: list[str], scratch: 
                 args += ["--perms", "0755", "--dir", parent]
             args += ["--ro-bind", src, src]
             bound.append(src + "/")
-    paths = [f"/opt/site-packages/{i}" for i in range(len(site))]
-    if site:
-        args += ["--perms", "0755", "--dir", "/opt", "--perms", "0755", "--dir", "/opt/site-packages"]
-    for src, dest in zip(site, paths):
-        args += ["--ro-bind", src, dest]
+    # The interpreter's own site-packages dirs, where visible (under /usr or the bound prefix),
+    # are covered with an empty read-only tmpfs: a job that adds them to sys.path finds nothing.
+    for d in site_dirs():
+        if any((d + "/").startswith(b) for b in bound):
+            args += ["--tmpfs", d, "--remount-ro", d]
+    paths = [f"{LIB_ROOT}/{i}" for i in range(len(libs))]
+    if libs:
+        args += ["--perms", "0755", "--dir", os.path.dirname(LIB_ROOT),
+                 "--perms", "0755", "--dir", LIB_ROOT]
+    for (src, entries), dest in zip(libs, paths):
+        args += ["--perms", "0755", "--dir", dest]
+        for entry in entries:  # only the allowed packages, not the whole directory
+            args += ["--ro-bind", os.path.join(src, entry), os.path.join(dest, entry)]
     tmp_bytes = max(64, 4 * limits["max_file_mb"]) * 2**20
     args += ["--perms", "1777", "--size", str(tmp_bytes), "--tmpfs", "/tmp",
              "--proc", "/proc", "--dev", "/dev",
@@ -102,7 +201,7 @@ def server_command(mode: str, limits: dict[str, Any], site: list[str], scratch: 
     for key, value in env.items():
         args += ["--setenv", key, value]
     cfg = dict(limits, isolated=True, base="/tmp", clean=["/tmp", "/dev/shm"], paths=paths,
-               uid=None, gid=None)
+               preload=preload, uid=None, gid=None)
     if os.geteuid() == 0:
         # A spare uid per server, so RLIMIT_NPROC counts only this sandbox's processes.
         uid = 1_900_000_000 + (os.getpid() * 64 + next(_uids)) % 90_000_000
@@ -159,11 +258,22 @@ class Died(Exception):
 class Server:
     """One sandbox: a bwrap (or plain) process running the fork-per-job server."""
 
-    def __init__(self, argv: list[str], env: dict[str, str], cwd: str | None) -> None:
+    def __init__(self, argv: list[str], env: dict[str, str], cwd: str | None,
+                 seccomp: bytes | None = None) -> None:
         self._err = tempfile.TemporaryFile()  # a file, not a pipe: it can never fill and block
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=self._err, env=env, cwd=cwd, close_fds=True,
-                                     start_new_session=True)
+        fds: tuple[int, ...] = ()
+        if seccomp is not None:  # bwrap reads the BPF program from a pipe: --seccomp FD
+            r, w = os.pipe()
+            os.write(w, seccomp)  # a few hundred bytes: fits in the pipe buffer
+            os.close(w)
+            fds, argv = (r,), [argv[0], "--seccomp", str(r), *argv[1:]]
+        try:
+            self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=self._err, env=env, cwd=cwd, close_fds=True,
+                                         pass_fds=fds, start_new_session=True)
+        finally:
+            for fd in fds:
+                os.close(fd)
         self.dirty = False
         try:
             hello = self._recv(time.monotonic() + START_TIMEOUT)
@@ -173,7 +283,10 @@ class Server:
             raise unavailable(why) from None
         if not hello.get("ready"):
             self.kill()
+            if hello.get("library"):  # not a bwrap problem: no install hint
+                raise SandboxUnavailable(hello["error"])
             raise unavailable(hello.get("error", "server refused to start"))
+        self.vm_size = int(hello.get("vm_size", 0))
 
     def _first_stderr_line(self) -> str:
         try:

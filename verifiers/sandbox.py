@@ -1,47 +1,72 @@
 """Run untrusted Python (model-written programs) in a bubblewrap sandbox, fast.
 
 One long-lived `bwrap` per worker runs a small fork-per-job server (verifiers/_sandbox_server.py)
-with Python already warm: each job is a fork of it (no interpreter start), ~1.5 ms of CPU for a
-trivial program. See docs/sandbox.md for the design and measured rates.
+with Python, and the allowed libraries, already imported: each job is a fork of it (no
+interpreter start, no import), ~2-5 ms per trivial program. See docs/sandbox.md for the design
+and measured rates.
 
 What it protects against (mode "bwrap", the default):
 - network: a new network namespace with only a loopback: no internet, and the host's
   127.0.0.1 services are on a different loopback.
 - host files: the sandbox sees read-only /usr (+ /bin /lib /lib64 links into it),
-  /etc/ld.so.cache, and the Python installation it runs (bound at its own path, e.g.
-  /root/.pyenv/versions/X, so /root shows only that); nothing else: no /home, /work, /var, /sys,
-  rest of /etc or /root. A private size-capped tmpfs /tmp (the job's cwd is a fresh /tmp/job)
-  and /dev/shm; / and /dev are read-only. Writes anywhere else fail.
+  /etc/ld.so.cache, the Python installation it runs (bound at its own path, e.g.
+  /root/.pyenv/versions/X, so /root shows only that; its site-packages covered by an empty
+  directory), and under /opt/site-packages only the allowed libraries (`libraries`, default
+  DEFAULT_LIBRARIES) with the distributions they require; nothing else: no /home, /work, /var,
+  /sys, rest of /etc or /root, no other installed package. A private size-capped tmpfs /tmp (the
+  job's cwd is a fresh /tmp/job) and /dev/shm; / and /dev are read-only. Writes elsewhere fail.
 - the parent's environment: bwrap starts with only PATH and --clearenv; the job sees PATH, HOME,
-  LANG, TMPDIR, PYTHONHASHSEED=0 (so hash/set order is reproducible), nothing from os.environ.
+  LANG, TMPDIR, PYTHONHASHSEED=0 (so hash/set order is reproducible) and *_NUM_THREADS=1 (no
+  BLAS thread pools in a process that forks), nothing from os.environ.
 - runaway jobs: per-job rlimits (CPU, address space, file size, processes, no core files), a
-  wall-clock kill, an output cap (stop reading and kill), and after every job kill(-1) inside
-  the sandbox's PID namespace, so setsid/daemon children that outlive the job die too (a server
-  that cannot clean up is replaced); /tmp and /dev/shm are emptied. A job that kills its server
-  only ends that sandbox (verdict unknown/sandbox_error): the next job gets a fresh one.
+  wall-clock kill, an output cap (stop reading and kill). A job that kills its server only ends
+  that sandbox (verdict unknown/sandbox_error): the next job gets a fresh one.
+- dangerous system calls: a seccomp filter (installed by bwrap, so it binds the server and every
+  job, as root and as an ordinary user) makes these fail with EPERM: unshare, setns, clone with
+  any CLONE_NEW* flag (clone3 fails with ENOSYS so glibc uses clone, whose flags it checks),
+  mount, umount2, pivot_root and the new mount API, ptrace, process_vm_readv/writev, bpf,
+  keyctl/add_key/request_key, SysV IPC (shm*, sem*, msg*) and POSIX message queues,
+  userfaultfd, perf_event_open, io_uring. Other ABIs (i386 int 0x80) are killed, x32 gets
+  ENOSYS. Supported machines: x86_64, aarch64 (elsewhere SandboxUnavailable).
+- one job against the next (one long-lived server runs many jobs): after every job kill(-1) in
+  the sandbox's PID namespace ends every process it left (setsid daemons included); /tmp and
+  /dev/shm are emptied whatever permissions the job set (chmod 000 trees included) and get
+  their modes back; then the server checks it is as it started: scratch dirs empty, no other
+  process, no SysV IPC object. A server that cannot get there exits and is replaced, so the
+  next job never runs in a dirty sandbox. The server is non-dumpable (PR_SET_DUMPABLE 0): a job
+  (same uid) can neither ptrace it nor read its /proc/PID/mem, fd/ or environ.
 - privileges: no capabilities, no_new_privs, nosuid mounts. As an ordinary user bwrap uses
   --unshare-all (user namespace included). As root it unshares ipc/pid/net/uts/cgroup but no
   user namespace, and the server drops to a spare unprivileged uid before any job runs: a user
   namespace would map jobs to host uid 0, for which the kernel does not enforce RLIMIT_NPROC.
 
 What it does NOT cover:
-- kernel exploits (no seccomp filter: the full syscall surface is reachable), CPU side
-  channels (Spectre-style), and timing: run time is shared-machine noise, not a guarantee.
-- confidentiality of /usr and the Python installation: every job can read them.
-- isolation between jobs of one worker: they run one after another in the same long-lived
-  sandbox and PID namespace, forked from the same server, so a job can read what earlier
-  requests left in the server's memory image. The server also compile()s each program before
-  forking (it runs nothing; a program that crashed the compiler would only end that sandbox).
-- total memory: RLIMIT_AS is per process (a job may have up to max_procs of them), and tmpfs
-  writes use host memory up to the tmpfs caps. No cgroups; CPU and I/O are not throttled.
-- mode "unisolated-UNSAFE": rlimits, a process-group kill and a scratch cwd only. The program
+- kernel exploits through the system calls the filter allows (it denies the listed ones, not
+  all but an allow-list), CPU side channels (Spectre-style), and timing: run time is
+  shared-machine noise, not a guarantee.
+- confidentiality of /usr, the Python installation and the allowed libraries: every job can
+  read them.
+- the server's memory image: every job is a fork of the same server, so a job can read what
+  earlier requests left in that process's memory (earlier programs' source and stdin, which the
+  server received and compiled). Jobs of one worker also share its namespaces and kernel state
+  that outlives processes without being a file or IPC object (e.g. TCP TIME_WAIT entries on
+  its loopback). The server compile()s each program before forking (it runs nothing; a program
+  that crashed the compiler would only end that sandbox).
+- total memory: RLIMIT_AS is per process (a job may have up to max_procs of them) and includes
+  the preloaded libraries (~130 MB of address space for the defaults); tmpfs writes use host
+  memory up to the tmpfs caps. No cgroups; CPU and I/O are not throttled.
+- mode "unisolated-UNSAFE": rlimits, a process-group kill and a scratch cwd only; no seccomp
+  filter, and the directories holding the allowed libraries are on sys.path whole. The program
   can use the network, read and write host files, and leave setsid daemons behind; as root,
   RLIMIT_NPROC is not enforced. Never use it for untrusted code.
 """
 from __future__ import annotations
 
+import importlib.metadata as metadata
+import importlib.util
 import logging
 import os
+import re
 import shutil
 import signal
 import sys
@@ -54,10 +79,14 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from verifiers._sandbox_proc import (UNSAFE, Died, SandboxUnavailable, Server, Spawner,
-                                     bwrap_path, probe_bwrap, server_command)
+                                     bwrap_path, probe_bwrap, seccomp_filter, server_command)
 from verifiers.verdict import CORRECT, INCORRECT, UNKNOWN, Verdict
 
-__all__ = ["ExecResult", "Sandbox", "SandboxUnavailable", "UNSAFE", "bwrap_available"]
+__all__ = ["DEFAULT_LIBRARIES", "ExecResult", "Sandbox", "SandboxUnavailable", "UNSAFE",
+           "bwrap_available"]
+
+# Importable inside the sandbox by default (with what they need at import: sympy -> mpmath).
+DEFAULT_LIBRARIES = ("sympy", "numpy", "mpmath")
 
 log = logging.getLogger(__name__)
 _GRACE = 5.0  # the server enforces the wall clock; the parent waits this much longer, then kills
@@ -88,15 +117,105 @@ def bwrap_available() -> bool:
     return probe_bwrap()
 
 
+_REQ_NAME = re.compile(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
+
+
+def _entries(dist: metadata.Distribution) -> list[str]:
+    """The top-level names a distribution installed (packages, modules, .libs dirs of vendored
+    shared libraries, its .dist-info), from its RECORD, else its top_level.txt."""
+    if dist.files is not None:
+        tops = (f.parts[0] for f in dist.files if f.parts)
+        return [t for t in dict.fromkeys(tops) if t not in ("..", "/", "__pycache__")
+                and not t.endswith(".pth")]
+    names = (dist.read_text("top_level.txt") or "").split()
+    return [e for n in names for e in (n, n + ".py")]  # those that exist are bound
+
+
+def _requirements(dist: metadata.Distribution) -> list[metadata.Distribution]:
+    """Installed distributions this one needs at import (requirements without an `extra` marker;
+    one whose marker excludes this platform is simply not installed)."""
+    found = []
+    for req in dist.requires or []:
+        if ";" in req and "extra" in req.split(";", 1)[1]:
+            continue
+        m = _REQ_NAME.match(req)
+        if m is None:
+            continue
+        try:
+            found.append(metadata.distribution(m.group(1)))
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def _distribution(name: str) -> metadata.Distribution | None:
+    """The installed distribution that provides top-level module `name`."""
+    try:
+        dist = metadata.distribution(name)
+        if any(e == name or e.startswith(name + ".") for e in _entries(dist)):
+            return dist
+    except metadata.PackageNotFoundError:
+        pass
+    for dist_name in metadata.packages_distributions().get(name, []):
+        return metadata.distribution(dist_name)
+    return None
+
+
+def resolve_libraries(names: Sequence[str] | None) -> tuple[list[tuple[str, list[str]]], list[str]]:
+    """([(host directory, [entries to bind from it])], [modules to preload]) for the allowed
+    top-level import names: each library's distribution files plus those of its requirements,
+    transitively. ValueError naming a library that is not installed. Standard-library names are
+    accepted and need nothing."""
+    if isinstance(names, str):
+        raise ValueError(f"Sandbox.libraries must be a sequence of names, not the string {names!r}")
+    binds: dict[str, list[str]] = {}
+    preload: list[str] = []
+    seen: set[str] = set()
+
+    def add(base: str, entries: list[str]) -> None:
+        have = binds.setdefault(base, [])
+        have += [e for e in entries if e not in have and os.path.lexists(os.path.join(base, e))]
+
+    for name in dict.fromkeys(names or ()):
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(f"Sandbox.libraries: {name!r} is not a top-level module name")
+        if name in sys.stdlib_module_names:
+            continue
+        spec = importlib.util.find_spec(name)
+        if spec is None:
+            raise ValueError(f"Sandbox.libraries: {name!r} is not installed in this environment "
+                             f"({sys.executable})")
+        preload.append(name)
+        locs = list(spec.submodule_search_locations or [])
+        path = locs[0] if locs else spec.origin
+        if not path or not os.path.exists(path):
+            raise ValueError(f"Sandbox.libraries: cannot locate the files of {name!r}")
+        path = os.path.abspath(path)
+        add(os.path.dirname(path), [os.path.basename(path)])  # the module itself, always
+        dist = _distribution(name)
+        todo = [dist] if dist is not None else []  # no metadata: the module alone
+        while todo:
+            d = todo.pop()
+            key = (d.metadata["Name"] or "").lower()
+            if key in seen:
+                continue
+            seen.add(key)
+            add(os.path.abspath(str(d.locate_file(""))), _entries(d))
+            todo += _requirements(d)
+    return [(base, entries) for base, entries in binds.items() if entries], preload
+
+
 def _classify(resp: dict[str, Any]) -> Verdict:
     status, code, sig = resp.get("status"), resp.get("exit_code"), resp.get("signal")
     secs = float(resp.get("seconds", 0.0))
-    if status in ("timeout", "output_limit"):
+    if status in ("timeout", "output_limit", "syntax_error"):
         return Verdict(INCORRECT, status, seconds=secs)
     if code == 0:
         return Verdict(CORRECT, "ok", seconds=secs)
-    tail = resp.get("stderr", "").strip().rsplit("\n", 1)[-1]
-    if tail.startswith("MemoryError"):
+    # The traceback's last line names the exception: MemoryError, or a subclass such as
+    # numpy's "numpy._core._exceptions._ArrayMemoryError: Unable to allocate ...".
+    tail = resp.get("stderr", "").strip().rsplit("\n", 1)[-1].split(":", 1)[0]
+    if tail.rsplit(".", 1)[-1].endswith("MemoryError"):
         return Verdict(INCORRECT, "memory", seconds=secs)
     if sig == signal.SIGXCPU:
         return Verdict(INCORRECT, "timeout", seconds=secs)
@@ -110,13 +229,18 @@ class Sandbox:
     memory_mb (address space per process), max_output (bytes kept per stream; more kills the
     job), max_procs (processes of the sandbox's uid, its server included), max_file_mb (largest
     file it may write). workers: servers run_many may use in parallel (default min(4, cpus)).
-    site_packages: also mount the running environment's site-packages read-only so jobs can
-    import e.g. sympy; off by default (jobs get the standard library only).
+    libraries: top-level import names jobs may import besides the standard library (default
+    DEFAULT_LIBRARIES; () or None: stdlib only). Their files, and those of what they require,
+    are bound read-only; nothing else of site-packages is visible. ValueError names one that is
+    not installed. preload: import them in the server once, before any job, so jobs do not pay
+    the import (they count toward memory_mb: ~130 MB of address space for the default set).
     """
 
     def __init__(self, *, timeout: float = 5.0, memory_mb: int = 1024, max_output: int = 65536,
                  max_procs: int = 64, max_file_mb: int = 16, mode: str = "bwrap",
-                 workers: int | None = None, site_packages: bool = False) -> None:
+                 workers: int | None = None,
+                 libraries: Sequence[str] | None = DEFAULT_LIBRARIES,
+                 preload: bool = True) -> None:
         for name, value in (("timeout", timeout), ("memory_mb", memory_mb),
                             ("max_output", max_output), ("max_procs", max_procs),
                             ("max_file_mb", max_file_mb), ("workers", workers or 1)):
@@ -129,14 +253,16 @@ class Sandbox:
         self._limits = {"timeout": float(timeout), "memory_mb": int(memory_mb),
                         "max_output": int(max_output), "max_procs": int(max_procs),
                         "max_file_mb": int(max_file_mb)}
-        self._site = [p for p in dict.fromkeys(sys.path) if p.endswith("-packages")
-                      and os.path.isdir(p)] if site_packages else []
+        self._libs, names = resolve_libraries(libraries)
+        self._preload = names if preload else []
+        self._seccomp: bytes | None = None
         self._scratch: str | None = None
         self._cond = threading.Condition()
         self._idle: list[Server] = []
         self._count, self._closed = 0, False
         if mode == "bwrap":
             bwrap_path()  # SandboxUnavailable, one line, when bwrap is not installed
+            self._seccomp = seccomp_filter()
         else:
             log.warning("Sandbox mode %s: programs run WITHOUT isolation (network, host files, "
                         "environment); only rlimits apply. Never use it for untrusted code.", UNSAFE)
@@ -149,8 +275,9 @@ class Sandbox:
         self._count = 1
 
     def _spawn(self) -> Server:
-        argv, env, cwd = server_command(self.mode, self._limits, self._site, self._scratch)
-        return Spawner.call(lambda: Server(argv, env, cwd))
+        argv, env, cwd = server_command(self.mode, self._limits, self._libs, self._preload,
+                                        self._scratch)
+        return Spawner.call(lambda: Server(argv, env, cwd, self._seccomp))
 
     def _acquire(self) -> Server:
         with self._cond:
@@ -200,8 +327,11 @@ class Sandbox:
                 if exc.before_job:  # it never saw the job: safe to run it on a fresh server
                     continue
                 return _error(str(exc), t0)
-            # A server that could not kill everything, or failed itself, is replaced.
+            # A server that could not get back to a clean state, or failed itself, has exited:
+            # it is replaced.
             srv.dirty = bool(resp.get("dirty")) or "error" in resp
+            if resp.get("dirty"):
+                log.warning("sandbox server retired after a job: %s", resp["dirty"])
             self._release(srv)
             if "error" in resp:
                 return _error(f"sandbox server error: {resp['error']}", t0)

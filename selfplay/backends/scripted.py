@@ -15,6 +15,7 @@ from typing import Sequence
 from selfplay.backends.base import Completion, Messages, SamplingParams, cut_at_stop
 
 _Q = re.compile(r"Problem: ((?:(?!Problem: ).)*?)\nSolution:\s*$", re.S)  # the last problem shown
+_POT_Q = re.compile(r"^Write a Python program.*Problem: ((?:(?!Problem: ).)*?)\s*$", re.S)  # pot prompt
 _NUMS = re.compile(r"-?\d+")
 
 
@@ -30,7 +31,7 @@ class ScriptedBackend:
         # (with a different boxed answer), as the real model does, so tests can see the stop cut.
         self.ramble_every = ramble_every
 
-    def _solve(self, question: str, seed: int) -> str:
+    def _answer(self, question: str, seed: int) -> int:
         nums = [int(x) for x in _NUMS.findall(question)]
         if "Solve for x" in question:
             a, b, c = nums[:3]
@@ -43,9 +44,22 @@ class ScriptedBackend:
             ans = sum(nums)
         if seed % self.correct_every:
             ans += 1 + seed % 3
+        return ans
+
+    def _solve(self, question: str, seed: int) -> str:
+        ans = self._answer(question, seed)
         if seed % 7 == 3:
             return f"I think about {question[:20]} but I am not sure."  # no final answer
         return f"We compute step by step. The result is {ans}. The answer is \\boxed{{{ans}}}."
+
+    def _program(self, question: str, seed: int) -> str:
+        """A pot path: a program printing the (right or wrong) answer; some crash, some are prose."""
+        ans = self._answer(question, seed)
+        if seed % 7 == 3:
+            return f"The answer is {ans}."  # no program
+        if seed % 5 == 4:
+            return "```python\nprint(int('x'))\n```"  # runtime error
+        return f"```python\nresult = {ans}\nprint(result)\n```"
 
     def _pose(self, seed: int) -> str:
         a, b = 2 + seed % 50, 3 + (seed // 50) % 40
@@ -61,10 +75,12 @@ class ScriptedBackend:
         for msgs, row in zip(prompts, seeds):
             text = msgs[-1]["content"]
             m = _Q.search(text)
+            pot = _POT_Q.search(text)
             comps = []
             for j in range(params.n):
                 s = int(row[j]) if j < len(row) else j
-                body = self._solve(m.group(1), s) if m else self._pose(s)
+                body = (self._solve(m.group(1), s) if m else self._program(pot.group(1), s) if pot
+                        else self._pose(s))
                 if m and self.ramble_every and s % self.ramble_every == 1:
                     body += "\n\nProblem: What is 1 + 1?\nSolution: 1 + 1 = 2. The answer is \\boxed{2}."
                 n_tokens = len(body.split())  # tokens generated, the stop string's included

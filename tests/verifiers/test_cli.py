@@ -30,6 +30,8 @@ LINES = [
     "",
     json.dumps({"id": 8, "gold": "\\frac{1}{3}", "pred": "0.333"}),
     json.dumps({"id": 9, "gold": "5", "pred": "I give up, there are many numbers 1 2 3 here"}),
+    json.dumps({"id": 10, "gold": 0.5, "pred": "\\boxed{\\frac{1}{2}}"}),
+    json.dumps({"id": 11, "gold": True, "pred": "1"}),
 ]
 
 
@@ -40,19 +42,22 @@ def test_math_batch_keeps_order_fields_and_reports_bad_lines(tmp_path: Path) -> 
     res = _run("math", str(src), "-o", str(out), "--workers", "1", "--timeout", "5")
     assert res.returncode == 0, res.stderr
     rows = [json.loads(x) for x in out.read_text().splitlines()]
-    assert len(rows) == 8  # the blank line is skipped, every other line is written
+    assert len(rows) == 10  # the blank line is skipped, every other line is written
     got = [(r.get("id", r.get("line")), r["verdict"], r["reason"]) for r in rows]
     assert got == [(1, "correct", "ok"), (2, "correct", "ok"), (3, "unknown", "parse_error"),
-                   (4, "unknown", "parse_error"), (5, "unknown", "parse_error"),
+                   (4, "correct", "ok"), (5, "unknown", "parse_error"),
                    (6, "unknown", "parse_error"), (8, "incorrect", "wrong"),
-                   (9, "incorrect", "no_answer")]
+                   (9, "incorrect", "no_answer"), (10, "correct", "ok"),
+                   (11, "unknown", "parse_error")]
+    assert rows[3]["gold"] == 18 and rows[8]["gold"] == 0.5  # numbers checked as text, kept as given
     assert rows[0]["keep"] == [1, 2] and rows[0]["extracted"] == "18"
     assert isinstance(rows[1]["seconds"], float)
     assert rows[2] == {"line": 3, "raw": "{not json", "verdict": "unknown",
                        "reason": "parse_error", "extracted": None, "seconds": 0.0}
-    for n in (3, 4, 5, 6):
+    for n in (3, 5, 6, 11):
         assert f"{src}:{n}: " in res.stderr
-    assert f"{src}:8:" not in res.stderr
+    assert f"{src}:11: field 'gold' must be a string, got bool" in res.stderr
+    assert f"{src}:4:" not in res.stderr and f"{src}:8:" not in res.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "out.jsonl"]  # no temp left
 
 
@@ -61,6 +66,15 @@ def test_math_defaults_to_stdout_and_reads_stdin() -> None:
     assert res.returncode == 0, res.stderr
     rows = [json.loads(x) for x in res.stdout.splitlines()]
     assert [r["verdict"] for r in rows] == ["correct", "incorrect"]
+
+
+def test_math_empty_input_warns_and_exits_0(tmp_path: Path) -> None:
+    src = tmp_path / "empty.jsonl"
+    src.write_text("\n  \n")
+    out = tmp_path / "out.jsonl"
+    res = _run("math", str(src), "-o", str(out), "-q")
+    assert (res.returncode, out.read_text()) == (0, "")
+    assert res.stderr.strip().splitlines() == [f"{src}: no records"]
 
 
 def test_missing_input_is_a_usage_error(tmp_path: Path) -> None:
@@ -75,7 +89,11 @@ def test_help_lists_both_commands() -> None:
     sub = _run("math", "--help")
     assert all(opt in sub.stdout for opt in ("-o OUT.jsonl", "--workers", "--timeout"))
     sub = _run("run-code", "--help")
-    assert all(opt in sub.stdout for opt in ("--gold", "--timeout", "--unisolated-UNSAFE"))
+    assert all(opt in sub.stdout for opt in ("--gold", "--timeout", "--unisolated-UNSAFE",
+                                             "--library NAME", "--no-libraries", "FILE.py ...",
+                                             "syntax_error", "no_output"))
+    assert "0 every program correct; 1 at least one incorrect; 3 at least one unknown" in \
+        " ".join(sub.stdout.split())
 
 
 @pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap not installed")

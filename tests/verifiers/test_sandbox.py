@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from verifiers.sandbox import UNSAFE, ExecResult, Sandbox, SandboxUnavailable, bwrap_available
+from verifiers.sandbox import (DEFAULT_LIBRARIES, UNSAFE, ExecResult, Sandbox, SandboxUnavailable,
+                               bwrap_available)
 
 BWRAP_OK = bwrap_available()
 needs_bwrap = pytest.mark.skipif(
@@ -75,7 +76,10 @@ def test_runtime_error_has_traceback(sb):
     assert (r.exit_code, r.verdict.label, r.verdict.reason) == (1, "incorrect", "runtime_error")
     assert 'File "main.py", line 2' in r.stderr and r.stderr.strip().endswith("ZeroDivisionError: division by zero")
     syn = sb.run("def f(:\n  pass\n")
-    assert syn.verdict.reason == "runtime_error" and "SyntaxError" in syn.stderr
+    assert (syn.exit_code, syn.verdict.label, syn.verdict.reason) == (1, "incorrect", "syntax_error")
+    assert syn.stderr.startswith('  File "main.py", line 1\n') and "SyntaxError" in syn.stderr
+    # A SyntaxError the program raises itself is the program's runtime error.
+    assert sb.run("compile('def f(:', 'x', 'exec')").verdict.reason == "runtime_error"
 
 
 @needs_bwrap
@@ -183,7 +187,7 @@ def test_host_files_are_not_visible(sb):
                 f"for p in {[str(p) for p in paths]!r}:\n"
                 "    try:\n        out[p] = open(p).read()\n"
                 "    except OSError as e:\n        out[p] = type(e).__name__\n"
-                "for d in ['/', '/root', '/etc']:\n"
+                "for d in ['/', '/root', '/etc', '/opt']:\n"
                 "    out[d] = sorted(os.listdir(d)) if os.path.isdir(d) else []\n"
                 "print(json.dumps(out))\n")
         out = job_json(sb, code)
@@ -191,8 +195,9 @@ def test_host_files_are_not_visible(sb):
         for p in paths:
             p.unlink()
     assert all(out[str(p)] == "FileNotFoundError" for p in paths), out
-    assert not {"work", "home", "var", "sys", "mnt", "srv", "opt"} & set(out["/"]), out["/"]
+    assert not {"work", "home", "var", "sys", "mnt", "srv"} & set(out["/"]), out["/"]
     assert set(out["/root"]) <= {".pyenv"} and set(out["/etc"]) <= {"ld.so.cache"}, out
+    assert out["/opt"] == ["site-packages"]  # the allowed libraries only (test_libraries_*)
     assert token not in json.dumps(list(out.values()))  # the content never came through
 
 
@@ -233,7 +238,9 @@ def test_parent_environment_is_not_visible(monkeypatch):
     with Sandbox(timeout=TIMEOUT) as s:
         out = job_json(s, code)
     assert "SELFPLAY_SECRET" not in out["env"] and out["leaks"] == []
-    assert set(out["env"]) <= {"PATH", "HOME", "LANG", "PYTHONHASHSEED", "TMPDIR", "PWD"}
+    assert set(out["env"]) <= {"PATH", "HOME", "LANG", "PYTHONHASHSEED", "TMPDIR", "PWD",
+                               "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                               "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS"}
 
 
 @needs_bwrap
@@ -315,12 +322,30 @@ def test_invalid_settings_name_the_field():
         Sandbox(timeout=0)
     with pytest.raises(ValueError, match="mode"):
         Sandbox(mode="docker")
+    with pytest.raises(ValueError, match="'no_such_lib_xyz' is not installed"):
+        Sandbox(libraries=["sympy", "no_such_lib_xyz"])
+    with pytest.raises(ValueError, match="not the string 'sympy'"):
+        Sandbox(libraries="sympy")
+    with pytest.raises(ValueError, match="'numpy.linalg' is not a top-level module name"):
+        Sandbox(libraries=["numpy.linalg"])
 
 
 @needs_bwrap
-def test_site_packages_only_on_request(sb):
-    assert "No module named 'sympy'" in sb.run("import sympy").stderr  # stdlib only by default
-    with Sandbox(timeout=10.0, site_packages=True) as s:
-        r = s.run("import sympy\nprint(sympy.factorint(360))")
-        assert r.stdout == "{2: 3, 3: 2, 5: 1}\n", r.stderr
-        assert "Errno 30" in s.run("import sympy, os\nopen(os.path.dirname(sympy.__file__) + '/x', 'w')").stderr
+def test_libraries_only_the_allowed_ones(sb):
+    assert DEFAULT_LIBRARIES == ("sympy", "numpy", "mpmath")
+    r = sb.run("import json, os, sympy\nprint(sympy.factorint(360))\n"
+               "print(json.dumps(sorted(os.listdir('/opt/site-packages/0'))))")
+    assert r.stdout.splitlines()[0] == "{2: 3, 3: 2, 5: 1}", r.stderr
+    bound = json.loads(r.stdout.splitlines()[1])  # the allowed packages, metadata, numpy.libs
+    assert {"sympy", "numpy", "numpy.libs", "mpmath"} <= set(bound)
+    assert all(b.split("-")[0].split(".")[0] in ("sympy", "isympy", "numpy", "mpmath") for b in bound)
+    assert "Errno 30" in sb.run("import sympy, os\nopen(os.path.dirname(sympy.__file__) + '/x', 'w')").stderr
+    # The interpreter's own site-packages, bound with its prefix, is covered by an empty dir.
+    site = ("import sys, os, sysconfig\n"
+            "d = sysconfig.get_path('purelib', vars={'base': sys.base_prefix})\n"
+            "print(os.path.isdir(d), os.listdir(d) if os.path.isdir(d) else None)")
+    assert sb.run(site).stdout in ("True []\n", "False None\n")
+    with Sandbox(timeout=TIMEOUT, libraries=()) as s:
+        assert "No module named 'sympy'" in s.run("import sympy").stderr  # stdlib only
+        assert s.run("import json, fractions\nprint(fractions.Fraction(1, 3))").stdout == "1/3\n"
+        assert s.run("import os\nprint(os.path.exists('/opt'))").stdout == "False\n"
