@@ -136,11 +136,14 @@ def test_unremovable_files_are_gone_before_the_next_job(user, request):
         assert first["chmod"] == {"/tmp": "done", "/dev/shm": "done"}
 
 
+LOOK_SHM = NS + "import json\nrows = open('/proc/sysvipc/shm').read().splitlines()[1:]\n" \
+    "print(json.dumps({'ns': NS, 'rows': rows}))\n"
+
+
 def test_sysv_shared_memory_is_refused_and_never_seen_by_the_next_job():
     make = NS + CALL + "print(json.dumps({'ns': NS, 'shmget': call('shmget', 0, 4096, 0o1600),\n" \
         "    'semget': call('semget', 0, 1, 0o1600), 'msgget': call('msgget', 0, 0o1600)}))\n"
-    look = NS + "import json\nrows = open('/proc/sysvipc/shm').read().splitlines()[1:]\n" \
-        "print(json.dumps({'ns': NS, 'rows': rows}))\n"
+    look = LOOK_SHM
     status, results = run_code([make, look], "--no-libraries")
     first, second = outputs(results)
     assert first["shmget"] == first["semget"] == first["msgget"] == [-1, EPERM]
@@ -152,8 +155,7 @@ def test_ipc_left_by_a_job_retires_the_server(monkeypatch):
     # after the job and is replaced, so the next job sees none.
     monkeypatch.setattr("verifiers.sandbox.seccomp_filter", lambda: None)
     make = NS + CALL + "print(json.dumps({'ns': NS, 'shmget': call('shmget', 0, 4096, 0o1600)}))\n"
-    look = NS + "import json\nrows = open('/proc/sysvipc/shm').read().splitlines()[1:]\n" \
-        "print(json.dumps({'ns': NS, 'rows': rows}))\n"
+    look = LOOK_SHM
     with Sandbox(workers=1, libraries=()) as sb:
         first, second = outputs([(r.stdout, {"verdict": r.verdict.label, "reason": r.verdict.reason})
                                  for r in (sb.run(make), sb.run(look))])
