@@ -198,12 +198,18 @@ def _coerce(value: Any, typ: Any, name: str) -> Any:
     return value
 
 
+# fields renamed since an earlier release: say where they went, not only that they are unknown
+_MOVED = {"pose.sandbox": "sandbox.mode", "pose.exec_timeout": "sandbox.timeout"}
+
+
 def _fill(obj: Any, data: dict[str, Any], prefix: str) -> None:
     hints = get_type_hints(type(obj))
     names = {f.name for f in dataclasses.fields(obj)}
     for key, value in data.items():
         name = f"{prefix}{key}"
         if key not in names:
+            if name in _MOVED:
+                raise ValueError(f"config: {name}: moved to {_MOVED[name]}")
             raise ValueError(f"config: {name}: unknown field (known: {', '.join(sorted(names))})")
         current = getattr(obj, key)
         if dataclasses.is_dataclass(current):

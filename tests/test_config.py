@@ -204,3 +204,10 @@ def test_every_non_bool_field_has_a_rule():
                if not isinstance(getattr(getattr(cfg, sec.name), f.name), bool)
                and f'yield "{sec.name}.{f.name}"' not in src]
     assert not missing, f"no rule in selfplay/config_checks.py for {missing}"
+
+
+def test_moved_fields_say_where_they_went(tmp_path):
+    f = tmp_path / "old.toml"
+    f.write_text("[pose]\nsandbox = \"bwrap\"\nexec_timeout = 2.0\n")
+    with pytest.raises(ValueError, match=r"^config: pose\.sandbox: moved to sandbox\.mode$"):
+        load_config(f)
