@@ -16,9 +16,8 @@ from selfplay.backends.base import Backend
 from selfplay.config import Config
 from selfplay.records import Problem
 from selfplay.round import RoundContext, log, run_round, write_stats
-from selfplay.summary import format_summary, print_summary  # noqa: F401  (print_summary: re-exported)
+from selfplay.summary import format_summary
 
-_MUTABLE = {"run.rounds", "run.out"}  # may differ between the first run and a resume
 _VERSIONS = "versions"  # config.json key: what made the run (information; stages check their own)
 
 
@@ -49,7 +48,7 @@ def prepare_out(cfg: Config) -> Path:
     if path.exists():
         old = provenance.flatten({k: v for k, v in io.read_json(path).items() if k != _VERSIONS})
         diff = [f"{key} was {old[key]!r}, now {value!r}" for key, value in provenance.flatten(new).items()
-                if key not in _MUTABLE and key in old and old[key] != value]
+                if key not in provenance.MUTABLE_ON_RESUME and key in old and old[key] != value]
         if diff:  # every differing key at once: fixing them one rerun at a time wastes the user's time
             raise ValueError(f"{path}: {len(diff)} setting(s) differ from this run's: {'; '.join(diff)}; "
                              f"resume with the run's own settings (`selfplay run --out {out}` with no "

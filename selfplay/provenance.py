@@ -18,7 +18,8 @@ from typing import Any
 from selfplay import __version__, io
 
 PROVENANCE = "provenance.json"
-_NOT_CONFIG = {"run.rounds", "run.out", "train.report_to"}  # may change between a run and its resume (no data depends on them)
+# settings that may change between a run and its resume: no output depends on them
+MUTABLE_ON_RESUME = frozenset({"run.rounds", "run.out", "train.report_to"})
 
 
 class StaleOutput(ValueError):
@@ -99,7 +100,7 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def config_hash(cfg: Any) -> str:
-    flat = {k: v for k, v in flatten(cfg.to_dict()).items() if k not in _NOT_CONFIG}
+    flat = {k: v for k, v in flatten(cfg.to_dict()).items() if k not in MUTABLE_ON_RESUME}
     return _sha(io.dumps(dict(sorted(flat.items()))))
 
 

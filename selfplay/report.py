@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from selfplay.fmt import pct as fmt_pct
 from selfplay.io import atomic_write_bytes
 from selfplay.summary import mode_cells, training_set_text
 
@@ -90,15 +91,6 @@ def _eval_sets(run: dict[str, Any]) -> list[str]:
     return names
 
 
-def _pct(x: Any, ci: Any = None) -> str:
-    if not isinstance(x, (int, float)):
-        return "-"
-    s = f"{100 * x:.1f}%"
-    if isinstance(ci, (list, tuple)) and len(ci) == 2 and all(isinstance(v, (int, float)) for v in ci):
-        s += f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
-    return s
-
-
 def _num(x: Any, fmt: str = "{:.3f}") -> str:
     if isinstance(x, bool) or x is None:
         return "-"
@@ -107,7 +99,7 @@ def _num(x: Any, fmt: str = "{:.3f}") -> str:
 
 def _set_cell(ev: dict[str, Any] | None, name: str, metric: str = "pass@1") -> str:
     s = ((ev or {}).get("sets") or {}).get(name) or {}
-    return _pct(s.get(metric), s.get(f"{metric}_ci"))
+    return fmt_pct(s.get(metric), s.get(f"{metric}_ci"))
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:

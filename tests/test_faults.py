@@ -92,7 +92,7 @@ def test_no_usable_pairs_marks_round_not_trained_and_hands_on_a_hub_id(tmp_path,
     assert tr["trained"] is False and tr["start_model"] == "org/hub-model" and "too long" in tr["reason"]
     assert not (tmp_path / "o" / "round_0" / "model").exists()  # by reference, no copy
     assert stats[1]["model"] == "org/hub-model"
-    from selfplay.loop import print_summary
+    from selfplay.summary import print_summary
     from selfplay.report import write_report
 
     text = write_report(tmp_path / "o").read_text()

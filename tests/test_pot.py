@@ -3,8 +3,6 @@ printed line is verified, failures are labelled and never chosen, pairs compare 
 
 Every chosen program is re-run in a fresh sandbox and its output re-verified against the gold,
 independently of the pipeline (so the check can fail, and never passes on zero pairs)."""
-from pathlib import Path
-
 import pytest
 
 from selfplay import io

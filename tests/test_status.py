@@ -93,6 +93,11 @@ def test_config_mismatch_lists_every_key_and_is_logged(tmp_path):
     s = run_status(out)
     assert s["state"] == "stopped" and "3 setting(s) differ" in s["how"]
     assert s["rounds"][0]["complete"]  # the refused resume changed nothing
+    # a setting no output depends on may change on resume (provenance.MUTABLE_ON_RESUME)
+    cfg.write_text(cfg.read_text() + '\n[train]\nreport_to = "tensorboard"\n' if "[train]" not in cfg.read_text()
+                   else cfg.read_text().replace("[train]", '[train]\nreport_to = "tensorboard"', 1))
+    r = sp("run", "--config", cfg)
+    assert r.returncode == 0, r.stderr
 
 
 def test_stage_commands_log_into_the_run(tmp_path):
