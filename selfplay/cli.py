@@ -88,6 +88,27 @@ def _stage(args: argparse.Namespace, ctx: Any) -> int:
         ctx.close()
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    """`selfplay train --round K`: alone, or as every rank of `accelerate launch` (train_launch)."""
+    import os
+
+    from selfplay import runlog
+    from selfplay.train_launch import stage_train, world_size
+
+    cfg, model = _stage_config(args)
+    if world_size() > 1 and os.environ.get("RANK", "0") != "0":
+        stage_train(cfg, args.round, model)  # a helper rank: trains what rank 0 hands it, writes nothing
+        return 0
+    with runlog.session(Path(cfg.run.out), f"train --round {args.round}"):
+        stats = stage_train(cfg, args.round, model) or {}
+        if stats.get("trained") is False:
+            _say(f"round {args.round}: not trained ({stats.get('reason')})")
+        else:
+            _say(f"round {args.round}: trained {stats.get('steps')} steps on {stats.get('n_train')} pairs -> "
+                 f"{Path(cfg.run.out) / f'round_{args.round}' / 'model'}")
+    return 0
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     from selfplay import runlog
     from selfplay.verify_stage import invalidate_downstream, reverify_file
@@ -138,6 +159,7 @@ def _compare_file(path: str) -> dict[str, Any]:
 def cmd_eval(args: argparse.Namespace) -> int:
     from selfplay.evaluate import run_eval_cli
     from selfplay.loop import eval_sets, heldout_problems
+    from selfplay.round import backend_kwargs
     from selfplay.models import check_model
 
     cfg = _eval_config(args.config)
@@ -172,7 +194,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     result = run_eval_cli(args.model, args.data, samples, Path(args.out) if args.out else None, args.limit,
                           backend_name=backend, max_new_tokens=max_new, seed=seed, extra_sets=extra,
                           exclude=args.exclude, temperature=cfg.solve.temperature, top_p=cfg.solve.top_p,
-                          backend_kwargs={"dtype": cfg.model.dtype, "batch_size": cfg.model.batch_size},
+                          backend_kwargs={k: v for k, v in backend_kwargs(cfg).items() if k != "seed"},
                           verifier_kwargs={"workers": cfg.verify.workers or None, "timeout": cfg.verify.timeout})
     if compare is not None:
         from selfplay.evaluate import format_gains
@@ -262,7 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     handlers = {"run": cmd_run, "verify": cmd_verify, "eval": cmd_eval, "report": cmd_report, "audit": cmd_audit,
-                "status": cmd_status, "export": cmd_export}
+                "status": cmd_status, "export": cmd_export, "train": cmd_train}
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _on_signal)
     try:

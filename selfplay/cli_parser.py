@@ -11,6 +11,7 @@ RUN_FLAGS = {  # flag -> config field it overrides
     "backend": "model.backend", "problems": "seeds.problems", "samples": "solve.samples",
     "max_new_tokens": "solve.max_new_tokens", "pose_attempts": "pose.attempts",
     "temperature": "solve.temperature", "top_p": "solve.top_p", "batch_size": "model.batch_size",
+    "executor": "run.executor", "ray_address": "run.ray_address", "workers": "run.workers",
 }
 
 
@@ -84,6 +85,18 @@ def _round_args(p: argparse.ArgumentParser, stage: bool = True) -> None:
     p.add_argument("--top-p", type=float, help=_from_cfg("nucleus sampling top-p for solving", "solve.top_p"))
     p.add_argument("--pose-attempts", type=int,
                    help=_from_cfg("problems the model is asked to pose per round (0 = off)", "pose.attempts"))
+    _executor_args(p)
+
+
+def _executor_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--executor", choices=["local", "ray"],
+                   help=_from_cfg("where pose and solve + verify run: this process, or Ray workers (docs/scale.md)",
+                                  "run.executor"))
+    p.add_argument("--ray-address", help=_from_cfg("with --executor ray: 'auto' or HOST:PORT joins a running cluster "
+                                                   "(`ray start --head`); '' starts Ray in this process",
+                                                   "run.ray_address"))
+    p.add_argument("--workers", type=int, help=_from_cfg("with --executor ray: worker actors (0 = one per GPU, else "
+                                                         "cluster CPUs // run.worker_cpus)", "run.workers"))
 
 
 _STAGES = [("problems", "stage 1: seed + posed problems -> OUT/round_K/problems.jsonl",
@@ -119,6 +132,14 @@ def build_parser() -> argparse.ArgumentParser:
     for name, summary, description in _STAGES:
         _round_args(_sub(sub, name, summary, description,
                          f"selfplay {name} --config configs/default.toml --out runs/mine --round 0"))
+    tr = _sub(sub, "train", "stage 5: DPO + NLL training of round K -> OUT/round_K/model",
+              "Trains round K's model on its training set (OUT/round_K/train_pairs.jsonl, made from the pairs of\n"
+              "rounds 0..K as the collapse guard says) and writes train_stats.json. Runs under a launcher too:\n"
+              "`accelerate launch --num_processes N [--config_file F] -m selfplay train --round K --out OUT`\n"
+              "trains with N processes (DDP; DeepSpeed ZeRO-2/3 through F), rank 0 writing (docs/scale.md).",
+              "accelerate launch --num_processes 2 -m selfplay train --round 0 --out runs/mine")
+    _common(tr)
+    tr.add_argument("--round", type=int, default=0, help="round index K (files in OUT/round_K)")
     ev = _sub(sub, "eval", "held-out evaluation of any model: pass@1 (greedy), maj@k, pass@k with 95%% CIs",
               "Settings (samples, token budget, temperature, seed, backend, sets) come from --config's [eval]\n"
               "section, or from the built-in defaults without one, so `--config OUT/config.json` with a\n"

@@ -22,6 +22,13 @@ class RunConfig:
     seed: int = 0
     rounds: int = 1
     out: str = "runs/default"
+    # where pose and solve + verify run (selfplay/executor.py, docs/scale.md): local = this
+    # process; ray = Ray actors, each with one backend and one verifier pool. None of these four
+    # changes the data (per-sample seeds), so a run may resume with other values.
+    executor: str = "local"
+    ray_address: str = ""  # ray: "" starts Ray in this process; "auto" or HOST:PORT joins a cluster
+    workers: int = 0  # ray: actors; 0 = one per GPU of the cluster, else cluster CPUs // worker_cpus
+    worker_cpus: int = 1  # ray: CPUs per actor (its torch threads and verifier processes)
 
 
 @dataclass
@@ -30,6 +37,21 @@ class ModelConfig:
     backend: str = "auto"  # auto (vllm when installed, else hf) | hf | vllm
     dtype: str = "float32"
     batch_size: int = 64  # rows per forward pass (hf backend)
+
+
+@dataclass
+class VLLMSection:
+    """The vLLM engine's settings (backend vllm, or auto when vllm is installed); 0 = vLLM's own
+    default. docs/vllm.md has the measurements behind the CPU defaults."""
+    # CPU: cores the model's OpenMP threads are bound to. "all": every core this process may use,
+    # none reserved; "vllm": vLLM's default (one core reserved for the scheduler); or a list such
+    # as "0-3" or "0,2". $VLLM_CPU_OMP_THREADS_BIND, when set, wins.
+    cpu_bind: str = "all"
+    kv_cache_gib: float = 0.0  # CPU: KV cache size in GiB; 0 = 3 GiB (or $VLLM_CPU_KVCACHE_SPACE)
+    max_num_seqs: int = 0  # sequences decoded together; 0 = vLLM's default (256)
+    max_num_batched_tokens: int = 0  # tokens per engine step; 0 = vLLM's default
+    gpu_memory_utilization: float = 0.0  # GPU: fraction of its memory for the engine; 0 = vLLM's (0.9)
+    tensor_parallel_size: int = 1  # GPUs one engine spans (model too big for one GPU)
 
 
 @dataclass
@@ -61,7 +83,9 @@ class SolveConfig:
     temperature: float = 0.8
     top_p: float = 0.95
     max_new_tokens: int = 192
-    batch_problems: int = 0  # problems per generation call; 0 = fill the backend (hf: batch_size rows, vllm: 256)
+    # hf: problems per generate call, 0 = fill one (batch_size rows); vllm (continuous generation):
+    # at most this many problems in the engine at once, 0 = every problem at once
+    batch_problems: int = 0
     # cot: reasoning in words, final answer in \\boxed{}; pot (program of thought): a Python program
     # that prints the answer, run in the sandbox; mixed: `samples` paths of each kind per problem,
     # paired only with paths of the same kind
@@ -111,6 +135,12 @@ class TrainSection:
     max_steps: int = -1
     use_lora: bool = False
     report_to: str = "none"  # none | tensorboard | trackio | wandb: TRL's experiment tracking
+    precision: str = "auto"  # auto (bf16 where the CPU/GPU has it, else fp32) | fp32 | bf16
+    # none: train in this process; accelerate: `accelerate launch --num_processes N
+    # [--config_file F]` runs the DPO step (DDP; DeepSpeed ZeRO-2/3 through F), docs/scale.md
+    launcher: str = "none"
+    num_processes: int = 1  # accelerate: processes (one per GPU); each takes batch_size pairs
+    accelerate_config: str = ""  # accelerate: an `accelerate config` YAML file ("" = none)
 
 
 @dataclass
@@ -158,6 +188,7 @@ class EvalSection:
 class Config:
     run: RunConfig = field(default_factory=RunConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    vllm: VLLMSection = field(default_factory=VLLMSection)
     seeds: SeedsConfig = field(default_factory=SeedsConfig)
     pose: PoseConfig = field(default_factory=PoseConfig)
     solve: SolveConfig = field(default_factory=SolveConfig)

@@ -22,6 +22,8 @@ BACKENDS = ("auto", "hf", "vllm", "scripted")
 DTYPES = ("float32", "bfloat16", "float16", "auto")  # auto: the checkpoint's own dtype
 SANDBOXES = ("bwrap", "unisolated-UNSAFE")
 SOLVE_MODES = ("cot", "pot", "mixed")
+EXECUTORS = ("local", "ray")  # run.executor (selfplay/executor.py)
+LAUNCHERS = ("none", "accelerate")  # train.launcher (selfplay/train_launch.py)
 REPORT_TO = ("none", "tensorboard", "trackio", "wandb")  # train.report_to, passed to TRL
 Check = tuple[str, bool, str]
 
@@ -54,6 +56,13 @@ def _hf_spec_error(spec: str) -> str:
     return ""
 
 
+def _core_list(text: str) -> bool:
+    """A CPU list as vLLM and taskset read it: "0-3", "0,2", "0-1,4"."""
+    import re
+
+    return re.fullmatch(r"\d+(-\d+)?(,\d+(-\d+)?)*", text) is not None
+
+
 def checks(c: Config) -> Iterator[Check]:
     """(field, ok, what it must be) in order. A generator, so a later rule may rely on an earlier
     one having passed (e.g. generator names are known before they are used)."""
@@ -62,10 +71,24 @@ def checks(c: Config) -> Iterator[Check]:
     yield "run.seed", r.seed >= 0, "must be >= 0 (numpy and torch take unsigned seeds)"
     yield "run.rounds", r.rounds >= 1, "must be >= 1"
     yield "run.out", bool(r.out.strip()), "must be a directory path"
+    yield "run.executor", r.executor in EXECUTORS, f"must be one of {', '.join(EXECUTORS)}"
+    yield "run.executor", r.executor != "ray" or _installed("ray"), \
+        "ray is not installed: pip install -e '.[ray]' (scripts/setup.sh installs it)"
+    yield "run.ray_address", r.executor == "ray" or not r.ray_address, "is only used with run.executor = \"ray\""
+    yield "run.workers", r.workers >= 0, "must be >= 0 (0 = one per GPU, else cluster CPUs // run.worker_cpus)"
+    yield "run.worker_cpus", r.worker_cpus >= 1, "must be >= 1"
     yield "model.name", bool(m.name.strip()), "must be 'default', a HF model id or a local directory"
     yield "model.backend", m.backend in BACKENDS, f"must be one of {', '.join(BACKENDS)}"
     yield "model.dtype", m.dtype in DTYPES, f"must be one of {', '.join(DTYPES)}"
     yield "model.batch_size", m.batch_size >= 1, "must be >= 1"
+    v = c.vllm
+    yield "vllm.cpu_bind", v.cpu_bind in ("all", "vllm") or _core_list(v.cpu_bind), \
+        "must be 'all', 'vllm' or a list of cores such as '0-3' or '0,2'"
+    yield "vllm.kv_cache_gib", v.kv_cache_gib >= 0, "must be >= 0 (0 = 3 GiB)"
+    yield "vllm.max_num_seqs", v.max_num_seqs >= 0, "must be >= 0 (0 = vLLM's default)"
+    yield "vllm.max_num_batched_tokens", v.max_num_batched_tokens >= 0, "must be >= 0 (0 = vLLM's default)"
+    yield "vllm.gpu_memory_utilization", 0 <= v.gpu_memory_utilization <= 1, "must be in [0, 1] (0 = vLLM's default)"
+    yield "vllm.tensor_parallel_size", v.tensor_parallel_size >= 1, "must be >= 1"
 
     yield "seeds.problems", s.problems >= 0, "must be >= 0"
     bad = [gen for gen in s.generators if gen not in GENERATORS]
@@ -123,7 +146,16 @@ def checks(c: Config) -> Iterator[Check]:
     yield "train.max_length", t.max_length >= 32, "must be >= 32 tokens (prompt + answer)"
     yield "train.nll_weight", t.nll_weight >= 0, "must be >= 0 (0 = plain DPO)"
     yield "train.max_steps", t.max_steps == -1 or t.max_steps >= 1, "must be -1 (full epochs) or >= 1"
+    yield "train.launcher", t.launcher in LAUNCHERS, f"must be one of {', '.join(LAUNCHERS)}"
+    yield "train.num_processes", t.num_processes >= 1, "must be >= 1"
+    yield "train.num_processes", t.launcher == "accelerate" or t.num_processes == 1, \
+        "> 1 needs train.launcher = \"accelerate\""
+    yield "train.accelerate_config", not t.accelerate_config or Path(t.accelerate_config).is_file(), \
+        f"{t.accelerate_config} not found"
+    yield "train.accelerate_config", t.launcher == "accelerate" or not t.accelerate_config, \
+        "is only used with train.launcher = \"accelerate\""
     yield "train.report_to", t.report_to in REPORT_TO, f"must be one of {', '.join(REPORT_TO)}"
+    yield "train.precision", t.precision in ("auto", "fp32", "bf16"), "must be one of auto, fp32, bf16"
     yield "train.report_to", t.report_to == "none" or _installed(t.report_to), \
         f"{t.report_to} is not installed: pip install {t.report_to}"
 

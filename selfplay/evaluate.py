@@ -17,6 +17,7 @@ from typing import Any, Iterator, Sequence
 
 from seeds.loaders import load_jsonl_problems
 from seeds.text import normalize_question
+from selfplay.backends import generate_many
 from selfplay.backends.base import Backend, SamplingParams
 from selfplay.contamination import check_contamination  # noqa: F401  (re-exported)
 from selfplay.metrics import majority_vote, summarize
@@ -87,11 +88,11 @@ def evaluate(backend: Backend, problems: Sequence[Problem], verifier: Any = None
     try:
         for batch in _batches(problems, batch_size):
             prompts = [solve_messages(p.question) for p in batch]
-            greedy = backend.generate(prompts, greedy_params, [[eval_seed(seed, p.id, GREEDY_INDEX)] for p in batch])
-            sampled: list[list[Any]] = [[] for _ in batch]
+            jobs = [(prompts, greedy_params, [[eval_seed(seed, p.id, GREEDY_INDEX)] for p in batch])]
             if samples > 1:
-                sampled = backend.generate(prompts, sample_params,
-                                           [[eval_seed(seed, p.id, j) for j in range(samples)] for p in batch])
+                jobs.append((prompts, sample_params, [[eval_seed(seed, p.id, j) for j in range(samples)] for p in batch]))
+            greedy, *rest = generate_many(backend, jobs)  # greedy and sampled paths in one submission
+            sampled: list[list[Any]] = rest[0] if rest else [[] for _ in batch]
             items = [(p.answer, g[0].text) for p, g in zip(batch, greedy)]
             items += [(p.answer, c.text) for p, cs in zip(batch, sampled) for c in cs]
             verdicts = iter(_verdicts(verifier, items))

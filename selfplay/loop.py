@@ -132,6 +132,36 @@ def make_context(cfg: Config, out: Path, round_idx: int,
                         heldout_questions=held, backend_factory=backend_factory)
 
 
+class Engines:
+    """One generation engine at a time, shared by consecutive stages on the same model: the start
+    evaluation and round 0, then each round's evaluation and the next round (whose model it is).
+    Asking for another model closes the engine first; close() before training frees its memory."""
+
+    def __init__(self, cfg: Config, factory: Callable[[str], Backend] | None = None) -> None:
+        self.cfg, self.factory = cfg, factory
+        self.model: str | None = None
+        self.backend: Backend | None = None
+
+    def get(self, model: str) -> Backend:
+        if self.backend is None or self.model != model:
+            self.close()
+            if self.factory is not None:
+                self.backend = self.factory(model)
+            else:
+                from selfplay.backends import get_backend
+                from selfplay.round import backend_kwargs
+
+                log(f"loading model {model} on backend {self.cfg.model.backend}")
+                self.backend = get_backend(self.cfg.model.backend, model, **backend_kwargs(self.cfg))
+            self.model = model
+        return self.backend
+
+    def close(self) -> None:
+        backend, self.backend, self.model = self.backend, None, None
+        if backend is not None:
+            backend.close()
+
+
 def evaluate_model(cfg: Config, model: str, sets: dict[str, list[Problem]], path: Path,
                    backend_factory: Callable[[str], Backend] | None = None) -> dict[str, Any]:
     """Evaluate one model on every held-out set; writes `path` atomically. An existing file is
@@ -142,11 +172,12 @@ def evaluate_model(cfg: Config, model: str, sets: dict[str, list[Problem]], path
     provenance.record(path, entry)
     from selfplay.backends import get_backend, problems_per_call
     from selfplay.evaluate import evaluate
+    from selfplay.round import backend_kwargs
     from verifiers import MathVerifier
 
     log(f"evaluating {model} on {', '.join(f'{k} ({len(v)})' for k, v in sets.items())}")
     backend = backend_factory(model) if backend_factory else get_backend(
-        cfg.model.backend, model, dtype=cfg.model.dtype, batch_size=cfg.model.batch_size, seed=cfg.run.seed)
+        cfg.model.backend, model, **backend_kwargs(cfg))
     result: dict[str, Any] = {"model": model, "sets": {}}
     try:
         with MathVerifier(workers=cfg.verify.workers or None, timeout=cfg.verify.timeout) as verifier:
@@ -157,7 +188,8 @@ def evaluate_model(cfg: Config, model: str, sets: dict[str, list[Problem]], path
                              max_new_tokens=cfg.eval.max_new_tokens, seed=cfg.run.seed)
                 result["sets"][name] = r
     finally:
-        backend.close()
+        if backend_factory is None:  # a factory's backends belong to its owner (e.g. Engines)
+            backend.close()
     faults.point("eval:done")  # evaluated, eval file not written yet
     io.write_json(path, result)
     return result
@@ -200,20 +232,21 @@ def train_round(cfg: Config, out: Path, round_idx: int, base_model: str) -> dict
     if provenance.check(stats_path, entry):
         return io.read_json(stats_path)
     provenance.record(stats_path, entry)
-    from selfplay.train import NoUsablePairs, TrainConfig, train_dpo
+    from selfplay import train_launch  # train.launcher: in this process or `accelerate launch`
+    from selfplay.train import NoUsablePairs, TrainConfig
 
     t = cfg.train
     pairs_path, mix = training_set(cfg, out, round_idx)
     tcfg = TrainConfig(beta=t.beta, learning_rate=t.learning_rate, epochs=t.epochs,
                        per_device_batch_size=t.batch_size, grad_accum=t.grad_accum, max_length=t.max_length,
                        nll_weight=t.nll_weight, max_steps=t.max_steps, use_lora=t.use_lora,
-                       seed=cfg.run.seed + round_idx, report_to=t.report_to,
+                       seed=cfg.run.seed + round_idx, report_to=t.report_to, precision=t.precision,
                        logging_dir=str(rdir / "tensorboard"))
     log(f"round {round_idx}: training on {mix.get('total', '?')} pairs ({pairs_path}) from {base_model}")
     t0 = time.perf_counter()
     partial = rdir / ".train_stats.partial.json"  # train_dpo's own copy; train_stats.json comes last
     try:
-        stats = train_dpo([pairs_path], base_model, model_dir, tcfg, stats_path=partial)
+        stats = train_launch.train(cfg, [pairs_path], base_model, model_dir, tcfg, stats_path=partial)
         stats["trained"] = True
     except NoUsablePairs as e:  # the next round starts from this round's starting model
         log(f"round {round_idx}: NOT TRAINED ({e}); round {round_idx + 1} starts from {base_model}")
@@ -241,23 +274,31 @@ def run_loop(cfg: Config, backend_factory: Callable[[str], Backend] | None = Non
 
 
 def _run_loop(cfg: Config, backend_factory: Callable[[str], Backend] | None, note: str | None) -> list[dict[str, Any]]:
-    from selfplay import runlog
-    from selfplay.status import round_complete
-
     out = prepare_out(cfg)
     if note:
         log(note)
     t_run = time.perf_counter()
+    engines = Engines(cfg, backend_factory)
+    try:
+        return _rounds(cfg, out, engines, t_run)
+    finally:
+        engines.close()
+
+
+def _rounds(cfg: Config, out: Path, engines: Engines, t_run: float) -> list[dict[str, Any]]:
+    from selfplay import runlog
+    from selfplay.status import round_complete
+
     sets = eval_sets(cfg) if cfg.eval.enabled else {}
     all_stats = []
     start_eval = None
     if sets:
-        start_eval = evaluate_model(cfg, round_model(cfg, out, 0), sets, out / "eval_base.json", backend_factory)
+        start_eval = evaluate_model(cfg, round_model(cfg, out, 0), sets, out / "eval_base.json", engines.get)
     for k in range(cfg.run.rounds):
         # a finished round is still walked through (each stage checks its output's provenance and
         # reuses it: cheap), but its summary is not replayed as if it were new
         finished = round_complete(out, k, cfg.to_dict())
-        ctx = make_context(cfg, out, k, backend_factory)
+        ctx = make_context(cfg, out, k, engines.get)
         log(f"round {k}: starting (model {ctx.model}; rollouts.jsonl has "
             f"{_lines(ctx.dir / 'rollouts.jsonl')} lines)")
         try:
@@ -265,10 +306,11 @@ def _run_loop(cfg: Config, backend_factory: Callable[[str], Backend] | None, not
         finally:
             ctx.close()
         if cfg.train.enabled:
+            engines.close()  # the engine's model is the one being trained: free its memory first
             stats["train"] = train_round(cfg, out, k, ctx.model)
         if sets and cfg.train.enabled:  # a round that was not trained evaluates its starting model again
             stats["eval"] = evaluate_model(cfg, round_model(cfg, out, k + 1), sets,
-                                           out / f"round_{k}" / "eval.json", backend_factory)
+                                           out / f"round_{k}" / "eval.json", engines.get)
         if sets:
             from selfplay.evaluate import check_contamination
 

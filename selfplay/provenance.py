@@ -19,7 +19,12 @@ from selfplay import __version__, io
 
 PROVENANCE = "provenance.json"
 # settings that may change between a run and its resume: no output depends on them
-MUTABLE_ON_RESUME = frozenset({"run.rounds", "run.out", "train.report_to"})
+MUTABLE_ON_RESUME = frozenset({"run.rounds", "run.out", "train.report_to", "run.executor", "run.ray_address",
+                               "run.workers", "run.worker_cpus",
+                               # the engine's speed settings: where and how fast, not what, it samples
+                               "vllm.cpu_bind", "vllm.kv_cache_gib", "vllm.max_num_seqs",
+                               "vllm.max_num_batched_tokens", "vllm.gpu_memory_utilization",
+                               "vllm.tensor_parallel_size"})
 
 
 class StaleOutput(ValueError):

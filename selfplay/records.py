@@ -80,9 +80,15 @@ class Rollout:
     verify_seconds: float | None = None
     logprob_mean: float | None = None
     mode: str = "cot"
+    # why this path has no completion: the text of the error its problem raised on a Ray worker
+    # (label "unknown", reason "error": never paired); absent from the JSON when None
+    error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if d["error"] is None:
+            del d["error"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Rollout":
@@ -99,6 +105,7 @@ class Rollout:
             verify_seconds=d.get("verify_seconds"),
             logprob_mean=d.get("logprob_mean"),
             mode=str(d.get("mode", "cot")),
+            error=d.get("error"),
         )
 
 

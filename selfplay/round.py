@@ -15,13 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from selfplay import faults, io, provenance
+from selfplay import executor, faults, io, provenance
 from selfplay.backends import get_backend
 from selfplay.backends.base import Backend, SamplingParams
 from selfplay.config import Config
 from selfplay.contamination import HeldoutGate, HeldoutMatcher
 from selfplay.curate import curate_pairs, dedup_posed, round_diversity
-from selfplay.pose import pose_problems
 from selfplay.prompts import SOLVE_STOP, solve_modes
 from selfplay.records import Pair, Problem, Rollout
 from selfplay.rng import derive_seed
@@ -38,6 +37,20 @@ def bar(total: int, desc: str, unit: str) -> Any:
     from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
+
+
+def backend_kwargs(cfg: Config) -> dict[str, Any]:
+    """get_backend's settings from the config ([model]; the vllm engine's own under [vllm])."""
+    m, v = cfg.model, cfg.vllm
+    kw: dict[str, Any] = dict(dtype=m.dtype, batch_size=m.batch_size, seed=cfg.run.seed)
+    engine = {"cpu_bind": v.cpu_bind, "tensor_parallel_size": v.tensor_parallel_size}
+    for name in ("max_num_seqs", "max_num_batched_tokens", "gpu_memory_utilization"):
+        if getattr(v, name):  # 0: leave vLLM's default
+            engine[name] = getattr(v, name)
+    if v.kv_cache_gib:
+        engine["kv_cache_memory_bytes"] = int(v.kv_cache_gib * (1 << 30))
+    kw["engine"] = engine  # read by the vllm backend only
+    return kw
 
 
 @dataclass
@@ -63,10 +76,8 @@ class RoundContext:
             if self.backend_factory is not None:
                 self._backend = self.backend_factory(self.model)
             else:
-                m = self.cfg.model
-                log(f"loading model {self.model} on backend {m.backend}")
-                self._backend = get_backend(m.backend, self.model, dtype=m.dtype, batch_size=m.batch_size,
-                                            seed=self.cfg.run.seed)
+                log(f"loading model {self.model} on backend {self.cfg.model.backend}")
+                self._backend = get_backend(self.cfg.model.backend, self.model, **backend_kwargs(self.cfg))
         return self._backend
 
     def verifier(self) -> Any:
@@ -85,7 +96,10 @@ class RoundContext:
         return self._sandbox
 
     def close(self) -> None:
-        for part in (self._backend, self._verifier, self._sandbox):
+        # a backend from backend_factory belongs to the factory's owner (the loop's Engines share
+        # one engine between a round and the evaluation on the same model)
+        own_backend = self._backend if self.backend_factory is None else None
+        for part in (own_backend, self._verifier, self._sandbox):
             if part is not None:
                 part.close()
         self._backend = self._verifier = self._sandbox = None
@@ -148,9 +162,8 @@ def stage_problems(ctx: RoundContext) -> list[Problem]:
         params = SamplingParams(n=1, temperature=cfg.pose.temperature, top_p=cfg.pose.top_p,
                                 max_new_tokens=cfg.pose.max_new_tokens)
         pbar = bar(cfg.pose.attempts, f"round {ctx.round_idx} pose", "problem")
-        backend = ctx.backend()
-        posed, pose_stats = pose_problems(
-            backend, ctx.sandbox(), seeds, attempts=cfg.pose.attempts, shots=cfg.pose.shots, params=params,
+        posed, pose_stats = executor.pose(
+            ctx, seeds, attempts=cfg.pose.attempts, shots=cfg.pose.shots, params=params,
             seed=cfg.run.seed, round_idx=ctx.round_idx,
             existing=[p.question for p in seeds], model=ctx.model, progress=pbar,
             require_program=cfg.pose.require_program)
@@ -219,8 +232,6 @@ def missing_rollouts(problems: Sequence[Problem], rollouts: dict[str, list[Rollo
 
 
 def stage_solve(ctx: RoundContext, problems: Sequence[Problem]) -> tuple[dict[str, list[Rollout]], dict[str, Any]]:
-    from selfplay.solve import solve_and_verify
-
     cfg = ctx.cfg
     path = ctx.dir / "rollouts.jsonl"
     entry = solve_entry(ctx)
@@ -241,10 +252,9 @@ def stage_solve(ctx: RoundContext, problems: Sequence[Problem]) -> tuple[dict[st
     pbar = bar(len(todo) * per_problem, f"round {ctx.round_idx} solve+verify", "sample")
     t0, tokens = time.perf_counter(), 0
     labelling: dict[str, Any] = {}
-    for rollouts in solve_and_verify(ctx.backend(), todo, params, ctx.verifier(), seed=cfg.run.seed,
-                                     round_idx=ctx.round_idx, batch_problems=cfg.solve.batch_problems, progress=pbar,
-                                     modes=modes, sandbox=ctx.sandbox() if "pot" in modes else None,
-                                     timing=labelling):
+    for rollouts in executor.solve(ctx, todo, params, seed=cfg.run.seed, round_idx=ctx.round_idx,
+                                   batch_problems=cfg.solve.batch_problems, progress=pbar, modes=modes,
+                                   timing=labelling):
         io.append_jsonl(path, rollouts)
         faults.point("solve:batch")  # a whole batch of problems appended
         for r in rollouts:

@@ -15,6 +15,7 @@ import gc
 import logging
 import math
 import os
+import random
 import resource
 import shutil
 import time
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 # The prompt's share of max_length when max_prompt_length is not set: the rest (a quarter) is
 # room for the answer. 0.75 keeps the old fixed pair 384 / 512 at the default max_length.
 PROMPT_SHARE = 0.75
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass
@@ -74,6 +76,11 @@ class TrainConfig:
     threads: int | None = None  # torch intra-op threads while training; None leaves torch's setting
     report_to: str = "none"  # TRL/transformers experiment tracking: none | tensorboard | trackio | wandb
     logging_dir: str | None = None  # tensorboard event files; None: <out_dir's parent>/tensorboard
+    # auto: bf16 autocast where the hardware does bf16 matmuls natively (CUDA with bf16, a CPU with
+    # AVX-512 BF16 or AMX), else fp32. bf16 keeps fp32 master weights and optimizer state.
+    precision: str = "auto"
+    group_by_length: bool = True  # sort each optimizer step's pairs by length: less padding, same gradient
+    completion_only_head: bool = True  # LM head + log-softmax on completion tokens only (not prompt, padding)
 
     def validate(self) -> "TrainConfig":
         def bad(name: str, why: str) -> ValueError:
@@ -111,6 +118,8 @@ class TrainConfig:
             raise bad("threads", "must be None or an integer >= 1")
         if not self.max_grad_norm > 0:
             raise bad("max_grad_norm", "must be > 0")
+        if self.precision not in PRECISIONS:
+            raise bad("precision", f"must be one of {', '.join(PRECISIONS)}")
         return self
 
     def prompt_limit(self) -> int | None:
@@ -179,6 +188,30 @@ def filter_pairs(pairs: Sequence[Pair], tokenizer, cfg: TrainConfig) -> tuple[li
     return kept, counts
 
 
+def pair_tokens(p: Pair, tokenizer) -> int:
+    """Tokens of the longer side (prompt + chosen or prompt + rejected), chat template applied:
+    the length a pair pads its micro-batch to."""
+    return max(len(tokenizer.apply_chat_template(p.prompt + side, tokenize=True, return_dict=True)["input_ids"])
+               for side in (p.chosen, p.rejected))
+
+
+def _Trainer(total_steps: int, warmup_steps: int, kind: str):
+    """DPOTrainer whose lr schedule is lr_factor (no optimizer step at lr 0)."""
+    from functools import partial
+
+    from torch.optim.lr_scheduler import LambdaLR
+    from trl import DPOTrainer
+
+    class Trainer(DPOTrainer):
+        def create_scheduler(self, num_training_steps, optimizer=None):
+            if self.lr_scheduler is None:
+                self.lr_scheduler = LambdaLR(optimizer if optimizer is not None else self.optimizer,
+                                             partial(lr_factor, warmup=warmup_steps, total=total_steps, kind=kind))
+            return self.lr_scheduler
+
+    return Trainer
+
+
 def _replace_dir(tmp: Path, target: Path) -> None:
     """Move a finished directory into place; the old target (if any) is removed only afterwards."""
     old = target.with_name(target.name + ".old")
@@ -200,6 +233,15 @@ def _progress_callback():
     from transformers import TrainerCallback
 
     class _LogProgress(TrainerCallback):
+        """One log line per step; `step_seconds` keeps each optimizer step's wall time."""
+
+        def __init__(self):
+            self.step_seconds: list[float] = []
+            self._t = 0.0
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            self._t = time.perf_counter()
+
         def on_log(self, args, state, control, logs=None, **kwargs):
             if not logs or "loss" not in logs:
                 return
@@ -210,9 +252,150 @@ def _progress_callback():
         def on_step_end(self, args, state, control, **kwargs):
             from selfplay import faults
 
+            self.step_seconds.append(time.perf_counter() - self._t)
+
             faults.point("train:step")  # crash tests: a kill inside DPO training
 
     return _LogProgress()
+
+
+def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """True when the CPU multiplies bf16 natively: AVX-512 BF16 or AMX-BF16 in the kernel's flags.
+
+    torch.backends.cpu.get_cpu_capability() says only "AVX512" on such CPUs (it does not tell
+    AVX-512 BF16 apart), so the flags are read. No /proc/cpuinfo (not Linux): False, i.e. fp32.
+    """
+    if not cpuinfo.is_file():
+        return False
+    for line in cpuinfo.read_text().splitlines():
+        if line.startswith("flags"):
+            return bool({"avx512_bf16", "amx_bf16"} & set(line.partition(":")[2].split()))
+    return False
+
+
+def resolve_precision(requested: str, cuda: bool) -> str:
+    """"fp32" or "bf16" for TrainConfig.precision: auto picks bf16 where the hardware has it."""
+    if requested not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {requested!r}")
+    if requested != "auto":
+        return requested
+    if cuda:
+        import torch
+
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if cpu_has_bf16() else "fp32"
+
+
+def lr_factor(step: int, warmup: int, total: int, kind: str) -> float:
+    """The learning-rate multiplier of optimizer step `step` (0-based): every step's is > 0.
+
+    transformers' schedules start warmup at 0, so the first step trains nothing (with warmup 1 of
+    12 steps, a whole step wasted). Here warmup runs (step + 1) / (warmup + 1): 1 warmup step is
+    lr/2, then the decay (linear or cosine over the steps after warmup) ends one step before 0.
+    """
+    if kind == "constant":
+        return 1.0
+    if step < warmup:
+        return (step + 1) / (warmup + 1)
+    if kind == "constant_with_warmup":
+        return 1.0
+    progress = (step - warmup) / max(1, total - warmup)
+    if kind == "linear":
+        return 1.0 - progress
+    if kind == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    raise ValueError(f"unknown lr_scheduler {kind!r}")
+
+
+def pair_order(lengths: Sequence[int], step_pairs: int, n_pairs: int, seed: int, group: bool) -> list[int]:
+    """Indices into the pairs, in training order: seeded shuffles (one per epoch) cut to `n_pairs`.
+
+    group: within each optimizer step (consecutive `step_pairs`), longest first, so each
+    micro-batch pads to a similar length. The step's set of pairs, and so its gradient, is the
+    same as without grouping; only the padding changes.
+    """
+    rng = random.Random(seed)
+    order: list[int] = []
+    while len(order) < n_pairs:
+        epoch = list(range(len(lengths)))
+        rng.shuffle(epoch)
+        order += epoch
+    order = order[:n_pairs]
+    if group:
+        order = [i for k in range(0, len(order), step_pairs)
+                 for i in sorted(order[k:k + step_pairs], key=lambda i: -lengths[i])]
+    return order
+
+
+def _completion_only_head(model, precision: str) -> bool:
+    """Replace TRL's fused LM head on `model` with one that scores only completion tokens.
+
+    TRL 1.16 (add_fused_lm_head) projects every position, prompt and padding included, through the
+    LM head when the device has no Triton (CPU); prompts are ~70% of the default job's tokens and
+    the head (49152 x 576) is ~20% of SmolLM2-135M's forward FLOPs. Here the backbone runs as
+    before and only positions with a label (the completion) go through the head and an fp32
+    log-softmax. Returns False (TRL's head is kept) for models whose logits are scaled or
+    soft-capped, which this plain head does not reproduce.
+    """
+    import types
+
+    import torch
+    from trl.trainer.utils import FusedCausalLMOutput
+
+    text_config = model.config.get_text_config()
+    for name in ("final_logit_softcapping", "logit_scale", "output_multiplier", "lm_head_multiplier",
+                 "logits_scaling"):
+        if getattr(text_config, name, None) is not None:
+            return False
+    previous = model.forward  # TRL's patched forward: the plain forward when fused_lm_head is False
+    bf16 = precision == "bf16"
+
+    def forward(self, *args, fused_lm_head=False, labels=None, shift_labels=None, num_items_in_batch=None,
+                **kwargs):
+        if not fused_lm_head:
+            return previous(*args, labels=labels, shift_labels=shift_labels, num_items_in_batch=num_items_in_batch,
+                            **kwargs)
+        kwargs["use_cache"] = False
+        device = self.get_output_embeddings().weight.device
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            hidden = self.base_model(*args, **kwargs).last_hidden_state
+            if shift_labels is None:
+                hidden, shift_labels = hidden[:, :-1], labels[:, 1:]
+            mask = shift_labels != -100
+            target = shift_labels[mask]
+            logits = self.get_output_embeddings()(hidden[mask])  # [completion tokens, vocab]
+        logp_all = logits.float().log_softmax(-1)
+        logp = logp_all.gather(-1, target.unsqueeze(-1)).squeeze(-1)
+        with torch.no_grad():
+            entropy = -(logp_all.exp() * logp_all).sum(-1)
+            mean_logits = logits.float().mean(-1)
+            is_top1 = logits.argmax(-1) == target
+
+        def full(x):  # back to [batch, seq - 1], zeros where there is no label (as TRL's head returns)
+            return x.new_zeros(mask.shape).masked_scatter(mask, x)
+
+        log_probs = full(logp)
+        loss = -log_probs.sum() / (mask.sum().clamp(min=1) if num_items_in_batch is None else num_items_in_batch)
+        return FusedCausalLMOutput(loss=loss, log_probs=log_probs, entropy=full(entropy), log_sum_sq_probs=None,
+                                   mean_logits=full(mean_logits), is_top1=full(is_top1), label_mask=mask,
+                                   aux_loss=None)
+
+    model.forward = types.MethodType(forward, model)
+    return True
+
+
+def _main_process() -> bool:
+    """False on every rank but 0 of a distributed launch (`accelerate launch`, torchrun): only
+    rank 0 writes the model and the stats (selfplay/train_launch.py)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _full_state_dict(trainer: Any) -> dict[str, Any] | None:
+    """The whole model's weights for saving under DeepSpeed ZeRO-3 (gathered from every rank, so
+    every rank must call this); None otherwise (save_pretrained reads the model itself)."""
+    if not getattr(trainer, "is_deepspeed_enabled", False):
+        return None
+    return trainer.accelerator.get_state_dict(trainer.deepspeed)
 
 
 def _mean(xs: list[float]) -> float | None:
@@ -247,7 +430,7 @@ def train_dpo(pair_files: Sequence[Path], base_model: str, out_dir: Path, cfg: T
     import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, GenerationConfig
-    from trl import DPOConfig, DPOTrainer
+    from trl import DPOConfig
 
     from selfplay.models import load_tokenizer, resolve_model
 
@@ -258,10 +441,18 @@ def train_dpo(pair_files: Sequence[Path], base_model: str, out_dir: Path, cfg: T
     if not kept:
         raise NoUsablePairs(f"no usable DPO pairs in {[str(f) for f in pair_files]}: {counts}")
 
-    dataset = Dataset.from_list([{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected}
-                                 for p in kept])
     cuda = torch.cuda.is_available()
-    bf16 = cuda and torch.cuda.is_bf16_supported()
+    precision = resolve_precision(cfg.precision, cuda)
+    # The order is ours (seeded, then fed in sequence): pairs of one optimizer step can be sorted
+    # by length without changing which pairs make up each step.
+    step_pairs = cfg.per_device_batch_size * cfg.grad_accum
+    per_epoch = math.ceil(math.ceil(len(kept) / cfg.per_device_batch_size) / cfg.grad_accum)
+    total_steps = cfg.max_steps if cfg.max_steps > 0 else math.ceil(cfg.epochs * per_epoch)
+    n_slots = cfg.max_steps * step_pairs if cfg.max_steps > 0 else math.ceil(cfg.epochs * len(kept))
+    lengths = [pair_tokens(p, tokenizer) for p in kept]
+    order = pair_order(lengths, step_pairs, n_slots, cfg.seed, cfg.group_by_length)
+    dataset = Dataset.from_list([{"prompt": kept[i].prompt, "chosen": kept[i].chosen,
+                                  "rejected": kept[i].rejected} for i in order])
     model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
     ref_path = resolve_model(ref_model) if ref_model else base_path
     peft_config = None
@@ -282,10 +473,7 @@ def train_dpo(pair_files: Sequence[Path], base_model: str, out_dir: Path, cfg: T
     shutil.rmtree(work, ignore_errors=True)
     shutil.rmtree(tmp, ignore_errors=True)
     nll = cfg.nll_weight > 0
-    # Warmup in whole steps, rounded down: the first warmup step runs at lr 0, so a 2-step round
-    # with a ratio (transformers rounds it up) would waste half its training.
-    per_epoch = math.ceil(math.ceil(len(kept) / cfg.per_device_batch_size) / cfg.grad_accum)
-    total_steps = cfg.max_steps if cfg.max_steps > 0 else math.ceil(cfg.epochs * per_epoch)
+    # Warmup in whole steps, rounded down (tiny runs get none); lr_factor starts warmup above 0.
     warmup_steps = int(cfg.warmup_ratio * total_steps)
     args = DPOConfig(
         output_dir=str(work),
@@ -294,8 +482,8 @@ def train_dpo(pair_files: Sequence[Path], base_model: str, out_dir: Path, cfg: T
         loss_weights=[1.0, cfg.nll_weight] if nll else None,
         max_length=cfg.max_length,
         learning_rate=cfg.learning_rate,
-        num_train_epochs=cfg.epochs,
-        max_steps=cfg.max_steps,
+        max_steps=total_steps,  # the dataset is already `epochs` long, in training order
+        train_sampling_strategy="sequential",
         per_device_train_batch_size=cfg.per_device_batch_size,
         gradient_accumulation_steps=cfg.grad_accum,
         warmup_steps=warmup_steps,
@@ -303,7 +491,7 @@ def train_dpo(pair_files: Sequence[Path], base_model: str, out_dir: Path, cfg: T
         weight_decay=cfg.weight_decay,
         max_grad_norm=cfg.max_grad_norm,
         **_checkpointing_kwarg(DPOConfig, cfg.gradient_checkpointing),
-        bf16=bf16, fp16=False,  # DPOConfig defaults bf16=True; on CPU that is slow autocast
+        bf16=precision == "bf16", fp16=False,  # autocast; weights and AdamW state stay fp32
         use_cpu=not cuda,
         seed=cfg.seed, data_seed=cfg.seed,
         logging_steps=cfg.logging_steps,
@@ -311,9 +499,15 @@ def train_dpo(pair_files: Sequence[Path], base_model: str, out_dir: Path, cfg: T
         report_to=cfg.report_to,
         dataloader_num_workers=0,
     )
-    trainer = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=dataset,
-                         processing_class=tokenizer, peft_config=peft_config,
-                         callbacks=[_progress_callback()])
+    progress = _progress_callback()
+    trainer = _Trainer(total_steps, warmup_steps, cfg.lr_scheduler)(
+        model=model, ref_model=ref, args=args, train_dataset=dataset, processing_class=tokenizer,
+        peft_config=peft_config, callbacks=[progress])
+    head = "trl"
+    if cfg.completion_only_head:
+        policy = trainer.model.get_base_model() if cfg.use_lora else trainer.model
+        patched = [_completion_only_head(m, precision) for m in (policy, trainer.ref_model) if m is not None]
+        head = "completion" if all(patched) else "trl"
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     for printer in (ProgressCallback, PrinterCallback):  # they print raw log dicts; ours logs each step
@@ -349,12 +543,15 @@ def train_dpo(pair_files: Sequence[Path], base_model: str, out_dir: Path, cfg: T
         trained.generation_config = gen
         trained.config.eos_token_id = tokenizer.eos_token_id
         trained.config.pad_token_id = tokenizer.pad_token_id
-        trained.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)  # keeps chat_template.jinja
-        _replace_dir(tmp, out_dir)
+        full_state = _full_state_dict(trainer)  # every rank takes part (DeepSpeed ZeRO-3 gathers)
+        if _main_process():
+            trained.save_pretrained(tmp, state_dict=full_state)
+            tokenizer.save_pretrained(tmp)  # keeps chat_template.jinja
+            _replace_dir(tmp, out_dir)
     finally:  # a failed run leaves no half-written model or checkpoints behind
-        shutil.rmtree(work, ignore_errors=True)
-        shutil.rmtree(tmp, ignore_errors=True)
+        if _main_process():
+            shutil.rmtree(work, ignore_errors=True)
+            shutil.rmtree(tmp, ignore_errors=True)
         torch.set_num_threads(prev_threads)
 
     history = [h for h in trainer.state.log_history if "loss" in h]
@@ -380,10 +577,14 @@ def train_dpo(pair_files: Sequence[Path], base_model: str, out_dir: Path, cfg: T
         "seconds_per_step": train_seconds / steps if steps else None,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # KiB on Linux
         "device": "cuda" if cuda else "cpu", "threads": cfg.threads or prev_threads,
+        "precision": precision, "lm_head": head, "group_by_length": cfg.group_by_length,
+        "step_seconds": progress.step_seconds,
+        "tokens": history[-1].get("num_tokens") if history else None,  # TRL: real tokens seen
         "base_model": base_path, "ref_model": ref_path, "out_dir": str(out_dir),
         "pair_files": [str(f) for f in pair_files],
         "config": asdict(cfg),
         "history": history,
     }
-    _write_json(stats_path, stats)
+    if _main_process():
+        _write_json(stats_path, stats)
     return stats

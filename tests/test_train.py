@@ -28,7 +28,7 @@ def _write(path: Path, pairs) -> Path:
                                          ("max_prompt_length", 600), ("nll_weight", -0.1), ("max_steps", 0),
                                          ("lora_r", 0),
                                          ("lr_scheduler", "step"), ("warmup_ratio", 1.0),
-                                         ("threads", 0)])
+                                         ("threads", 0), ("precision", "fp16")])
 def test_config_validate_names_field(field, value):
     TrainConfig().validate()
     with pytest.raises(ValueError, match=rf"TrainConfig\.{field}\b"):

@@ -83,6 +83,67 @@ def test_empty_batch(backend):
     assert backend.generate([], SamplingParams(n=2), []) == []
 
 
+@pytest.mark.vllm
+def test_stream_yields_each_prompt_once_as_generate_does(backend):
+    p = SamplingParams(n=3, temperature=0.8, top_p=0.95, max_new_tokens=24)
+    prompts, seeds = [Q1, Q2, Q1], [[1, 2, 3], [4, 5, 6], [7, 8, 9]]
+    want = backend.generate(prompts, p, seeds)
+    for window in (0, 1):  # all at once; one prompt in the engine at a time
+        got = dict(backend.generate_stream([(prompts, p, seeds)], window=window))
+        assert sorted(got) == [(0, 0), (0, 1), (0, 2)]
+        assert [[c.seed for c in got[(0, i)]] for i in range(3)] == seeds
+        assert all(len(got[(0, i)]) == 3 for i in range(3))
+        # each prompt's own seeds: its paths start as generate's do (bf16 may drift further on,
+        # with other batch shapes or a warm prefix cache: test_same_seed_same_text_different_seeds_differ)
+        assert [[c.text[:12] for c in got[(0, i)]] for i in range(3)] == [[c.text[:12] for c in w] for w in want]
+    assert not backend.llm.llm_engine.has_unfinished_requests()
+
+
+@pytest.mark.vllm
+def test_stream_closed_early_leaves_nothing_in_the_engine(backend):
+    p = SamplingParams(n=4, temperature=0.8, max_new_tokens=64)
+    stream = backend.generate_stream([([Q1, Q2, Q1, Q2], p, [[1, 2, 3, 4]] * 4)])
+    next(stream)
+    stream.close()
+    assert not backend.llm.llm_engine.has_unfinished_requests()
+    assert [len(r) for r in backend.generate([Q2], p, [[1, 2, 3, 4]])] == [4]  # the engine still works
+
+
+@pytest.mark.vllm
+def test_generate_many_greedy_and_sampled_in_one_submission(backend):
+    greedy = SamplingParams(n=1, temperature=0.0, max_new_tokens=8)
+    sampled = SamplingParams(n=2, temperature=0.8, max_new_tokens=8)
+    g, s = backend.generate_many([([Q1, Q2], greedy, [[0], [0]]), ([Q1, Q2], sampled, [[1, 2], [3, 4]])])
+    assert [len(r) for r in g] == [1, 1] and [len(r) for r in s] == [2, 2]
+    assert g[0][0].text == backend.generate([Q1], greedy, [[0]])[0][0].text
+
+
+@pytest.mark.vllm
+def test_engine_threads_bound_to_every_core(backend):
+    import os
+
+    from selfplay.backends.vllm_backend import cpu_list
+
+    if backend.device != "cpu":
+        pytest.skip("CPU binding")
+    assert backend.cpu_bind == os.environ["VLLM_CPU_OMP_THREADS_BIND"] == cpu_list(os.sched_getaffinity(0))
+    assert os.environ["VLLM_CPU_NUM_OF_RESERVED_CPU"] == "0"
+
+
+def test_cpu_list_and_binding_choice(monkeypatch):
+    from selfplay.backends.vllm_backend import bind_cpu_threads, cpu_list
+
+    assert cpu_list([5, 0, 1, 2]) == "0-2,5" and cpu_list([3]) == "3"
+    for var in ("VLLM_CPU_OMP_THREADS_BIND", "VLLM_CPU_NUM_OF_RESERVED_CPU", "SELFPLAY_SET_CPU_BIND"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    assert bind_cpu_threads("all") == "0-3"
+    assert bind_cpu_threads("0,2") == "0,2"  # ours: a later engine may change it
+    assert bind_cpu_threads("vllm") == "auto" and "VLLM_CPU_OMP_THREADS_BIND" not in __import__("os").environ
+    monkeypatch.setenv("VLLM_CPU_OMP_THREADS_BIND", "1")  # the user's own setting wins
+    assert bind_cpu_threads("all") == "1"
+
+
 def test_missing_install_names_the_command(monkeypatch):
     from selfplay.backends import vllm_backend
 

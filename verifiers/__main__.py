@@ -47,6 +47,7 @@ sandbox failed; the worst of 0 < 1 < 3 wins); 2 usage or I/O error, sandbox unav
 an unknown library (nothing is run)."""
 
 _EXIT = {"correct": 0, "incorrect": 1, "unknown": 3}
+_WINDOW = 8192  # lines held in memory at most while a verdict is pending
 
 
 def _dumps(obj: dict[str, Any]) -> bytes:
@@ -117,7 +118,11 @@ def cmd_math(args: argparse.Namespace) -> int:
                 tqdm(total=total, unit="line", file=sys.stderr, disable=args.quiet,
                      dynamic_ncols=True) as bar:
             window: deque[tuple[dict, Future | Verdict]] = deque()
-            limit = max(64, 16 * mv.workers)
+            # Lines wait here, in input order, until their verdict is known. The bound is
+            # generous on purpose: while the first sympy case waits for the workers to start
+            # (about a second: they import sympy), the lines after it are read and answered
+            # by the fast path in this process instead of waiting behind it.
+            limit = max(_WINDOW, 16 * mv.workers)
 
             def flush(block: bool) -> None:
                 while window and (block or len(window) >= limit

