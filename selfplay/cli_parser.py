@@ -135,9 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr = _sub(sub, "train", "stage 5: DPO + NLL training of round K -> OUT/round_K/model",
               "Trains round K's model on its training set (OUT/round_K/train_pairs.jsonl, made from the pairs of\n"
               "rounds 0..K as the collapse guard says) and writes train_stats.json. Runs under a launcher too:\n"
-              "`accelerate launch --num_processes N [--config_file F] -m selfplay train --round K --out OUT`\n"
-              "trains with N processes (DDP; DeepSpeed ZeRO-2/3 through F), rank 0 writing (docs/scale.md).",
-              "accelerate launch --num_processes 2 -m selfplay train --round 0 --out runs/mine")
+              "`accelerate launch --multi_gpu --num_processes N -m selfplay train --round K --out OUT` trains\n"
+              "with N processes (DDP; gloo on CPU), `--config_file F` with DeepSpeed ZeRO-2/3; rank 0 writes\n"
+              "(docs/scale.md). train.launcher = \"accelerate\" makes the stage launch itself that way.",
+              "selfplay train --round 0 --out runs/mine")
     _common(tr)
     tr.add_argument("--round", type=int, default=0, help="round index K (files in OUT/round_K)")
     ev = _sub(sub, "eval", "held-out evaluation of any model: pass@1 (greedy), maj@k, pass@k with 95%% CIs",

@@ -141,10 +141,13 @@ def label_paths(verifier: Any, sandbox: Any, items: Sequence[tuple[str, str, str
 
 def relabel(verifier: Any, items: Sequence[tuple[str, Rollout]]) -> list[Rollout]:
     """The rollouts judged against (new) golds, in order. A pot path's program is not run again:
-    the answer it printed is judged; one that gave no answer keeps its failure label."""
+    the answer it printed is judged; one that gave no answer keeps its failure label, and a path
+    whose problem raised an error (no completion: `error`) stays unknown/error."""
     futs: list[Future | None] = []
     for gold, r in items:
-        if r.mode == "pot":
+        if r.error is not None:
+            futs.append(None)
+        elif r.mode == "pot":
             futs.append(None if r.reason in PROGRAM_FAILURES or r.extracted is None
                         else verifier.submit(gold, r.extracted, extract=False))
         else:

@@ -103,7 +103,8 @@ def train(cfg: Any, pair_files: Sequence[Path], base_model: str, out_dir: Path, 
         result.unlink()
         raise NoUsablePairs(reason)
     if rc != 0 or not stats_path.exists():
-        raise RuntimeError(f"train: `accelerate launch` failed (exit status {rc}; its output is above): {' '.join(cmd)}")
+        raise RuntimeError(f"train: `accelerate launch` failed (exit status {rc}; its output is above): "
+                           f"{' '.join(cmd)}")
     return {**io.read_json(stats_path), "processes": cfg.train.num_processes}
 
 

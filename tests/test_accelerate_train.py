@@ -78,8 +78,8 @@ def test_train_stage_under_accelerate_launch_with_two_cpu_processes(tmp_path):
     cfg, out = _pairs_round(tmp_path)
     # accelerate's --cpu runs one process; its torchrun launcher (--multi_gpu) starts both ranks,
     # which find no CUDA and join over gloo (docs/scale.md)
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no",
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
            "-m", "selfplay", "train", "--round", "0", "--config", str(cfg)]
     r = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=1200)
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]

@@ -66,7 +66,7 @@ def test_eval_needs_data_or_heldout():
     assert r.returncode == 2 and "--data FILE.jsonl and/or --heldout N" in r.stderr
 
 
-COMMANDS = ("run", "problems", "solve", "pair", "stats", "eval", "audit", "report", "status", "export", "verify")
+COMMANDS = ("run", "problems", "solve", "pair", "stats", "eval", "audit", "report", "status", "export", "verify", "train")
 
 
 def test_every_subcommand_teaches_description_defaults_and_an_example():

@@ -256,3 +256,23 @@ def test_shard_size_is_the_local_batch():
     assert batch_size({"rows_per_call": 64}, 0, 8, 1) == 8  # hf: batch_size rows / samples
     assert batch_size({"rows_per_call": 64}, 0, 8, 2) == 4  # mixed: two kinds of path per problem
     assert batch_size({"rows_per_call": 64}, 3, 8, 1) == 3  # solve.batch_problems wins
+
+
+@pytest.mark.gpu
+@pytest.mark.vllm
+def test_one_vllm_engine_per_gpu(tmp_path):
+    """Data parallel generation: one Ray worker (one vLLM engine) per GPU of the machine."""
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    pytest.importorskip("vllm")
+    gpus = torch.cuda.device_count()
+    cfg, out = _cfg(tmp_path, "gpu", HF.replace('backend = "hf"', 'backend = "vllm"'))
+    r = _run(cfg, "--executor", "ray")  # a private Ray instance sees every GPU
+    import re
+
+    started = [int(n) for n in re.findall(r"starting (\d+) worker\(s\) \(1 CPU, 1 GPU each\)", r.stderr)]
+    assert started and all(1 <= n <= gpus for n in started), r.stderr[-3000:]
+    rows = _lines(out / "round_0" / "rollouts.jsonl")
+    n_problems = len((out / "round_0" / "problems.jsonl").read_bytes().splitlines())
+    assert len(rows) == 4 * n_problems

@@ -92,3 +92,19 @@ samples = 1
 
     run_loop(load_config(f), backend_factory=factory)
     assert len(built) == 1
+
+
+def test_relabel_keeps_a_path_whose_problem_raised():
+    """A row recorded with its error (Ray executor, selfplay/ray_executor.py) has no completion:
+    judging it again against a gold must not turn it into an `incorrect` (a fair rejected)."""
+    from selfplay.records import Rollout
+    from selfplay.solve import relabel
+    from verifiers import MathVerifier
+
+    err = Rollout(problem_id="p", sample_index=0, completion="", finish_reason="error", n_tokens=0, seed=1,
+                  label="unknown", reason="error", error="RuntimeError: prompt too long")
+    ok = Rollout(problem_id="p", sample_index=1, completion="so \\boxed{4}", finish_reason="stop", n_tokens=4,
+                 seed=2, label="incorrect", reason="wrong")
+    with MathVerifier(workers=1) as mv:
+        out = relabel(mv, [("4", err), ("4", ok)])
+    assert out[0] == err and out[1].label == "correct"
