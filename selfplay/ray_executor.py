@@ -30,7 +30,7 @@ from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
-from selfplay import io
+from selfplay import faults, io
 from selfplay.backends.base import Completion, SamplingParams
 from selfplay.records import Problem, Rollout
 
@@ -352,6 +352,7 @@ def ray_solve(ctx: RoundContext, problems: Sequence[Problem], params: SamplingPa
             io.write_jsonl(sdir / f"{key}.jsonl", rows)
             io.write_json(sdir / f"{key}.done", {"rows": len(rows), "errors": res["errors"], "pid": res["pid"],
                                                  "seconds": round(res["seconds"], 3)})
+            faults.point("ray:shard_done")  # crash tests: a shard marked done, not yet in rollouts.jsonl
             for err in res["errors"]:
                 _log(f"ray: ERROR in problem {err['problem_id']} (recorded as its {params.n * len(modes)} paths, "
                      f"label unknown, reason error): {err['error']}")
