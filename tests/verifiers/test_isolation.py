@@ -215,10 +215,11 @@ def test_namespaces_cannot_be_created_but_threads_and_fork_work():
 
 def test_allowed_libraries_work_and_others_are_not_importable():
     sym = "import sympy\nx = sympy.symbols('x')\nprint(sympy.factor(x**2 - 1))\n"
-    num = "import numpy as np\nprint(int(np.arange(10).sum()), float(np.ones(50_000_000).sum()))\n"
+    num = "import numpy as np\nprint(int(np.arange(10).sum()), float(np.ones(5_000_000).sum()))\n"
     bomb = "import numpy as np\nprint(np.ones(300_000_000).sum())\n"  # 2.4 GB > memory_mb
     status, results = run_code([sym, num, "import torch\n", "import tqdm\nprint('tqdm')\n", bomb])
-    assert [r[0] for r in results[:2]] == ["(x - 1)*(x + 1)", "45 50000000.0"]
+    # 40 MB, not 400: a 400 MB page-in took 0.1-4 s here under load, near the 5 s job timeout
+    assert [r[0] for r in results[:2]] == ["(x - 1)*(x + 1)", "45 5000000.0"], results[:2]
     assert [(v["verdict"], v["reason"]) for _, v in results] == [
         ("correct", "ok"), ("correct", "ok"), ("incorrect", "runtime_error"),
         ("incorrect", "runtime_error"), ("incorrect", "memory")]
