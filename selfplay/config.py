@@ -66,8 +66,26 @@ class SeedsConfig:
 
 @dataclass
 class PoseConfig:
+    """Self-play posing (selfplay/pose.py): overgenerate, check, witness, keep up to a target."""
+
     enabled: bool = True
-    attempts: int = 16  # posing attempts per round
+    # posed problems to keep per round (after the posing checks, the witness and dedup); attempts
+    # go on in batches until it is met or the budget (attempts, max_seconds) is spent. 0 = make
+    # every attempt and keep all that pass
+    target: int = 0
+    attempts: int = 16  # budget: posing attempts per round at most
+    batch: int = 32  # attempts per generation call
+    max_seconds: float = 0.0  # budget: stop starting batches after this long (0 = no limit)
+    # prompt kinds, used in turn: fewshot | program_first | mutation | composition (prompts.py)
+    prompts: list[str] = field(default_factory=lambda: ["fewshot", "program_first"])
+    # the gold's second witness: program (a second program, written from the question alone,
+    # prints the same value), majority (the majority of the solver's answers equals it), both,
+    # none. Disagreements are dropped and counted as golds_disagree
+    witness: str = "program"
+    witness_temperature: float = 0.7
+    # ask for harder problems (larger numbers, more steps) when the last round's posed problems
+    # were solved above filters.band_high; easier when below band_low (level >= 0)
+    curriculum: bool = True
     shots: int = 3
     temperature: float = 0.9
     top_p: float = 0.95
@@ -170,6 +188,9 @@ class GuardConfig:
     accumulate: str = "all"  # all | current | last:N (guard off: current round only)
     seed_fraction: float = 0.5  # floor on the share of seed-derived (non-posed) pairs
     warn_fraction: float = 0.7  # warn when a diversity metric falls below this x round 0's
+    # which pairs train: all | seed (seed-derived only) | posed (posed only; with seed_fraction 0
+    # for the ablation in docs/posing.md). Applies with the guard on or off
+    train_on: str = "all"
 
 
 @dataclass

@@ -112,6 +112,19 @@ def checks(c: Config) -> Iterator[Check]:
 
     yield "pose.attempts", po.attempts >= 0, "must be >= 0"
     yield "pose.shots", po.shots >= 1, "must be >= 1"
+    from selfplay.mixing import TRAIN_ON
+
+    yield "guard.train_on", g.train_on in TRAIN_ON, f"must be one of {list(TRAIN_ON)}, got {g.train_on!r}"
+    yield "pose.target", po.target >= 0, "must be >= 0"
+    yield "pose.batch", po.batch >= 1, "must be >= 1"
+    yield "pose.max_seconds", po.max_seconds >= 0, "must be >= 0 (0 = no limit)"
+    from selfplay.pose import WITNESSES
+    from selfplay.prompts import POSE_KINDS
+
+    yield "pose.prompts", bool(po.prompts) and all(k in POSE_KINDS for k in po.prompts), \
+        f"must be a non-empty list of {sorted(POSE_KINDS)}, got {po.prompts!r}"
+    yield "pose.witness", po.witness in WITNESSES, f"must be one of {list(WITNESSES)}, got {po.witness!r}"
+    yield "pose.witness_temperature", po.witness_temperature >= 0, "must be >= 0"
     yield "pose.temperature", po.temperature >= 0, "must be >= 0"
     yield "pose.top_p", 0 < po.top_p <= 1, "must be in (0, 1]"
     yield "pose.max_new_tokens", po.max_new_tokens >= 1, "must be >= 1"

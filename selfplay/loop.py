@@ -212,7 +212,8 @@ def training_set(cfg: Config, out: Path, round_idx: int) -> tuple[Path, dict[str
     rounds_pairs = [io.read_records(f, Pair.from_dict) for f in files]
     g = cfg.guard
     pairs, info = build_training_set(rounds_pairs, round_idx, seed_fraction=g.seed_fraction if g.enabled else 0.0,
-                                     accumulate=g.accumulate if g.enabled else "current", seed=cfg.run.seed)
+                                     accumulate=g.accumulate if g.enabled else "current", train_on=g.train_on,
+                                     seed=cfg.run.seed)
     path = out / f"round_{round_idx}" / "train_pairs.jsonl"
     provenance.record(path, provenance.key(cfg, pairs=[provenance.file_hash(f) for f in files]))
     io.write_jsonl(path, pairs)

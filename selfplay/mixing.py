@@ -16,6 +16,7 @@ from selfplay.records import Pair
 
 SEED_ORIGINS: tuple[str, ...] = ("procedural", "file", "hf")
 SYNTHETIC_ORIGINS: tuple[str, ...] = ("posed",)
+TRAIN_ON: tuple[str, ...] = ("all", "seed", "posed")  # guard.train_on: which side's pairs train
 
 
 def rounds_to_use(current_round: int, n_rounds: int, accumulate: str) -> list[int]:
@@ -84,14 +85,16 @@ def _origin_side(pair: Pair, where: str) -> str:
 
 def build_training_set(rounds_pairs: Sequence[Sequence[Pair]], current_round: int, *,
                        seed_fraction: float = 0.5, accumulate: str = "all",
-                       max_pairs: int | None = None,
+                       max_pairs: int | None = None, train_on: str = "all",
                        seed: int = 0) -> tuple[list[Pair], dict[str, Any]]:
     """The DPO training set for `current_round`.
 
     rounds_pairs[r] holds the (filtered) pairs made in round r. The rounds chosen by `accumulate`
     are pooled; pairs split by metadata["origin"] into seed-derived (procedural/file/hf) and
     synthetic (posed); `mix_counts` says how many of each to keep; each side is subsampled by a
-    shuffle seeded with (seed, side). The result is ordered by (round, position in round).
+    shuffle seeded with (seed, side). train_on "seed" or "posed" keeps only that side (the
+    ablation of docs/posing.md: seeds only / posed only). The result is ordered by (round,
+    position in round).
     Deterministic given the inputs and `seed`. Raises ValueError for a bad argument or a pair
     without a known origin.
 
@@ -103,11 +106,17 @@ def build_training_set(rounds_pairs: Sequence[Sequence[Pair]], current_round: in
         raise ValueError(f"seed_fraction must be in [0, 1], got {seed_fraction}")
     if max_pairs is not None and max_pairs < 0:
         raise ValueError(f"max_pairs must be >= 0, got {max_pairs}")
+    if train_on not in TRAIN_ON:
+        raise ValueError(f"train_on must be one of {list(TRAIN_ON)}, got {train_on!r}")
     used = rounds_to_use(current_round, len(rounds_pairs), accumulate)
     sides: dict[str, list[tuple[int, int, Pair]]] = {"seed": [], "synthetic": []}
     for r in used:
         for i, pair in enumerate(rounds_pairs[r]):
             sides[_origin_side(pair, f"round {r} pair {i}")].append((r, i, pair))
+    if train_on == "seed":
+        sides["synthetic"] = []
+    elif train_on == "posed":
+        sides["seed"] = []
     n_seed, n_syn = len(sides["seed"]), len(sides["synthetic"])
     take = dict(zip(("seed", "synthetic"), mix_counts(n_seed, n_syn, seed_fraction, max_pairs)))
     selected: list[tuple[int, int, Pair]] = []
@@ -123,6 +132,7 @@ def build_training_set(rounds_pairs: Sequence[Sequence[Pair]], current_round: in
     info: dict[str, Any] = {
         "rounds_used": used,
         "accumulate": accumulate,
+        "train_on": train_on,
         "max_pairs": max_pairs,
         "available": {"seed": n_seed, "synthetic": n_syn},
         "selected": {"seed": take["seed"], "synthetic": take["synthetic"]},

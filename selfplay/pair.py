@@ -82,5 +82,8 @@ def _pairs_of_mode(problem: Problem, rollouts: Sequence[Rollout], mode: str, *, 
                 # "majority": the gold is the vote of the k paths (selfplay.pseudo), with its share
                 "gold_source": problem.meta.get("gold_source", "trusted"),
                 "agreement": problem.meta.get("agreement"),
+                # posed: the gold's second witness (program and/or solver majority) and the prompt
+                **{k: problem.meta[k] for k in ("witness", "majority_witness", "kind", "level", "steps")
+                   if problem.origin == "posed" and k in problem.meta},
             }))
     return out

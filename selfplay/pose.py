@@ -14,17 +14,18 @@ reason.
 from __future__ import annotations
 
 import re
+import time
 from collections import Counter
 from fractions import Fraction
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from seeds.text import normalize_question  # the one normaliser (operators kept): also pose dedup's
 from selfplay.backends.base import Backend, SamplingParams
-from selfplay.prompts import pose_messages
+from selfplay.prompts import (POSE_KINDS, PROGRAM_STOP, QUESTION_STOP, pose_messages, program_messages,
+                              question_messages)
 from selfplay.records import Problem
 from selfplay.rng import derive_seed, rng_for
 
-_CODE = re.compile(r"```(?:python|py)?[ \t]*\n(.*?)(?:```|\Z)", re.S)
 _NUMBER = re.compile(r"^-?\d+(?:\.\d+)?(?:/\d+)?$")
 MAX_QUESTION_CHARS = 600
 _MARKER = re.compile(r"(?:New\s+)?(?:Problem|Question)\s*:\s*(?:\*\*)?", re.I)
@@ -35,28 +36,46 @@ _WORDS = {w: i for i, w in enumerate("zero one two three four five six seven eig
 COMMON_CONSTANTS = frozenset({Fraction(0), Fraction(1), Fraction(2), Fraction(10), Fraction(100)})
 
 
-def parse_posed(text: str) -> tuple[str | None, str | None]:
-    """(question, program) from a posing completion; None for a part that is missing."""
-    m = _CODE.search(text)
-    program = m.group(1).strip() if m else None
-    head = text[:m.start()] if m else text
-    head = re.split(r"\n\s*Program\s*:?", head, flags=re.I)[0]
-    head = re.sub(r"^\s*(?:\*\*)?(?:New )?Problem\s*:?\s*(?:\*\*)?", "", head.strip(), flags=re.I).strip()
+def clean_question(text: str) -> str | None:
+    """The question in a posing completion's line: after a last "Problem:"/"Question:" marker,
+    cut after its last "?" (chatter after the question, "What is 5 - 4? Python Code:", is not
+    part of it), whitespace and bold marks collapsed; None when nothing is left."""
+    head = text.replace("**", " ")
     markers = list(_MARKER.finditer(head))
     if markers:  # "Here is a new problem. Question: What is ...?" -> the part after the last marker
         head = head[markers[-1].end():]
-    if "?" in head:  # chatter after the question ("What is 5 - 4? Python Code:") is not the question
+    if "?" in head:
         head = head[:head.rfind("?") + 1]
-    head = " ".join(head.split())
-    return (head or None), (program or None)
+    return " ".join(head.split()) or None
 
 
 def question_numbers(question: str) -> set[Fraction]:
     """Numbers a question states: digits (1,000 = 1000) and the words zero..twenty."""
-    text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", question)
-    nums = {Fraction(m.group()) for m in _QNUM.finditer(text)}
-    nums.update(Fraction(_WORDS[w]) for w in re.findall(r"[a-z]+", text.lower()) if w in _WORDS)
+    nums = digit_numbers(question)
+    nums.update(Fraction(_WORDS[w]) for w in re.findall(r"[a-z]+", question.lower()) if w in _WORDS)
     return nums
+
+
+def digit_numbers(question: str) -> set[Fraction]:
+    """The numbers a question writes in digits (1,000 = 1000): a program must use every one."""
+    return {Fraction(m.group()) for m in _QNUM.finditer(re.sub(r"(?<=\d),(?=\d{3}\b)", "", question))}
+
+
+_YES_NO = re.compile(r"^(?:is|are|does|do|did|can|could|will|would|was|were|should|has|have)\b", re.I)
+_VARIABLE = re.compile(r"\b\d+[a-z]\b")  # 4x, 2y (5th, 2nd and 3rd have two letters)
+
+
+def ill_posed(question: str) -> str | None:
+    """Why a question cannot have one numeric gold, as seen from the embedded model: a yes/no
+    question ("Is 200 a multiple of 4?" got gold 0), an unknown ("What is 4x + 1?" got 5), or a
+    question that states an answer ('The answer to "What is 27 minus 1?" is 27. How many...')."""
+    if _YES_NO.match(question.strip()):
+        return "yes_no_question"
+    if _VARIABLE.search(question):
+        return "has_variable"
+    if re.search(r"\banswer", question, re.I):
+        return "mentions_answer"
+    return None
 
 
 def program_numbers(program: str) -> set[Fraction] | None:
@@ -127,16 +146,23 @@ def check_posed(question: str | None, program: str | None, sandbox: Any, seen: s
         return None, "no_question"
     if len(question) > MAX_QUESTION_CHARS:
         return None, "question_too_long"
-    if not program and require_program:
-        return None, "no_program"
     if not question.rstrip().endswith("?"):
         return None, "not_a_question"
+    if not program and require_program:
+        return None, "no_program"
+    ill = ill_posed(question)
+    if ill:
+        return None, ill
     if not program:
         return (None, "duplicate") if normalize_question(question) in seen else ("", "unlabelled")
     used, stated = program_numbers(program), question_numbers(question)
     telling = (stated - COMMON_CONSTANTS) or stated  # "What is 1 + 2?" has only small numbers
     if used is None or not used - COMMON_CONSTANTS <= stated or not used & telling:
         return None, "program_ignores_question"
+    if not digit_numbers(question) <= used:  # "What is 7 + 5 - 4 + 2?" -> print(7 + 5 + 2): 14
+        return None, "question_number_unused"
+    if program_steps(program) == 0:  # print(111) for "What is 111?": nothing to solve
+        return None, "no_computation"
     if normalize_question(question) in seen:
         return None, "duplicate"
     first = sandbox.run(program)
@@ -151,41 +177,159 @@ def check_posed(question: str | None, program: str | None, sandbox: Any, seen: s
     return answer, "ok"
 
 
+WITNESSES = ("program", "majority", "both", "none")
+
+
+def _texts(backend: Backend, prompts: Sequence[Any], temperature: float, top_p: float, max_new_tokens: int,
+           stop: tuple[str, ...], seeds: Sequence[int]) -> list[str]:
+    params = SamplingParams(n=1, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, stop=stop)
+    return [comps[0].text for comps in backend.generate(list(prompts), params, [[s] for s in seeds])]
+
+
+def _clean_program(text: str) -> str | None:
+    return text.strip("\n").rstrip() or None
+
+
 def pose_problems(backend: Backend, sandbox: Any, examples: Sequence[Problem], *, attempts: int, shots: int,
                   params: SamplingParams, seed: int, round_idx: int, existing: Iterable[str] = (),
-                  model: str = "", progress: Any = None, require_program: bool = True,
+                  model: str = "", progress: Any = None, require_program: bool = True, target: int = 0,
+                  batch: int = 32, kinds: Sequence[str] = ("mutation",), level: int = 0,
+                  witness: str = "program", witness_temperature: float = 0.7, max_seconds: float = 0.0,
+                  accept: Callable[[list[Problem]], tuple[list[Problem], dict[str, int]]] | None = None,
                   ) -> tuple[list[Problem], dict[str, Any]]:
-    """Ask for `attempts` new problems; return the kept ones and stats {attempted, kept, rejected,
-    unlabelled}; unlabelled ones (no program, require_program=False) have answer "" and
-    meta gold_trusted false."""
+    """Overgenerate, then keep: pose in batches of `batch` attempts until `target` problems are
+    kept (0: make every attempt), `attempts` (the budget) are spent or `max_seconds` have passed.
+    Attempt a uses prompt kind kinds[a % len(kinds)] (selfplay/prompts.py) at curriculum `level`.
+
+    Per attempt: a question (program_first: a program, then its question), then its program
+    (greedy, from seed shots), then check_posed. With witness "program" or "both" a second program
+    is written from the question alone (other shots, sampled at witness_temperature); the problem
+    is kept only if it prints the same value (else golds_disagree). Last, `accept` (the round's
+    held-out gate and near-duplicate filter) returns the kept ones and its rejection counts.
+    Stats: attempted, kept, rejected (reason -> count), by_kind, golds_disagree, target, level,
+    witness, stopped; unlabelled problems (no program, require_program=False) have answer "" and
+    gold_trusted false."""
+    if witness not in WITNESSES:
+        raise ValueError(f"pose.witness must be one of {WITNESSES}, got {witness!r}")
+    for k in kinds:
+        if k not in POSE_KINDS:
+            raise ValueError(f"pose.prompts: unknown kind {k!r}; choose from {sorted(POSE_KINDS)}")
     shot_pool = [e for e in examples if e.program]
-    if not shot_pool or attempts <= 0:
-        return [], {"attempted": 0, "kept": 0, "rejected": {}}
-    prompts, seeds = [], []
-    for a in range(attempts):
-        rng = rng_for(seed, round_idx, "pose-shots", a)
-        picks = rng.sample(shot_pool, min(shots, len(shot_pool)))
-        prompts.append(pose_messages([(p.question, p.program or "") for p in picks]))
-        seeds.append([derive_seed(seed, round_idx, "pose", a)])
-    one = SamplingParams(n=1, temperature=params.temperature, top_p=params.top_p,
-                         max_new_tokens=params.max_new_tokens)
-    outs = backend.generate(prompts, one, seeds)
+    stats: dict[str, Any] = {"attempted": 0, "kept": 0, "rejected": {}, "target": target, "level": level,
+                             "witness": witness, "golds_disagree": 0,
+                             "by_kind": {k: {"attempted": 0, "kept": 0} for k in dict.fromkeys(kinds)}}
+    if not shot_pool or attempts <= 0 or not kinds:
+        return [], stats
     seen = {normalize_question(q) for q in existing}
     kept: list[Problem] = []
     reasons: Counter[str] = Counter()
-    for a, comps in enumerate(outs):
-        question, program = parse_posed(comps[0].text)
-        answer, reason = check_posed(question, program, sandbox, seen, require_program)
+    t0 = time.monotonic()
+    a0 = 0
+
+    def shots_for(a: int, role: str, n: int | None) -> list[tuple[str, str]]:
+        picks = rng_for(seed, round_idx, role, a).sample(shot_pool, min(n or shots, len(shot_pool)))
+        return [(p.question, p.program or "") for p in picks]
+
+    def gen(prompts: list[Any], idx: list[int], role: str, temperature: float, stop: tuple[str, ...]) -> list[str]:
+        return _texts(backend, prompts, temperature, params.top_p, params.max_new_tokens, stop,
+                      [derive_seed(seed, round_idx, role, a) for a in idx])
+
+    while a0 < attempts and (target <= 0 or len(kept) < target):
+        if max_seconds and time.monotonic() - t0 >= max_seconds:
+            stats["stopped"] = "max_seconds"
+            break
+        idx = list(range(a0, min(attempts, a0 + max(1, batch))))
+        a0 = idx[-1] + 1
+        kind_of = {a: kinds[a % len(kinds)] for a in idx}
+        for a in idx:
+            stats["by_kind"][kind_of[a]]["attempted"] += 1
+        question: dict[int, str | None] = {}
+        program: dict[int, str | None] = {}
+        pf = [a for a in idx if kind_of[a] == "program_first"]
+        qf = [a for a in idx if kind_of[a] != "program_first"]
+        for a, text in zip(pf, gen([pose_messages("program_first", shots_for(a, "pose-shots", None), level)
+                                    for a in pf], pf, "pose", params.temperature, PROGRAM_STOP)):
+            program[a] = _clean_program(text)
+        asked = [a for a in pf if program[a]]
+        for a, text in zip(asked, gen([question_messages(shots_for(a, "pose-question-shots", None), program[a] or "")
+                                       for a in asked], asked, "pose-question", 0.0, QUESTION_STOP)):
+            question[a] = clean_question(text)
+        for a, text in zip(qf, gen([pose_messages(kind_of[a], shots_for(a, "pose-shots", POSE_KINDS[kind_of[a]]),
+                                                  level) for a in qf], qf, "pose", params.temperature,
+                                   QUESTION_STOP)):
+            question[a] = clean_question(text)
+        # a program only for a question that passes the question checks
+        need = [a for a in qf if check_posed(question[a], None, sandbox, seen, False)[1] == "unlabelled"]
+        for a, text in zip(need, gen([program_messages(shots_for(a, "pose-program-shots", None), question[a] or "")
+                                      for a in need], need, "pose-program", 0.0, PROGRAM_STOP)):
+            program[a] = _clean_program(text)
+        fresh: list[Problem] = []
+        for a in idx:
+            q, prog = question.get(a), program.get(a)
+            answer, reason = check_posed(q, prog, sandbox, seen, require_program)
+            if answer is None:
+                reasons[reason] += 1
+                continue
+            seen.add(normalize_question(q or ""))
+            meta: dict[str, Any] = {"round": round_idx, "attempt": a, "kind": kind_of[a], "level": level,
+                                    "steps": program_steps(prog or "")}
+            if reason == "unlabelled":
+                meta["gold_trusted"] = False
+            fresh.append(Problem(id=f"posed-r{round_idx}-{a:05d}", question=q or "", answer=answer,
+                                 origin="posed", source=model, program=prog, meta=meta))
+        if witness in ("program", "both"):
+            labelled = [p for p in fresh if p.answer]
+            ids = [p.meta["attempt"] for p in labelled]
+            texts = gen([program_messages(shots_for(a, "pose-witness-shots", None), p.question)
+                         for a, p in zip(ids, labelled)], ids, "pose-witness", witness_temperature, PROGRAM_STOP)
+            agreed = {p.id: _witness(p, _clean_program(t), sandbox, reasons) for p, t in zip(labelled, texts)}
+            fresh = [p for p in fresh if agreed.get(p.id, True)]
+        if accept is not None and fresh:
+            fresh, dropped = accept(fresh)
+            reasons.update({k: v for k, v in dropped.items() if v})
+        kept.extend(fresh)
         if progress is not None:
-            progress.update(1)
-        if answer is None:
-            reasons[reason] += 1
-            continue
-        seen.add(normalize_question(question or ""))
-        meta: dict[str, Any] = {"round": round_idx, "attempt": a}
-        if reason == "unlabelled":
-            meta["gold_trusted"] = False
-        kept.append(Problem(id=f"posed-r{round_idx}-{a:05d}", question=question or "", answer=answer,
-                            origin="posed", source=model, program=program, meta=meta))
-    return kept, {"attempted": attempts, "kept": len(kept), "rejected": dict(sorted(reasons.items())),
-                  "unlabelled": sum(p.answer == "" for p in kept)}
+            progress.update(len(idx))
+    if target > 0 and len(kept) > target:  # the last batch overshot: keep the first `target`
+        reasons["over_target"] += len(kept) - target
+        kept = kept[:target]
+    for p in kept:
+        stats["by_kind"][p.meta["kind"]]["kept"] += 1
+    stats.update(attempted=a0, kept=len(kept), rejected=dict(sorted(reasons.items())),
+                 unlabelled=sum(p.answer == "" for p in kept), golds_disagree=reasons.get("golds_disagree", 0))
+    if target > 0 and len(kept) < target and "stopped" not in stats:
+        stats["stopped"] = "attempts"
+    return kept, stats
+
+
+def _witness(p: Problem, program: str | None, sandbox: Any, reasons: Counter[str]) -> bool:
+    """Run the second program; record it in p.meta["witness"]; True when it prints p's gold."""
+    answer, why = None, "no_program"
+    if program is not None:
+        run = sandbox.run(program)
+        if run.verdict.label != "correct":
+            why = f"program_{run.verdict.reason}"
+        else:
+            answer, why = program_answer(run.stdout)
+    agree = answer is not None and answer == p.answer  # both canonical (program_answer)
+    p.meta["witness"] = {"route": "program", "program": program, "answer": answer, "agree": agree}
+    if answer is None:
+        reasons[f"witness_{why}"] += 1
+    elif not agree:
+        reasons["golds_disagree"] += 1
+    return agree
+
+
+_OPS = re.compile(r"\*\*|//|[-+*/%]")
+
+
+def program_steps(program: str) -> int:
+    """Arithmetic steps of a posed program: its binary operators (a - b counts; -3 counts too)."""
+    import io as _io
+    import tokenize
+
+    try:
+        return sum(1 for tok in tokenize.generate_tokens(_io.StringIO(program).readline)
+                   if tok.type == tokenize.OP and _OPS.fullmatch(tok.string))
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        return 0

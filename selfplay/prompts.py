@@ -111,17 +111,68 @@ def copies_example(completion: str, extracted: str | None = None) -> bool:
     return not _EXAMPLE_RUNS.isdisjoint(_runs(completion))
 
 
-POSE_TEMPLATE = (
-    "Write one new math word problem similar to the examples, and a short Python program that "
-    "computes its answer and prints only the final number.\n\n"
-    "{examples}"
-    "Now write a new one in exactly the same format.\n"
-)
+# Posing (selfplay/pose.py). A 135M model follows a pattern far better than an instruction, so
+# every posing prompt puts the pattern in the assistant's mouth (a prefill the backend continues,
+# selfplay.backends.base.chat_token_ids) and generation stops at the end of the one part asked:
+# a question ends at its line's end, a program at its closing fence.
+#   fewshot        `shots` seed questions, then "Problem:": a new question like them
+#   mutation       one seed question: the same kind with new numbers, names and story
+#   composition    two seed questions: one new question that takes both steps
+#   program_first  `shots` seed programs, then an open fence: a new program; then the question it
+#                  answers, from seed (program, question) shots
+# A question's program (and the second witness's) comes from program_messages.
+POSE_KINDS: dict[str, int | None] = {"fewshot": None, "mutation": 1, "composition": 2, "program_first": None}
+QUESTION_STOP = ("\n",)
+PROGRAM_STOP = ("```",)
+_ASK = {
+    "fewshot": "Write new math word problems like these, with new numbers and names.{hint}",
+    "mutation": ("Write a new problem of the same kind as this one, with new numbers, new names and a "
+                 "new story.{hint}\n\n{examples}"),
+    "composition": ("Combine these two problems into one new problem, so that solving it takes both "
+                    "steps.{hint}\n\n{examples}"),
+    "program_first": "Write a new short Python program like these, with new numbers, that prints one number.{hint}",
+}
+_FENCED = "```python\n{program}\n```\n\n"
+_SOLVED = "Problem: {question}\nProgram:\n```python\n{program}\n```\n\n"
 
-POSE_EXAMPLE = "Problem: {question}\nProgram:\n```python\n{program}\n```\n\n"
+
+def level_hint(level: int) -> str:
+    """The curriculum's ask at `level` (0 = as the examples): larger numbers, then more steps."""
+    if level <= 0:
+        return ""
+    if level == 1:
+        return " Make it a little harder: use larger numbers."
+    steps = "one more step" if level == 2 else f"{level - 1} more steps"
+    return f" Make it harder: use larger numbers and {steps}."
 
 
-def pose_messages(examples: Sequence[tuple[str, str]]) -> Messages:
-    """The chat prompt that asks the model for a new problem + program, from (question, program) shots."""
-    shots = "".join(POSE_EXAMPLE.format(question=q.strip(), program=p.strip()) for q, p in examples)
-    return [{"role": "user", "content": POSE_TEMPLATE.format(examples=shots)}]
+def pose_messages(kind: str, examples: Sequence[tuple[str, str]], level: int = 0) -> Messages:
+    """The first posing call for `kind` from (question, program) seed shots: it yields a question
+    (stop at QUESTION_STOP) or, for program_first, a program (stop at PROGRAM_STOP)."""
+    if kind not in POSE_KINDS:
+        raise ValueError(f"pose kind must be one of {sorted(POSE_KINDS)}, got {kind!r}")
+    hint = level_hint(level)
+    if kind == "program_first":
+        shown = "".join(_FENCED.format(program=p.strip()) for _, p in examples)
+        return [{"role": "user", "content": _ASK[kind].format(hint=hint)},
+                {"role": "assistant", "content": shown + "```python\n"}]
+    listed = "".join(f"Problem: {q.strip()}\n" for q, _ in examples)
+    if kind == "fewshot":
+        return [{"role": "user", "content": _ASK[kind].format(hint=hint)},
+                {"role": "assistant", "content": listed + "Problem:"}]
+    return [{"role": "user", "content": _ASK[kind].format(hint=hint, examples=listed)},
+            {"role": "assistant", "content": "Problem:"}]
+
+
+def program_messages(examples: Sequence[tuple[str, str]], question: str) -> Messages:
+    """A program for `question` after seed (question, program) shots; stop at PROGRAM_STOP."""
+    shown = "".join(_SOLVED.format(question=q.strip(), program=p.strip()) for q, p in examples)
+    return [{"role": "user", "content": "Write a short Python program that prints the answer to each problem."},
+            {"role": "assistant", "content": shown + f"Problem: {question.strip()}\nProgram:\n```python\n"}]
+
+
+def question_messages(examples: Sequence[tuple[str, str]], program: str) -> Messages:
+    """The question a program answers, after seed (program, question) shots; stop at QUESTION_STOP."""
+    shown = "".join(f"Program:\n```python\n{p.strip()}\n```\nProblem: {q.strip()}\n\n" for q, p in examples)
+    return [{"role": "user", "content": "Write the math word problem that each program answers."},
+            {"role": "assistant", "content": shown + f"Program:\n```python\n{program.strip()}\n```\nProblem:"}]

@@ -25,8 +25,10 @@ def pseudo_label(problems: Sequence[Problem], rollouts: dict[str, list[Rollout]]
                  cfg: Config) -> tuple[list[Problem], dict[str, list[Rollout]], dict[str, Any]]:
     """(problems with a gold, rollouts labelled against it, counts). Problems that already have
     a trusted gold come back untouched, in the same order."""
-    need = [p for p in problems if needs_label(p)]
     counts: dict[str, Any] = {}
+    if cfg.pose.witness in ("majority", "both"):
+        problems, counts["majority_witness"] = majority_witness(problems, rollouts, verifier, cfg.pair.pseudo_agreement)
+    need = [p for p in problems if needs_label(p)]
     gold = [p for p in problems if not needs_label(p)]
     counts["pseudo_label_precision"] = _precision(gold, flat_of(gold, rollouts), verifier, cfg.pair.pseudo_agreement)
     if not need:
@@ -43,6 +45,26 @@ def pseudo_label(problems: Sequence[Problem], rollouts: dict[str, list[Rollout]]
     keep = {p.id: p for p in banded}
     out = [keep[p.id] if p.id in keep else p for p in problems if not needs_label(p) or p.id in keep]
     return out, new, counts
+
+
+def majority_witness(problems: Sequence[Problem], rollouts: dict[str, list[Rollout]], verifier: Any,
+                     min_agreement: float) -> tuple[list[Problem], dict[str, Any]]:
+    """The solver-majority witness of posed golds (pose.witness majority|both): a posed problem
+    whose program gave its gold stays only if the majority of its k answers (the same vote as the
+    pseudo-labels, with share >= min_agreement) is equivalent to that gold; meta
+    "majority_witness" records the vote. Others are dropped and counted as golds_disagree."""
+    posed = [p for p in problems if p.origin == "posed" and not needs_label(p)]
+    voted = majority_pseudo_labels(posed, flat_of(posed, rollouts), min_agreement, only_without_gold=False).kept
+    verdicts = verifier.verify_many([(p.answer, p.meta["majority_answer"]) for p in voted], extract=False)
+    keep = {}
+    for p, v in zip(voted, verdicts):
+        if v.label == "correct":
+            p.meta["majority_witness"] = {"answer": p.meta["majority_answer"], "agreement": p.meta["agreement"],
+                                          "votes": p.meta["votes"], "agree": True}
+            keep[p.id] = p
+    dropped = {p.id for p in posed} - set(keep)
+    out = [keep.get(p.id, p) for p in problems if p.id not in dropped]
+    return out, {"posed": len(posed), "agree": len(keep), "golds_disagree": len(dropped)}
 
 
 def flat_of(problems: Sequence[Problem], rollouts: dict[str, list[Rollout]]) -> list[Rollout]:

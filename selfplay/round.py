@@ -161,26 +161,33 @@ def stage_problems(ctx: RoundContext) -> list[Problem]:
         t0 = time.perf_counter()
         params = SamplingParams(n=1, temperature=cfg.pose.temperature, top_p=cfg.pose.top_p,
                                 max_new_tokens=cfg.pose.max_new_tokens)
-        pbar = bar(cfg.pose.attempts, f"round {ctx.round_idx} pose", "problem")
+        pbar = bar(cfg.pose.attempts, f"round {ctx.round_idx} pose", "attempt")
+        earlier = [p.question for k in range(ctx.round_idx)
+                   for p in _read_problems(ctx.out / f"round_{k}" / "problems.jsonl")]
+        against = [p.question for p in seeds] + earlier
+        heldout = sorted(ctx.heldout_questions)
+
+        def accept(batch: list[Problem]) -> tuple[list[Problem], dict[str, int]]:
+            """Held-out copies (the gate counts them too) and near duplicates of seeds, earlier
+            rounds and this round's posed problems so far are dropped."""
+            clean = gate.keep(batch)
+            kept, dedup = dedup_posed(clean, against, heldout, cfg.filters)
+            against.extend(p.question for p in kept)
+            return kept, {"heldout": len(batch) - len(clean), **{f"dedup_{k}": v for k, v in dedup.items()}}
+
+        level, level_why = pose_level(ctx)
         posed, pose_stats = executor.pose(
             ctx, seeds, attempts=cfg.pose.attempts, shots=cfg.pose.shots, params=params,
             seed=cfg.run.seed, round_idx=ctx.round_idx,
             existing=[p.question for p in seeds], model=ctx.model, progress=pbar,
-            require_program=cfg.pose.require_program)
+            require_program=cfg.pose.require_program, target=cfg.pose.target, batch=cfg.pose.batch,
+            kinds=tuple(cfg.pose.prompts), level=level, witness=cfg.pose.witness,
+            witness_temperature=cfg.pose.witness_temperature, max_seconds=cfg.pose.max_seconds,
+            accept=accept)
+        pbar.total = pose_stats["attempted"]  # the target can be met before the budget is spent
+        pbar.refresh()
         pbar.close()
-        n_posed = len(posed)
-        posed = gate.keep(posed)  # held-out copies: counted by the gate (and here as rejected "heldout")
-        if n_posed > len(posed):
-            pose_stats["rejected"] = {**pose_stats["rejected"], "heldout": n_posed - len(posed)}
-        earlier = [p.question for k in range(ctx.round_idx)
-                   for p in _read_problems(ctx.out / f"round_{k}" / "problems.jsonl")]
-        posed, dedup = dedup_posed(posed, [p.question for p in seeds] + earlier, sorted(ctx.heldout_questions),
-                                   cfg.filters)
-        rejected = dict(pose_stats["rejected"])
-        rejected.update({f"dedup_{k}": v for k, v in dedup.items() if v})
-        pose_stats.update(kept=len(posed), rejected=dict(sorted(rejected.items())),
-                          unlabelled=sum(p.answer == "" for p in posed),
-                          seconds=round(time.perf_counter() - t0, 2))
+        pose_stats.update(level_reason=level_why, seconds=round(time.perf_counter() - t0, 2))
         log(f"posed {pose_stats['kept']}/{pose_stats['attempted']} kept; rejected: {pose_stats['rejected']}")
     io.write_json(ctx.dir / "pose.json", pose_stats)
     problems = seeds + posed
@@ -190,6 +197,26 @@ def stage_problems(ctx: RoundContext) -> list[Problem]:
     io.write_json(ctx.dir / "contamination_pre.json", pre)
     io.write_jsonl(path, problems)
     return problems
+
+
+def pose_level(ctx: RoundContext) -> tuple[int, str]:
+    """The curriculum level of this round's posing and why: one up when the last round's posed
+    problems were solved above filters.band_high on average, one down (not below 0) when below
+    band_low, else the same (pose.curriculum)."""
+    if not ctx.cfg.pose.curriculum or ctx.round_idx == 0:
+        return 0, "start" if ctx.cfg.pose.curriculum else "off"
+    prev = ctx.out / f"round_{ctx.round_idx - 1}"
+    last = io.read_json(prev / "pose.json").get("level", 0) if (prev / "pose.json").exists() else 0
+    rate = (io.read_json(prev / "stats.json").get("posed_difficulty") or {}).get("mean_solve_rate") \
+        if (prev / "stats.json").exists() else None
+    if rate is None:
+        return last, "no posed problems solved last round"
+    f = ctx.cfg.filters
+    if rate > f.band_high:
+        return last + 1, f"last round's posed solve rate {rate:.2f} > band_high {f.band_high}"
+    if rate < f.band_low and last > 0:
+        return last - 1, f"last round's posed solve rate {rate:.2f} < band_low {f.band_low}"
+    return last, f"last round's posed solve rate {rate:.2f} within the band"
 
 
 def _read_problems(path: Path) -> list[Problem]:
@@ -328,7 +355,29 @@ def round_stats(ctx: RoundContext, problems: Sequence[Problem], rollouts: dict[s
         "contamination_dropped": contamination_dropped(ctx.dir),
         "diversity": round_diversity(problems, rollouts),
         "by_mode": by_mode(flat),
+        "posed_difficulty": posed_difficulty(problems, rollouts, posed.get("level")),
     }
+
+
+def posed_difficulty(problems: Sequence[Problem], rollouts: dict[str, list[Rollout]],
+                     level: int | None) -> dict[str, Any] | None:
+    """The posed problems' difficulty: solve rate (correct / labelled paths, before any filter)
+    and arithmetic steps of their programs, as counts per value and means; None if none posed."""
+    rates, steps = [], []
+    for p in problems:
+        if p.origin != "posed":
+            continue
+        rs = [r for r in rollouts.get(p.id, []) if r.label in ("correct", "incorrect")]
+        if rs:
+            rates.append(sum(r.label == "correct" for r in rs) / len(rs))
+        steps.append(int(p.meta.get("steps", 0)))
+    if not steps:
+        return None
+    return {"problems": len(steps), "level": level,
+            "mean_solve_rate": round(sum(rates) / len(rates), 4) if rates else None,
+            "solve_rate": {f"{k:.3f}": v for k, v in sorted(Counter(rates).items())},
+            "mean_steps": round(sum(steps) / len(steps), 3),
+            "steps": {str(k): v for k, v in sorted(Counter(steps).items())}}
 
 
 def by_mode(rollouts: Sequence[Rollout]) -> dict[str, dict[str, Any]]:

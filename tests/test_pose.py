@@ -1,17 +1,15 @@
 import pytest
 
-from selfplay.pose import canonical_answer, check_posed, parse_posed, pose_problems
+from selfplay.pose import canonical_answer, check_posed, clean_question, pose_problems
 from selfplay.backends.scripted import ScriptedBackend
 from selfplay.backends.base import SamplingParams
 from selfplay.records import Problem
 from tests.conftest import needs_bwrap
 
 
-def test_parse_posed():
-    q, prog = parse_posed("Problem: Ann has 3 cats and 2 dogs. How many pets?\nProgram:\n```python\nprint(3+2)\n```")
-    assert q == "Ann has 3 cats and 2 dogs. How many pets?" and prog == "print(3+2)"
-    assert parse_posed("just words") == ("just words", None)
-    assert parse_posed("```python\nprint(1)\n```")[0] is None
+def test_clean_question():
+    assert clean_question(" Ann has 3 cats and 2 dogs. How many pets?") == "Ann has 3 cats and 2 dogs. How many pets?"
+    assert clean_question("  ") is None and clean_question("**What is 2 + 2?**") == "What is 2 + 2?"
 
 
 @pytest.mark.parametrize("out,expected", [
@@ -68,15 +66,14 @@ def test_pose_with_real_sandbox_counts_and_dedups():
         assert p.answer == str(a + b) and p.origin == "posed"
 
 
-@pytest.mark.parametrize("text,question", [
-    ("Question: What is 7 + 13?\n```python\nprint(7 + 13)\n```", "What is 7 + 13?"),
-    ("What is 5 - 4? Python Code:\n```python\nprint(5 - 4)\n```", "What is 5 - 4?"),
-    ("The new example is:  Problem: What is 5 - 1? Python: 7.  Also, I will write a program\n```python\nprint(7)\n```",
-     "What is 5 - 1?"),
-    ("A new math word problem is:\n```python\nprint(-12)\n```", "A new math word problem is:"),
+@pytest.mark.parametrize("text,question", [  # seen from the embedded model
+    ("Question: What is 7 + 13?", "What is 7 + 13?"),
+    ("What is 5 - 4? Python Code:", "What is 5 - 4?"),
+    ("The new example is:  Problem: What is 5 - 1? Python: 7.  Also, I will write a program", "What is 5 - 1?"),
+    ("A new math word problem is:", "A new math word problem is:"),
 ])
-def test_parse_posed_keeps_only_the_question(text, question):
-    assert parse_posed(text)[0] == question
+def test_clean_question_keeps_only_the_question(text, question):
+    assert clean_question(text) == question
 
 
 @pytest.mark.parametrize("question,program,reason", [

@@ -5,7 +5,7 @@ prompts (chat message lists) + sampling params + per-sample seeds -> k completio
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from typing import Any, Protocol, Sequence
 
 Messages = list[dict[str, str]]
 
@@ -34,6 +34,18 @@ def cut_at_stop(text: str, stop: Sequence[str]) -> str:
     include_stop_str_in_output=False gives the same text; hf and scripted backends call this)."""
     cut = min((text.find(s) for s in stop if s in text), default=-1)
     return text[:cut] if cut >= 0 else text
+
+
+def chat_token_ids(tokenizer: Any, messages: Messages) -> list[int]:
+    """A chat prompt's token ids. A list that ends with an assistant message is a prefill: the
+    model continues that message (the completion excludes it), e.g. "Problem:" so a small poser
+    starts in the asked format."""
+    prefill = bool(messages) and messages[-1].get("role") == "assistant"
+    out = tokenizer.apply_chat_template(messages, add_generation_prompt=not prefill,
+                                        continue_final_message=prefill, tokenize=True)
+    if hasattr(out, "keys"):  # transformers 5 returns a BatchEncoding; 4.x a list
+        out = out["input_ids"]
+    return [int(t) for t in out]
 
 
 class Backend(Protocol):

@@ -12,7 +12,7 @@ import os
 from typing import Sequence
 
 from selfplay import faults
-from selfplay.backends.base import Completion, Messages, SamplingParams, cut_at_stop
+from selfplay.backends.base import Completion, Messages, SamplingParams, chat_token_ids, cut_at_stop
 
 
 class HFBackend:
@@ -48,10 +48,7 @@ class HFBackend:
         return ids
 
     def encode(self, messages: Messages) -> list[int]:
-        out = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-        if isinstance(out, dict) or hasattr(out, "input_ids"):
-            out = out["input_ids"]
-        return list(out)
+        return chat_token_ids(self.tokenizer, messages)
 
     def generate(self, prompts: Sequence[Messages], params: SamplingParams,
                  seeds: Sequence[Sequence[int]]) -> list[list[Completion]]:

@@ -61,10 +61,25 @@ class ScriptedBackend:
             return "```python\nprint(int('x'))\n```"  # runtime error
         return f"```python\nresult = {ans}\nprint(result)\n```"
 
-    def _pose(self, seed: int) -> str:
+    @staticmethod
+    def _beads(a: int, b: int) -> str:
+        return f" Kim has {a} red beads and {b} blue beads. How many beads does Kim have?\n"
+
+    def _pose(self, msgs: Messages, seed: int) -> str:
+        """The posing calls (selfplay/prompts.py): a question, a program first, the question of a
+        program, a program for a question (the gold's and the witness's: every 6th seed is off
+        by one, so golds_disagree happens)."""
+        ask, shown = msgs[0]["content"], msgs[-1]["content"]
         a, b = 2 + seed % 50, 3 + (seed // 50) % 40
-        return (f"Problem: Kim has {a} red beads and {b} blue beads. How many beads does Kim have?\n"
-                f"Program:\n```python\nprint({a} + {b})\n```")
+        if ask.startswith("Write a new short Python program"):
+            return f"print({a} + {b})\n```\n"
+        if ask.startswith("Write the math word problem"):
+            x, y = [int(v) for v in _NUMS.findall(shown.rsplit("```python", 1)[-1])][:2]
+            return self._beads(x, y)
+        if ask.startswith("Write a short Python program"):
+            x, y = [int(v) for v in _NUMS.findall(shown.rsplit("Problem:", 1)[-1])][:2]
+            return f"print({x} + {y}{' + 1' if seed % 6 == 5 else ''})\n```\n"
+        return self._beads(a, b)
 
     def generate(self, prompts: Sequence[Messages], params: SamplingParams,
                  seeds: Sequence[Sequence[int]]) -> list[list[Completion]]:
@@ -80,7 +95,7 @@ class ScriptedBackend:
             for j in range(params.n):
                 s = int(row[j]) if j < len(row) else j
                 body = (self._solve(m.group(1), s) if m else self._program(pot.group(1), s) if pot
-                        else self._pose(s))
+                        else self._pose(msgs, s))
                 if m and self.ramble_every and s % self.ramble_every == 1:
                     body += "\n\nProblem: What is 1 + 1?\nSolution: 1 + 1 = 2. The answer is \\boxed{2}."
                 n_tokens = len(body.split())  # tokens generated, the stop string's included

@@ -29,7 +29,7 @@ import time
 from dataclasses import replace
 from typing import Any, Iterator, Sequence
 
-from selfplay.backends.base import Completion, Messages, SamplingParams
+from selfplay.backends.base import Completion, Messages, SamplingParams, chat_token_ids
 
 Job = tuple[Sequence[Messages], SamplingParams, Sequence[Sequence[int]]]  # prompts, params, seeds
 
@@ -57,13 +57,6 @@ def _import_vllm():
     except Exception as e:  # ImportError, or a CUDA torchvision breaking the import on CPU
         raise RuntimeError(f"backend 'vllm' needs vllm: {install_hint()} ({type(e).__name__}: {e})") from e
     return vllm
-
-
-def _token_ids(out: Any) -> list[int]:
-    # transformers 5 returns a BatchEncoding from apply_chat_template(tokenize=True); 4.x a list
-    if hasattr(out, "keys"):
-        out = out["input_ids"]
-    return [int(t) for t in out]
 
 
 def cpu_list(cores: Sequence[int]) -> str:
@@ -148,7 +141,7 @@ class VLLMBackend:
         return {int(i) for i in ids if i is not None}
 
     def encode(self, messages: Messages) -> list[int]:
-        return _token_ids(self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True))
+        return chat_token_ids(self.tokenizer, messages)
 
     def _params(self, p: SamplingParams, seed: int | None):
         from vllm import SamplingParams as VParams
