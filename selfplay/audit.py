@@ -271,3 +271,67 @@ def audit_run(out: str | Path, round_idx: int | None = None, *, show: int = 20,
             checker.close()
     print(f"total: {total['pairs']} pairs; " + ", ".join(f"{label}: {total[c]}" for c, label in CLASSES.items()))
     return total
+
+
+def posed_sample(out: str | Path, n: int, round_idx: int | None = None, seed: int = 0) -> list[dict[str, Any]]:
+    """N posed problems of OUT (or OUT/round_K) drawn at random (seeded: the same draw every time),
+    each with what a person needs to judge its gold: question, program, gold, second witness
+    (program and answer, or the solver majority), the solver's answers with their labels and
+    the pairs it gave. A missing run or round raises ValueError naming it."""
+    import random
+    from collections import Counter
+
+    from selfplay import io
+    from selfplay.records import Problem, Rollout
+
+    out = Path(out)
+    if not out.is_dir():
+        raise ValueError(f"audit: {out} is not a directory")
+    if n < 1:
+        raise ValueError(f"audit: --posed must be >= 1, got {n}")
+    rounds = [round_idx] if round_idx is not None else sorted(
+        int(d.name[6:]) for d in out.glob("round_*") if d.name[6:].isdigit())
+    posed: list[tuple[int, Problem]] = []
+    for k in rounds:
+        path = out / f"round_{k}" / "problems.jsonl"
+        if not path.is_file():
+            raise ValueError(f"audit: {path} not found")
+        posed.extend((k, p) for p in io.read_records(path, Problem.from_dict) if p.origin == "posed")
+    if not posed:
+        raise ValueError(f"audit: no posed problems under {out}" + (f"/round_{round_idx}" if round_idx is not None else ""))
+    picks = sorted(random.Random(seed).sample(range(len(posed)), min(n, len(posed))))
+    wanted = {posed[i][1].id for i in picks}
+    answers: dict[str, Counter[tuple[str, str]]] = {pid: Counter() for pid in wanted}
+    pairs: Counter[str] = Counter()
+    for k in sorted({posed[i][0] for i in picks}):
+        rdir = out / f"round_{k}"
+        if (rdir / "rollouts.jsonl").is_file():
+            for r in io.read_records(rdir / "rollouts.jsonl", Rollout.from_dict, repair=True):
+                if r.problem_id in wanted:
+                    answers[r.problem_id][(r.extracted or "-", r.label or "-")] += 1
+        if (rdir / "pairs.jsonl").is_file():
+            for d in io.iter_jsonl(rdir / "pairs.jsonl"):
+                if d.get("metadata", {}).get("problem_id") in wanted:
+                    pairs[d["metadata"]["problem_id"]] += 1
+    rows = []
+    for i in picks:
+        k, p = posed[i]
+        rows.append({"round": k, "id": p.id, "kind": p.meta.get("kind"), "level": p.meta.get("level"),
+                     "question": p.question, "program": p.program, "gold": p.answer,
+                     "witness": p.meta.get("witness"), "solver": answers[p.id].most_common(), "pairs": pairs[p.id]})
+    return rows
+
+
+def print_posed(rows: Sequence[dict[str, Any]]) -> None:
+    """The posed sample as Markdown a person can judge quickly (one section per problem)."""
+    for j, r in enumerate(rows, 1):
+        w = r["witness"] or {}
+        print(f"### {j}. {r['id']} (round {r['round']}, {r['kind']}, level {r['level']})")
+        print(f"- question: {r['question']}")
+        print(f"- program: `{'; '.join((r['program'] or '').splitlines())}` -> gold **{r['gold']}**")
+        if w:
+            print(f"- witness ({w.get('route')}): `{'; '.join((w.get('program') or '').splitlines())}` -> "
+                  f"{w.get('answer')} ({'agrees' if w.get('agree') else 'disagrees'})")
+        solved = ", ".join(f"{a} x{c} ({lab})" for (a, lab), c in r["solver"]) or "not solved"
+        print(f"- solver answers: {solved}; pairs: {r['pairs']}")
+        print()

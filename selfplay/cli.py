@@ -204,8 +204,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from selfplay.audit import audit_run
+    from selfplay.audit import audit_run, posed_sample, print_posed
 
+    if args.posed is not None:
+        print_posed(posed_sample(args.out, args.posed, args.round, args.seed))
+        return 0
     audit_run(args.out, args.round)
     return 0
 

@@ -80,8 +80,10 @@ class PoseConfig:
     prompts: list[str] = field(default_factory=lambda: ["fewshot", "program_first"])
     # the gold's second witness: program (a second program, written from the question alone,
     # prints the same value), majority (the majority of the solver's answers equals it), both,
-    # none. Disagreements are dropped and counted as golds_disagree
-    witness: str = "program"
+    # auto (a second program, then the exact value of the expression the question states, else
+    # the solver majority), none. A stated expression's value must equal the gold in every mode
+    # but none. Disagreements are dropped and counted as golds_disagree
+    witness: str = "auto"
     witness_temperature: float = 0.7
     # ask for harder problems (larger numbers, more steps) when the last round's posed problems
     # were solved above filters.band_high; easier when below band_low (level >= 0)

@@ -67,10 +67,12 @@ _VARIABLE = re.compile(r"\b\d+[a-z]\b")  # 4x, 2y (5th, 2nd and 3rd have two let
 
 def ill_posed(question: str) -> str | None:
     """Why a question cannot have one numeric gold, as seen from the embedded model: a yes/no
-    question ("Is 200 a multiple of 4?" got gold 0), an unknown ("What is 4x + 1?" got 5), or a
+    question ("Is 200 a multiple of 4?" got gold 0), two questions in one, an unknown ("What is 4x + 1?" got 5), or a
     question that states an answer ('The answer to "What is 27 minus 1?" is 27. How many...')."""
     if _YES_NO.match(question.strip()):
         return "yes_no_question"
+    if len(re.findall(r"\b(?:what|how\s+many|how\s+much|which)\b", question, re.I)) > 1:
+        return "two_questions"  # "What is 5 - 2, and what is 5?" got gold 3
     if _VARIABLE.search(question):
         return "has_variable"
     if re.search(r"\banswer", question, re.I):
@@ -148,13 +150,13 @@ def check_posed(question: str | None, program: str | None, sandbox: Any, seen: s
         return None, "question_too_long"
     if not question.rstrip().endswith("?"):
         return None, "not_a_question"
-    if not program and require_program:
-        return None, "no_program"
     ill = ill_posed(question)
     if ill:
         return None, ill
+    if normalize_question(question) in seen:
+        return None, "duplicate"
     if not program:
-        return (None, "duplicate") if normalize_question(question) in seen else ("", "unlabelled")
+        return (None, "no_program") if require_program else ("", "unlabelled")
     used, stated = program_numbers(program), question_numbers(question)
     telling = (stated - COMMON_CONSTANTS) or stated  # "What is 1 + 2?" has only small numbers
     if used is None or not used - COMMON_CONSTANTS <= stated or not used & telling:
@@ -163,8 +165,6 @@ def check_posed(question: str | None, program: str | None, sandbox: Any, seen: s
         return None, "question_number_unused"
     if program_steps(program) == 0:  # print(111) for "What is 111?": nothing to solve
         return None, "no_computation"
-    if normalize_question(question) in seen:
-        return None, "duplicate"
     first = sandbox.run(program)
     if first.verdict.label != "correct":
         return None, f"program_{first.verdict.reason}"
@@ -177,7 +177,74 @@ def check_posed(question: str | None, program: str | None, sandbox: Any, seen: s
     return answer, "ok"
 
 
-WITNESSES = ("program", "majority", "both", "none")
+# auto: a second program always; then a question that states one arithmetic expression is
+# witnessed by its exact value, any other question by the solver majority (docs/posing.md)
+WITNESSES = ("auto", "program", "majority", "both", "none")
+
+_WORD_OPS = ((r"\bmultiplied\s+by\b", "*"), (r"\bdivided\s+by\b", "/"), (r"\btimes\b", "*"),
+             (r"\bplus\b", "+"), (r"\bminus\b", "-"), (r"[×x](?=\s*\d)", "*"), (r"÷", "/"))
+_OPERAND = r"\(*\s*-?\d+(?:\.\d+)?\s*\)*"
+_EXPRESSION = re.compile(rf"{_OPERAND}(?:\s*[-+*/]\s*{_OPERAND})+")
+
+
+def stated_expressions(question: str) -> list[str]:
+    """The arithmetic expressions a question writes out ("What is 7 + 5 - 4 + 2?", "3 times 4"):
+    runs of numbers joined by + - * / (and plus, minus, times, multiplied by, divided by, x)."""
+    text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", question)
+    for pattern, op in _WORD_OPS:
+        text = re.sub(pattern, op, text, flags=re.I)
+    return [m.group().strip() for m in _EXPRESSION.finditer(text)]
+
+
+def expression_value(expr: str) -> Fraction | None:
+    """The exact value of an arithmetic expression of numbers, + - * / and parentheses (Fractions,
+    so 0.1 + 0.2 is 3/10); None when it is not one or divides by zero."""
+    import ast
+    import operator
+
+    ops = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
+
+    def ev(node: ast.AST) -> Fraction:
+        if isinstance(node, ast.Expression):
+            return ev(node.body)
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
+            return Fraction(str(node.value))
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            return -ev(node.operand)
+        if isinstance(node, ast.BinOp) and type(node.op) in ops:
+            return ops[type(node.op)](ev(node.left), ev(node.right))
+        raise ValueError("not arithmetic")
+
+    try:
+        return ev(ast.parse(expr, mode="eval"))
+    except (SyntaxError, ValueError, ZeroDivisionError, RecursionError):
+        return None
+
+
+def gold_value(answer: str) -> Fraction | None:
+    """A canonical gold (program_answer: "12", "-0.5", "\\frac{10}{3}", "-\\frac{1}{2}") as a Fraction."""
+    m = re.fullmatch(r"(-?)\\frac\{(\d+)\}\{(\d+)\}", answer)
+    if m:
+        return Fraction(int(m.group(2)), int(m.group(3))) * (-1 if m.group(1) else 1)
+    try:
+        return Fraction(answer)
+    except (ValueError, ZeroDivisionError):
+        return None
+
+
+def expression_witness(p: Problem, reasons: Counter[str]) -> bool | None:
+    """The exact witness of a question that states one arithmetic expression: its value must be
+    the gold (recorded in p.meta["expression_witness"]; a mismatch counts as golds_disagree).
+    None when the question states no expression or several (another route must witness it)."""
+    exprs = stated_expressions(p.question)
+    value = expression_value(exprs[0]) if len(exprs) == 1 else None
+    if value is None:
+        return None
+    agree = value == gold_value(p.answer)
+    p.meta["expression_witness"] = {"expression": exprs[0], "value": str(value), "agree": agree}
+    if not agree:
+        reasons["golds_disagree"] += 1
+    return agree
 
 
 def _texts(backend: Backend, prompts: Sequence[Any], temperature: float, top_p: float, max_new_tokens: int,
@@ -194,7 +261,7 @@ def pose_problems(backend: Backend, sandbox: Any, examples: Sequence[Problem], *
                   params: SamplingParams, seed: int, round_idx: int, existing: Iterable[str] = (),
                   model: str = "", progress: Any = None, require_program: bool = True, target: int = 0,
                   batch: int = 32, kinds: Sequence[str] = ("mutation",), level: int = 0,
-                  witness: str = "program", witness_temperature: float = 0.7, max_seconds: float = 0.0,
+                  witness: str = "auto", witness_temperature: float = 0.7, max_seconds: float = 0.0,
                   accept: Callable[[list[Problem]], tuple[list[Problem], dict[str, int]]] | None = None,
                   ) -> tuple[list[Problem], dict[str, Any]]:
     """Overgenerate, then keep: pose in batches of `batch` attempts until `target` problems are
@@ -277,7 +344,9 @@ def pose_problems(backend: Backend, sandbox: Any, examples: Sequence[Problem], *
                 meta["gold_trusted"] = False
             fresh.append(Problem(id=f"posed-r{round_idx}-{a:05d}", question=q or "", answer=answer,
                                  origin="posed", source=model, program=prog, meta=meta))
-        if witness in ("program", "both"):
+        if witness != "none":  # a stated expression's exact value, whatever the route
+            fresh = [p for p in fresh if not p.answer or expression_witness(p, reasons) is not False]
+        if witness in ("auto", "program", "both"):
             labelled = [p for p in fresh if p.answer]
             ids = [p.meta["attempt"] for p in labelled]
             texts = gen([program_messages(shots_for(a, "pose-witness-shots", None), p.question)

@@ -11,7 +11,7 @@ whose majority answer the verifier finds equivalent to the gold.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from selfplay.config import Config
 from selfplay.filters import majority_pseudo_labels, needs_label, solve_rate_band
@@ -26,8 +26,11 @@ def pseudo_label(problems: Sequence[Problem], rollouts: dict[str, list[Rollout]]
     """(problems with a gold, rollouts labelled against it, counts). Problems that already have
     a trusted gold come back untouched, in the same order."""
     counts: dict[str, Any] = {}
-    if cfg.pose.witness in ("majority", "both"):
-        problems, counts["majority_witness"] = majority_witness(problems, rollouts, verifier, cfg.pair.pseudo_agreement)
+    if cfg.pose.witness in ("majority", "both", "auto"):
+        # auto: the majority witnesses the posed problems that state no expression to evaluate
+        only = (lambda p: "expression_witness" not in p.meta) if cfg.pose.witness == "auto" else None
+        problems, counts["majority_witness"] = majority_witness(problems, rollouts, verifier,
+                                                                cfg.pair.pseudo_agreement, only)
     need = [p for p in problems if needs_label(p)]
     gold = [p for p in problems if not needs_label(p)]
     counts["pseudo_label_precision"] = _precision(gold, flat_of(gold, rollouts), verifier, cfg.pair.pseudo_agreement)
@@ -48,12 +51,14 @@ def pseudo_label(problems: Sequence[Problem], rollouts: dict[str, list[Rollout]]
 
 
 def majority_witness(problems: Sequence[Problem], rollouts: dict[str, list[Rollout]], verifier: Any,
-                     min_agreement: float) -> tuple[list[Problem], dict[str, Any]]:
+                     min_agreement: float, only: Callable[[Problem], bool] | None = None,
+                     ) -> tuple[list[Problem], dict[str, Any]]:
     """The solver-majority witness of posed golds (pose.witness majority|both): a posed problem
     whose program gave its gold stays only if the majority of its k answers (the same vote as the
     pseudo-labels, with share >= min_agreement) is equivalent to that gold; meta
-    "majority_witness" records the vote. Others are dropped and counted as golds_disagree."""
-    posed = [p for p in problems if p.origin == "posed" and not needs_label(p)]
+    "majority_witness" records the vote. Others are dropped and counted as golds_disagree.
+    `only`: the posed problems that need this witness (default: all)."""
+    posed = [p for p in problems if p.origin == "posed" and not needs_label(p) and (only is None or only(p))]
     voted = majority_pseudo_labels(posed, flat_of(posed, rollouts), min_agreement, only_without_gold=False).kept
     verdicts = verifier.verify_many([(p.answer, p.meta["majority_answer"]) for p in voted], extract=False)
     keep = {}

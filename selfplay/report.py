@@ -102,6 +102,10 @@ def _set_cell(ev: dict[str, Any] | None, name: str, metric: str = "pass@1") -> s
     return fmt_pct(s.get(metric), s.get(f"{metric}_ci"))
 
 
+def _share(part: int, whole: Any) -> str:
+    return f"{100 * part / whole:.0f}% ({part}/{whole})" if whole else "-"
+
+
 def _table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(c.replace("|", "/") for c in row) + " |" for row in rows]
@@ -358,12 +362,17 @@ def write_report(out_dir: Path) -> Path:
         md += ["## Held-out detail", "", _table(["model", "set", "n", "pass@1 (greedy)", "k", "maj@k", "pass@k"],
                                                  detail_rows), ""]
     md += _gain_section(run, sets)
-    posed = [(r["k"], (r["stats"] or {}).get("posed")) for r in run["rounds"]]
-    posed = [(k, p) for k, p in posed if isinstance(p, dict) and p]
+    posed = [(r["k"], (r["stats"] or {}).get("posed"), r["stats"] or {}) for r in run["rounds"]]
+    posed = [(k, p, st) for k, p, st in posed if isinstance(p, dict) and p]
     if posed:
-        md += ["## Posed problems", "", _table(["round", "attempted", "kept", "rejected"], [
-            [str(k), _num(p.get("attempted")), _num(p.get("kept")),
-             ", ".join(f"{a}: {b}" for a, b in (p.get("rejected") or {}).items()) or "-"] for k, p in posed]), ""]
+        md += ["## Posed problems", "", _table(
+            ["round", "attempted", "kept", "level", "posed share of pairs", "mean solve rate", "mean steps",
+             "rejected"],
+            [[str(k), _num(p.get("attempted")), _num(p.get("kept")), _num(p.get("level")),
+              _share((st.get("pairs_by_origin") or {}).get("posed", 0), st.get("pairs")),
+              _num((st.get("posed_difficulty") or {}).get("mean_solve_rate")),
+              _num((st.get("posed_difficulty") or {}).get("mean_steps")),
+              ", ".join(f"{a}: {b}" for a, b in (p.get("rejected") or {}).items()) or "-"] for k, p, st in posed]), ""]
     md += _quality_sections(run)
     plots = [("heldout.png", "Held-out accuracy per round", plot_heldout),
              ("pass_rates.png", "Per-problem pass rates", plot_pass_rates),

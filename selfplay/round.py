@@ -349,6 +349,7 @@ def round_stats(ctx: RoundContext, problems: Sequence[Problem], rollouts: dict[s
         "correct": labels["correct"], "incorrect": labels["incorrect"], "unknown": labels["unknown"],
         "pct_correct": round(100 * labels["correct"] / labelled, 2) if labelled else 0.0,
         "problems_with_pairs": len({pr.metadata["problem_id"] for pr in pairs}), "pairs": len(pairs),
+        "pairs_by_origin": dict(Counter(str(pr.metadata.get("origin")) for pr in pairs)),
         "verdict_reasons": dict(reasons.most_common()), "posed": posed,
         "finish_reasons": dict(Counter(r.finish_reason for r in flat)), "timing": timing,
         "filters": io.read_json(fpath) if fpath.exists() else {},

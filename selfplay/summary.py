@@ -67,7 +67,12 @@ def format_summary(s: dict[str, Any], start_eval: dict[str, Any] | None = None) 
     modes = mode_cells(s.get("by_mode"))
     if modes:
         lines.append("by mode: " + "; ".join(f"{m} {cell}" for m, cell in modes))
-    lines += [f"pairs: {s['pairs']} from {s['problems_with_pairs']} problems",
+    diff = s.get("posed_difficulty") or {}
+    if diff:
+        lines.append(f"posed difficulty (level {diff.get('level')}): mean solve rate {fmt.num(diff.get('mean_solve_rate'))}, "
+                     f"mean steps {fmt.num(diff.get('mean_steps'))}")
+    lines += [f"pairs: {s['pairs']} from {s['problems_with_pairs']} problems"
+              + (f" ({fmt.counts(s.get('pairs_by_origin'))})" if s.get("pairs_by_origin") else ""),
               f"verdict reasons: {fmt.counts(s.get('verdict_reasons'))}"]
     t = s.get("timing") or {}
     if t.get("solve_seconds"):

@@ -93,7 +93,7 @@ def test_check_posed_question_and_program_consistency(question, program, reason)
 
 
 def test_program_must_use_a_number_of_the_question():
-    q = "1. What is 6 + 7 + 6? 2. How many coins is Tom having now?"  # seen: gold 90 from nowhere
+    q = "Tom has 6 coins, gets 7 and then 6 more. How many coins is Tom having now?"  # seen: gold 90 from nowhere
     assert check_posed(q, "print(sum(2 * x for x in range(10)))", FakeSandbox(["90\n"] * 2), set())[1] == \
         "program_ignores_question"
     assert check_posed("Tom has 7 coins and gets 6 more. How many coins?", "print(7 + 6)",
