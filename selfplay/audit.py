@@ -273,11 +273,14 @@ def audit_run(out: str | Path, round_idx: int | None = None, *, show: int = 20,
     return total
 
 
-def posed_sample(out: str | Path, n: int, round_idx: int | None = None, seed: int = 0) -> list[dict[str, Any]]:
+def posed_sample(out: str | Path, n: int, round_idx: int | None = None, seed: int = 0,
+                 verifier: Any = None) -> list[dict[str, Any]]:
     """N posed problems of OUT (or OUT/round_K) drawn at random (seeded: the same draw every time),
     each with what a person needs to judge its gold: question, program, gold, second witness
     (program and answer, or the solver majority), the solver's answers with their labels and
-    the pairs it gave. A missing run or round raises ValueError naming it."""
+    the pairs it gave. With a verifier, the draw is among the golds the run trusted: a problem
+    the solver-majority witness rejected (run's pose.witness majority | both | auto) is left
+    out. A missing run or round raises ValueError naming it."""
     import random
     from collections import Counter
 
@@ -299,7 +302,9 @@ def posed_sample(out: str | Path, n: int, round_idx: int | None = None, seed: in
         posed.extend((k, p) for p in io.read_records(path, Problem.from_dict) if p.origin == "posed")
     if not posed:
         raise ValueError(f"audit: no posed problems under {out}" + (f"/round_{round_idx}" if round_idx is not None else ""))
-    picks = sorted(random.Random(seed).sample(range(len(posed)), min(n, len(posed))))
+    if verifier is not None:
+        posed = _majority_accepted(out, posed, verifier)
+    picks = sorted(random.Random(seed).sample(range(len(posed)), min(n, len(posed)))) if posed else []
     wanted = {posed[i][1].id for i in picks}
     answers: dict[str, Counter[tuple[str, str]]] = {pid: Counter() for pid in wanted}
     pairs: Counter[str] = Counter()
@@ -318,8 +323,29 @@ def posed_sample(out: str | Path, n: int, round_idx: int | None = None, seed: in
         k, p = posed[i]
         rows.append({"round": k, "id": p.id, "kind": p.meta.get("kind"), "level": p.meta.get("level"),
                      "question": p.question, "program": p.program, "gold": p.answer,
-                     "witness": p.meta.get("witness"), "solver": answers[p.id].most_common(), "pairs": pairs[p.id]})
+                     "witness": p.meta.get("witness"), "expression_witness": p.meta.get("expression_witness"),
+                     "solver": answers[p.id].most_common(), "pairs": pairs[p.id]})
     return rows
+
+
+def _majority_accepted(out: Path, posed: list[tuple[int, Any]], verifier: Any) -> list[tuple[int, Any]]:
+    """The posed problems the run's solver-majority witness accepted (all of them when the run's
+    witness does not use it), by the same function the pair stage used."""
+    from selfplay.loop import run_config
+    from selfplay.pseudo import majority_witness
+    from selfplay.round import load_rollouts, paths_per_problem
+
+    cfg = run_config(out)
+    if cfg.pose.witness not in ("majority", "both", "auto"):
+        return posed
+    only = (lambda p: "expression_witness" not in p.meta) if cfg.pose.witness == "auto" else None
+    kept = []
+    for k in sorted({k for k, _ in posed}):
+        problems = [p for kk, p in posed if kk == k]
+        rollouts = load_rollouts(out / f"round_{k}" / "rollouts.jsonl", paths_per_problem(cfg))
+        accepted, _ = majority_witness(problems, rollouts, verifier, cfg.pair.pseudo_agreement, only)
+        kept += [(k, p) for p in accepted]
+    return kept
 
 
 def print_posed(rows: Sequence[dict[str, Any]]) -> None:
@@ -332,6 +358,10 @@ def print_posed(rows: Sequence[dict[str, Any]]) -> None:
         if w:
             print(f"- witness ({w.get('route')}): `{'; '.join((w.get('program') or '').splitlines())}` -> "
                   f"{w.get('answer')} ({'agrees' if w.get('agree') else 'disagrees'})")
+        e = r.get("expression_witness")
+        if e:
+            print(f"- stated expression: `{e['expression']}` = {e['value']} "
+                  f"({'agrees' if e['agree'] else 'disagrees'})")
         solved = ", ".join(f"{a} x{c} ({lab})" for (a, lab), c in r["solver"]) or "not solved"
         print(f"- solver answers: {solved}; pairs: {r['pairs']}")
         print()

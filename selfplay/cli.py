@@ -207,7 +207,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from selfplay.audit import audit_run, posed_sample, print_posed
 
     if args.posed is not None:
-        print_posed(posed_sample(args.out, args.posed, args.round, args.seed))
+        from verifiers import MathVerifier
+
+        with MathVerifier(workers=1) as verifier:
+            print_posed(posed_sample(args.out, args.posed, args.round, args.seed, verifier))
         return 0
     audit_run(args.out, args.round)
     return 0

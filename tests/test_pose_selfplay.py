@@ -602,3 +602,14 @@ def test_posed_sample_refuses_missing_or_empty(tmp_path):
                    [Problem(id="a", question="What is 1 + 1?", answer="2", origin="procedural", source="add")])
     with pytest.raises(ValueError, match="no posed problems"):
         posed_sample(out, 3)
+
+
+@pytest.mark.parametrize("witness,ids", [("auto", ["posed-r0-00000"]), ("majority", ["posed-r0-00000"]),
+                                         ("program", ["posed-r0-00000", "posed-r0-00003"])])
+def test_posed_sample_with_a_verifier_draws_only_trusted_golds(tmp_path, witness, ids):
+    """The second posed problem has no solver answers: the majority witness never accepted it."""
+    out = write_posed_run(tmp_path)
+    cfg = Config()
+    cfg.solve.samples, cfg.pose.witness = 3, witness
+    io.write_json(out / "config.json", cfg.to_dict())
+    assert [r["id"] for r in posed_sample(out, 10, verifier=EqualVerifier())] == ids
