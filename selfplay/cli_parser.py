@@ -9,7 +9,7 @@ from typing import Any, Sequence
 RUN_FLAGS = {  # flag -> config field it overrides
     "out": "run.out", "rounds": "run.rounds", "seed": "run.seed", "model": "model.name",
     "backend": "model.backend", "problems": "seeds.problems", "samples": "solve.samples",
-    "max_new_tokens": "solve.max_new_tokens", "pose_attempts": "pose.attempts",
+    "max_new_tokens": "solve.max_new_tokens", "pose_attempts": "pose.attempts", "pose_target": "pose.target",
     "temperature": "solve.temperature", "top_p": "solve.top_p", "batch_size": "model.batch_size",
     "executor": "run.executor", "ray_address": "run.ray_address", "workers": "run.workers",
 }
@@ -84,7 +84,9 @@ def _round_args(p: argparse.ArgumentParser, stage: bool = True) -> None:
     p.add_argument("--temperature", type=float, help=_from_cfg("sampling temperature for solving", "solve.temperature"))
     p.add_argument("--top-p", type=float, help=_from_cfg("nucleus sampling top-p for solving", "solve.top_p"))
     p.add_argument("--pose-attempts", type=int,
-                   help=_from_cfg("problems the model is asked to pose per round (0 = off)", "pose.attempts"))
+                   help=_from_cfg("posing budget: attempts per round at most (0 = off)", "pose.attempts"))
+    p.add_argument("--pose-target", type=int,
+                   help=_from_cfg("posed problems to keep per round (0 = all that pass)", "pose.target"))
     _executor_args(p)
 
 

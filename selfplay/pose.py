@@ -1,15 +1,19 @@
 """Pose stage (self-play): the model writes new problems, each with a Python program whose
-printed output is the answer.
+printed output is the gold answer (docs/posing.md).
 
-A posed problem is kept only if its question is a question (it ends with "?": the text after
-the last "Problem:"/"Question:" marker, cut after its last "?"), every number literal of its
-program appears in the question (apart from a few common constants) and at least one of the
-question's numbers is used (a program that prints 7 for "What is 5 - 1?" would give a wrong gold
-answer), its program runs in the sandbox, is deterministic
-(two runs print the same), prints exactly one parseable number that is exact (a float artefact
-such as 0.30000000000000004 is "inexact_output"), and its question is not a
-duplicate of a seed, a held-out problem or another posed problem. Every rejection is counted by
-reason.
+pose_problems overgenerates in batches until pose.target problems are kept or the budget is
+spent. One attempt is a question from a prefilled prompt (selfplay/prompts.py: fewshot, mutation,
+composition; program_first writes the program first, then its question), then its program. A
+posed problem is kept only if check_posed accepts it: the question is a question (it ends with
+"?") and not ill-posed (yes/no, an unknown such as 4x, two questions, a stated answer); every
+number literal of its program appears in the question (apart from a few common constants), at
+least one of the question's numbers is used (a program that prints 7 for "What is 5 - 1?" would
+give a wrong gold) and every number the question writes in digits is; the program computes
+something, runs in the sandbox, is deterministic (two runs print the same) and prints exactly one
+parseable number that is exact (a float artefact such as 0.30000000000000004 is
+"inexact_output"); the question is not a duplicate of a seed, a held-out problem or another
+posed problem. Then its gold needs a second witness (a stated expression's exact value, a second
+program, the solver majority). Every rejection is counted by reason.
 """
 from __future__ import annotations
 
@@ -249,6 +253,8 @@ def expression_witness(p: Problem, reasons: Counter[str]) -> bool | None:
 
 def _texts(backend: Backend, prompts: Sequence[Any], temperature: float, top_p: float, max_new_tokens: int,
            stop: tuple[str, ...], seeds: Sequence[int]) -> list[str]:
+    if not prompts:
+        return []
     params = SamplingParams(n=1, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, stop=stop)
     return [comps[0].text for comps in backend.generate(list(prompts), params, [[s] for s in seeds])]
 
@@ -260,7 +266,7 @@ def _clean_program(text: str) -> str | None:
 def pose_problems(backend: Backend, sandbox: Any, examples: Sequence[Problem], *, attempts: int, shots: int,
                   params: SamplingParams, seed: int, round_idx: int, existing: Iterable[str] = (),
                   model: str = "", progress: Any = None, require_program: bool = True, target: int = 0,
-                  batch: int = 32, kinds: Sequence[str] = ("mutation",), level: int = 0,
+                  batch: int = 32, kinds: Sequence[str] = ("fewshot", "program_first"), level: int = 0,
                   witness: str = "auto", witness_temperature: float = 0.7, max_seconds: float = 0.0,
                   accept: Callable[[list[Problem]], tuple[list[Problem], dict[str, int]]] | None = None,
                   ) -> tuple[list[Problem], dict[str, Any]]:
@@ -269,10 +275,14 @@ def pose_problems(backend: Backend, sandbox: Any, examples: Sequence[Problem], *
     Attempt a uses prompt kind kinds[a % len(kinds)] (selfplay/prompts.py) at curriculum `level`.
 
     Per attempt: a question (program_first: a program, then its question), then its program
-    (greedy, from seed shots), then check_posed. With witness "program" or "both" a second program
-    is written from the question alone (other shots, sampled at witness_temperature); the problem
-    is kept only if it prints the same value (else golds_disagree). Last, `accept` (the round's
-    held-out gate and near-duplicate filter) returns the kept ones and its rejection counts.
+    (greedy, from seed shots), then check_posed. Then the witnesses (docs/posing.md): unless
+    witness is "none", a question that states one arithmetic expression must have it evaluate to
+    the gold; with "auto", "program" or "both" a second program is written from the question
+    alone (other shots, sampled at witness_temperature) and must print the same value. A
+    disagreement is counted as golds_disagree; the solver-majority witness ("majority", "both",
+    "auto" for questions without an expression) runs after solving (selfplay.pseudo). Last,
+    `accept` (the round's held-out gate and near-duplicate filter) returns the kept ones and its
+    rejection counts.
     Stats: attempted, kept, rejected (reason -> count), by_kind, golds_disagree, target, level,
     witness, stopped; unlabelled problems (no program, require_program=False) have answer "" and
     gold_trusted false."""
