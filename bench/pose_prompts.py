@@ -6,7 +6,8 @@
 For each prompt kind (selfplay/prompts.py POSE_KINDS) the same number of attempts, from the default
 job's round-0 seed problems, through the posing checks and the second-program witness. Prints per
 kind: kept / attempted, the witness's agreement (agree / problems that reached it) and the top
-rejection reasons; then one line per kind `kind=K kept_rate=... agree_rate=...`.
+rejection reasons; then one line per kind `kind=K level=L kept_rate=... agree_rate=...
+mean_steps=...` (arithmetic steps of the kept problems' programs: --level shows the curriculum).
 """
 from __future__ import annotations
 
@@ -64,8 +65,10 @@ def main() -> int:
                   f"{secs:.1f} s; rejected {dict(top)}", flush=True)
             for p in kept[:args.show]:
                 print(f"    {p.question!r} -> {p.answer}  steps={p.meta['steps']}  program={p.program!r}")
-            lines.append(f"kind={kind} kept_rate={len(kept) / max(st['attempted'], 1):.3f} "
-                         f"agree_rate={len(kept) / max(reached, 1):.3f} checks_passed={reached}")
+            steps = sum(p.meta["steps"] for p in kept) / len(kept) if kept else 0.0
+            lines.append(f"kind={kind} level={args.level} kept_rate={len(kept) / max(st['attempted'], 1):.3f} "
+                         f"agree_rate={len(kept) / max(reached, 1):.3f} checks_passed={reached} "
+                         f"mean_steps={steps:.2f}")
     finally:
         backend.close()
         sandbox.close()

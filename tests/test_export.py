@@ -30,6 +30,7 @@ name = "scripted-model"
 problems = 6
 [pose]
 attempts = 3
+witness = "program"  # "auto" would also ask the solver majority for these word problems (few pairs)
 [solve]
 samples = 4
 [train]
