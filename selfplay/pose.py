@@ -25,8 +25,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 from seeds.text import normalize_question  # the one normaliser (operators kept): also pose dedup's
 from selfplay.backends.base import Backend, SamplingParams
-from selfplay.prompts import (POSE_KINDS, PROGRAM_STOP, QUESTION_STOP, pose_messages, program_messages,
-                              question_messages)
+from selfplay.prompts import (POSE_KINDS, PROGRAM_STOP, QUESTION_STOP, answer_value, pose_messages,
+                              program_messages, question_messages)
 from selfplay.records import Problem
 from selfplay.rng import derive_seed, rng_for
 
@@ -60,9 +60,13 @@ def question_numbers(question: str) -> set[Fraction]:
     return nums
 
 
+def _no_thousands(text: str) -> str:
+    return re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)  # 1,000 -> 1000
+
+
 def digit_numbers(question: str) -> set[Fraction]:
     """The numbers a question writes in digits (1,000 = 1000): a program must use every one."""
-    return {Fraction(m.group()) for m in _QNUM.finditer(re.sub(r"(?<=\d),(?=\d{3}\b)", "", question))}
+    return {Fraction(m.group()) for m in _QNUM.finditer(_no_thousands(question))}
 
 
 _YES_NO = re.compile(r"^(?:is|are|does|do|did|can|could|will|would|was|were|should|has|have)\b", re.I)
@@ -194,7 +198,7 @@ _EXPRESSION = re.compile(rf"{_OPERAND}(?:\s*[-+*/]\s*{_OPERAND})+")
 def stated_expressions(question: str) -> list[str]:
     """The arithmetic expressions a question writes out ("What is 7 + 5 - 4 + 2?", "3 times 4"):
     runs of numbers joined by + - * / (and plus, minus, times, multiplied by, divided by, x)."""
-    text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", question)
+    text = _no_thousands(question)
     for pattern, op in _WORD_OPS:
         text = re.sub(pattern, op, text, flags=re.I)
     return [m.group().strip() for m in _EXPRESSION.finditer(text)]
@@ -225,17 +229,6 @@ def expression_value(expr: str) -> Fraction | None:
         return None
 
 
-def gold_value(answer: str) -> Fraction | None:
-    """A canonical gold (program_answer: "12", "-0.5", "\\frac{10}{3}", "-\\frac{1}{2}") as a Fraction."""
-    m = re.fullmatch(r"(-?)\\frac\{(\d+)\}\{(\d+)\}", answer)
-    if m:
-        return Fraction(int(m.group(2)), int(m.group(3))) * (-1 if m.group(1) else 1)
-    try:
-        return Fraction(answer)
-    except (ValueError, ZeroDivisionError):
-        return None
-
-
 def expression_witness(p: Problem, reasons: Counter[str]) -> bool | None:
     """The exact witness of a question that states one arithmetic expression: its value must be
     the gold (recorded in p.meta["expression_witness"]; a mismatch counts as golds_disagree).
@@ -244,7 +237,7 @@ def expression_witness(p: Problem, reasons: Counter[str]) -> bool | None:
     value = expression_value(exprs[0]) if len(exprs) == 1 else None
     if value is None:
         return None
-    agree = value == gold_value(p.answer)
+    agree = value == answer_value(p.answer)
     p.meta["expression_witness"] = {"expression": exprs[0], "value": str(value), "agree": agree}
     if not agree:
         reasons["golds_disagree"] += 1

@@ -90,7 +90,9 @@ _EXAMPLE_RUNS = {run for run in _runs(SOLVE_EXAMPLE_QUESTION) | _runs(SOLVE_EXAM
                  if any("." in tok for tok in run)}
 
 
-def _value(answer: str) -> Fraction | None:
+def answer_value(answer: str) -> Fraction | None:
+    """A bare numeric answer ("12", "-0.5", "\\frac{10}{3}", "-\\frac{1}{2}", "$6.5$") as a
+    Fraction; None when it is not one."""
     s = answer.strip().strip("$").replace(" ", "")
     m = _FRAC.fullmatch(s)
     if m:
@@ -106,7 +108,7 @@ def copies_example(completion: str, extracted: str | None = None) -> bool:
     """True when a completion reproduces the solve prompt's worked example instead of solving its
     own problem: its final answer (`extracted`) is the example's value, or it shares a run of
     _COPY_RUN words/numbers holding 2.5 or 6.5 with the example's problem or solution."""
-    if extracted is not None and _value(extracted) == Fraction(SOLVE_EXAMPLE_ANSWER):
+    if extracted is not None and answer_value(extracted) == Fraction(SOLVE_EXAMPLE_ANSWER):
         return True
     return not _EXAMPLE_RUNS.isdisjoint(_runs(completion))
 

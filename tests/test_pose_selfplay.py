@@ -21,8 +21,8 @@ from selfplay.mixing import build_training_set
 from selfplay.pair import make_pairs
 from selfplay.pose import (_witness, check_posed, clean_question, digit_numbers, ill_posed, pose_problems,
                            program_steps)
-from selfplay.prompts import (POSE_KINDS, PROGRAM_STOP, QUESTION_STOP, level_hint, pose_messages,
-                              program_messages, question_messages)
+from selfplay.prompts import (POSE_KINDS, PROGRAM_STOP, QUESTION_STOP, answer_value, level_hint,
+                              pose_messages, program_messages, question_messages)
 from selfplay.pseudo import majority_witness
 from selfplay.records import Pair, Problem, Rollout
 from selfplay.round import RoundContext, pose_level, posed_difficulty, stage_problems
@@ -494,8 +494,8 @@ def test_expression_value_refuses_what_is_not_arithmetic():
 
 @pytest.mark.parametrize("gold,value", [("12", "12"), ("-0.5", "-1/2"), ("\\frac{10}{3}", "10/3"),
                                         ("-\\frac{1}{2}", "-1/2"), ("x", None)])
-def test_gold_value(gold, value):
-    v = pose_mod.gold_value(gold)
+def test_answer_value_reads_canonical_golds(gold, value):
+    v = answer_value(gold)
     assert (str(v) if v is not None else None) == value
 
 
