@@ -332,13 +332,13 @@ def _majority_accepted(out: Path, posed: list[tuple[int, Any]], verifier: Any) -
     """The posed problems the run's solver-majority witness accepted (all of them when the run's
     witness does not use it), by the same function the pair stage used."""
     from selfplay.loop import run_config
-    from selfplay.pseudo import majority_witness
+    from selfplay.pseudo import majority_witness, majority_witnessed, uses_majority_witness
     from selfplay.round import load_rollouts, paths_per_problem
 
     cfg = run_config(out)
-    if cfg.pose.witness not in ("majority", "both", "auto"):
+    if not uses_majority_witness(cfg.pose.witness):
         return posed
-    only = (lambda p: "expression_witness" not in p.meta) if cfg.pose.witness == "auto" else None
+    only = majority_witnessed(cfg.pose.witness)
     kept = []
     for k in sorted({k for k, _ in posed}):
         problems = [p for kk, p in posed if kk == k]

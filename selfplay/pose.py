@@ -147,6 +147,16 @@ def canonical_answer(stdout: str) -> str | None:
     return program_answer(stdout)[0]
 
 
+def run_answer(sandbox: Any, program: str) -> tuple[str | None, str, Any]:
+    """(answer, "ok", run) for a program that runs and prints one exact number (program_answer);
+    else (None, reason, run): "program_<verdict reason>" for a failed run, or program_answer's."""
+    run = sandbox.run(program)
+    if run.verdict.label != "correct":
+        return None, f"program_{run.verdict.reason}", run
+    answer, reason = program_answer(run.stdout)
+    return answer, reason, run
+
+
 def check_posed(question: str | None, program: str | None, sandbox: Any, seen: set[str],
                 require_program: bool = True) -> tuple[str | None, str]:
     """(answer, "ok") or (None, rejection reason) for one posed problem. Without a program and
@@ -173,10 +183,7 @@ def check_posed(question: str | None, program: str | None, sandbox: Any, seen: s
         return None, "question_number_unused"
     if program_steps(program) == 0:  # print(111) for "What is 111?": nothing to solve
         return None, "no_computation"
-    first = sandbox.run(program)
-    if first.verdict.label != "correct":
-        return None, f"program_{first.verdict.reason}"
-    answer, reason = program_answer(first.stdout)
+    answer, reason, first = run_answer(sandbox, program)
     if answer is None:
         return None, reason
     second = sandbox.run(program)
@@ -376,13 +383,7 @@ def pose_problems(backend: Backend, sandbox: Any, examples: Sequence[Problem], *
 
 def _witness(p: Problem, program: str | None, sandbox: Any, reasons: Counter[str]) -> bool:
     """Run the second program; record it in p.meta["witness"]; True when it prints p's gold."""
-    answer, why = None, "no_program"
-    if program is not None:
-        run = sandbox.run(program)
-        if run.verdict.label != "correct":
-            why = f"program_{run.verdict.reason}"
-        else:
-            answer, why = program_answer(run.stdout)
+    answer, why = (None, "no_program") if program is None else run_answer(sandbox, program)[:2]
     agree = answer is not None and answer == p.answer  # both canonical (program_answer)
     p.meta["witness"] = {"route": "program", "program": program, "answer": answer, "agree": agree}
     if answer is None:

@@ -26,11 +26,10 @@ def pseudo_label(problems: Sequence[Problem], rollouts: dict[str, list[Rollout]]
     """(problems with a gold, rollouts labelled against it, counts). Problems that already have
     a trusted gold come back untouched, in the same order."""
     counts: dict[str, Any] = {}
-    if cfg.pose.witness in ("majority", "both", "auto"):
-        # auto: the majority witnesses the posed problems that state no expression to evaluate
-        only = (lambda p: "expression_witness" not in p.meta) if cfg.pose.witness == "auto" else None
+    if uses_majority_witness(cfg.pose.witness):
         problems, counts["majority_witness"] = majority_witness(problems, rollouts, verifier,
-                                                                cfg.pair.pseudo_agreement, only)
+                                                                cfg.pair.pseudo_agreement,
+                                                                majority_witnessed(cfg.pose.witness))
     need = [p for p in problems if needs_label(p)]
     gold = [p for p in problems if not needs_label(p)]
     counts["pseudo_label_precision"] = _precision(gold, flat_of(gold, rollouts), verifier, cfg.pair.pseudo_agreement)
@@ -48,6 +47,17 @@ def pseudo_label(problems: Sequence[Problem], rollouts: dict[str, list[Rollout]]
     keep = {p.id: p for p in banded}
     out = [keep[p.id] if p.id in keep else p for p in problems if not needs_label(p) or p.id in keep]
     return out, new, counts
+
+
+def uses_majority_witness(witness: str) -> bool:
+    """Whether pose.witness asks the solver majority to witness posed golds."""
+    return witness in ("majority", "both", "auto")
+
+
+def majority_witnessed(witness: str) -> Callable[[Problem], bool] | None:
+    """majority_witness's `only` for pose.witness: under auto, the posed problems that state no
+    expression to evaluate (the others have their exact witness); otherwise all (None)."""
+    return (lambda p: "expression_witness" not in p.meta) if witness == "auto" else None
 
 
 def majority_witness(problems: Sequence[Problem], rollouts: dict[str, list[Rollout]], verifier: Any,
