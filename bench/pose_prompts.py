@@ -18,12 +18,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from selfplay.backends import get_backend  # noqa: E402
 from selfplay.backends.base import SamplingParams  # noqa: E402
 from selfplay.config import load_config  # noqa: E402
-from selfplay.models import resolve_model  # noqa: E402
-from selfplay.pose import pose_problems  # noqa: E402
-from selfplay.round import backend_kwargs  # noqa: E402
+from selfplay.backends.models import resolve_model  # noqa: E402
+from selfplay.pose.posing import pose_problems  # noqa: E402
+from selfplay.backends.resources import build_backend, build_sandbox  # noqa: E402
 
 
 def main() -> int:
@@ -39,13 +38,13 @@ def main() -> int:
     args = ap.parse_args()
     cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "default.toml",
                       {"model.backend": args.backend, "run.seed": args.seed})
-    from selfplay.contamination import HeldoutGate, HeldoutMatcher
-    from selfplay.round import seed_problems
+    from selfplay.pair.contamination import HeldoutGate, HeldoutMatcher
+    from selfplay.run.round import seed_problems
     from verifiers.sandbox import Sandbox
 
     seeds = seed_problems(cfg, 0, HeldoutGate(HeldoutMatcher(set(), cfg.filters.near_threshold)))
-    backend = get_backend(cfg.model.backend, resolve_model(args.model), **backend_kwargs(cfg))
-    sandbox = Sandbox(timeout=cfg.sandbox.timeout, mode=cfg.sandbox.mode, libraries=tuple(cfg.sandbox.libraries))
+    backend = build_backend(cfg, resolve_model(args.model))
+    sandbox = build_sandbox(cfg)
     params = SamplingParams(n=1, temperature=cfg.pose.temperature, top_p=cfg.pose.top_p,
                             max_new_tokens=cfg.pose.max_new_tokens)
     lines = []

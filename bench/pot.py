@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from selfplay.config import load_config  # noqa: E402
-from selfplay.loop import run_loop  # noqa: E402
+from selfplay.run.loop import run_loop  # noqa: E402
 
 
 def one(mode: str, args: argparse.Namespace) -> dict:

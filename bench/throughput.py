@@ -3,7 +3,7 @@ transformers pipeline, on the same problems in one run.
 
   (a) raw:   vLLM `LLM.generate` alone on the stage's exact requests (same prompts, seeds, stop
              strings, log-probs), every request submitted at once (tokens/s)
-  (b) stage: `selfplay.solve.solve_and_verify` on the vllm backend: every problem submitted at
+  (b) stage: `selfplay.solve.generate.solve_and_verify` on the vllm backend: every problem submitted at
              once, each verified in worker processes as soon as its k paths finish, while the
              engine decodes the rest (tokens/s and verified samples/s)
   (c) naive: plain transformers `generate` (batch 64 rows, fp32) then math-verify parse + verify,
@@ -83,7 +83,7 @@ def raw_engine(backend, problems, params, seeds) -> dict:
 
 def stage(backend, problems, params, args) -> dict:
     """(b) our solve + verify stage on the vllm backend."""
-    from selfplay.solve import solve_and_verify
+    from selfplay.solve.generate import solve_and_verify
     from verifiers import MathVerifier
 
     with MathVerifier(timeout=3.0) as mv:
@@ -104,7 +104,7 @@ def naive(problems, params, args) -> dict:
     import torch
     from math_verify import parse, verify
 
-    from selfplay.models import load_model, load_tokenizer
+    from selfplay.backends.models import load_model, load_tokenizer
     from selfplay.prompts import solve_messages
 
     torch.manual_seed(args.seed)
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> None:
     from selfplay.backends.base import SamplingParams
     from selfplay.config import VLLMSection
     from selfplay.prompts import SOLVE_STOP
-    from selfplay.solve import sample_seeds
+    from selfplay.solve.generate import sample_seeds
 
     problems = procedural_problems(args.problems, ["add", "sub", "word_add", "word_sub", "two_step"],
                                    [int(x) for x in args.levels.split(",")], seed=args.seed, split="bench")

@@ -1,6 +1,6 @@
 """DPO training step speed: the fp32 baseline against the chosen setting, same pairs, one run.
 
-Each variant is a real `selfplay.train.train_dpo` call on the embedded SmolLM2-135M-Instruct with
+Each variant is a real `selfplay.train.dpo.train_dpo` call on the embedded SmolLM2-135M-Instruct with
 the default job's settings (8 pairs per optimizer step: batch 2 x grad_accum 4, max_length 512,
 DPO + NLL, warmup_ratio 0.1, cosine) for --steps optimizer steps on the same pairs in the same
 order (the order is seeded and fed in sequence; grouping by length only reorders pairs inside a
@@ -111,7 +111,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from selfplay.train import TrainConfig, train_dpo
+    from selfplay.train.dpo import TrainConfig, train_dpo
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -130,7 +130,7 @@ def main(argv=None) -> int:
 
     from transformers import AutoModelForCausalLM
 
-    from selfplay.models import resolve_model
+    from selfplay.backends.models import resolve_model
 
     n_params = sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(resolve_model(args.model)).parameters())
     print(f"model {args.model}: {n_params / 1e6:.1f} M parameters; pairs {args.pairs}; {args.steps} steps of "

@@ -45,7 +45,7 @@ say "preparing the default model (converted once, cached)"
 # The conversion's progress lines are noise, but a failed conversion must stop setup (its whole
 # log is shown): every later step needs the model.
 log=$(mktemp)
-if ! "$VENV/bin/python" -c "from selfplay.models import ensure_default_model as e; print('[setup] model:', e())" >"$log" 2>&1; then
+if ! "$VENV/bin/python" -c "from selfplay.backends.models import ensure_default_model as e; print('[setup] model:', e())" >"$log" 2>&1; then
   cat "$log" >&2
   rm -f "$log"
   say "ERROR: converting the embedded model failed (see above)"

@@ -2,8 +2,8 @@
 one question normaliser every comparison of questions uses (seeds.text.normalize_question).
 
 Every procedural item is reproducible from (seed, generator, level, index); file and dataset
-loaders map records to `selfplay.records.Problem` with origin "file" / "hf". seeds/ imports only
-the leaf modules selfplay.records and selfplay.rng, never a pipeline stage (tests/test_seeds.py).
+loaders map records to `selfplay.core.records.Problem` with origin "file" / "hf". seeds/ imports only
+the leaf modules selfplay.core.records and selfplay.core.rng, never a pipeline stage (tests/test_seeds.py).
 """
 from seeds.loaders import load_hf_dataset, load_jsonl_problems, parse_hf_spec
 from seeds.procedural import GENERATORS, generate, procedural_problems

@@ -1,5 +1,5 @@
 """Load seed or held-out problems from JSONL files and HF datasets: one parser for seeds, the
-loop's held-out files and `selfplay eval` (selfplay.evaluate.load_eval_file is this loader).
+loop's held-out files and `selfplay eval` (selfplay.evaluate.driver.load_eval_file is this loader).
 
 Formats recognised per record: GSM8K ({"question", "answer": "... #### 18"}), generic
 ({"question", "answer"}, an own "id" is kept), SVAMP ({"Body", "Question", "Answer"}), MAWPS
@@ -7,7 +7,7 @@ Formats recognised per record: GSM8K ({"question", "answer": "... #### 18"}), ge
 naming file:line and the field.
 
 Layering: seeds/ sits below the pipeline. It imports only the leaf record type
-(selfplay.records) and the JSONL reader (selfplay.io), which import nothing of the project, never a
+(selfplay.core.records) and the JSONL reader (selfplay.core.io), which import nothing of the project, never a
 pipeline stage.
 """
 from __future__ import annotations
@@ -17,8 +17,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterable
 
-from selfplay.io import iter_jsonl
-from selfplay.records import Problem
+from selfplay.core.io import iter_jsonl
+from selfplay.core.records import Problem
 
 
 def _number(x: Any) -> str:
@@ -72,7 +72,7 @@ def load_jsonl_problems(path: str | Path, *, limit: int | None = None, unlabelle
 
     unlabelled=True (seed files): a {"question"} line with no "answer" is a problem without a
     trusted gold (answer "", meta gold_trusted false); the round labels it by majority vote of
-    its sampled paths (selfplay.pseudo). Evaluation files always need their answers.
+    its sampled paths (selfplay.pair.pseudo). Evaluation files always need their answers.
 
     ids are "<file stem>-<record index>" (a generic record's own "id" is kept); meta records the
     format and line. `limit` keeps the first n problems. A missing file, invalid JSON, a non-object

@@ -11,8 +11,8 @@ from fractions import Fraction
 from typing import Callable, Collection, Iterator, Sequence
 
 from seeds.text import normalize_question
-from selfplay.records import Problem
-from selfplay.rng import rng_for
+from selfplay.core.records import Problem
+from selfplay.core.rng import rng_for
 
 Item = tuple[str, str, str]
 _NAMES = ["Tom", "Ana", "Li", "Sara", "Omar", "Mia", "Ben", "Zoe", "Raj", "Eva"]

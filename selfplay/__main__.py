@@ -1,5 +1,5 @@
 import sys
 
-from selfplay.cli import main
+from selfplay.cli.main import main
 
 sys.exit(main())

@@ -113,7 +113,7 @@ def copies_example(completion: str, extracted: str | None = None) -> bool:
     return not _EXAMPLE_RUNS.isdisjoint(_runs(completion))
 
 
-# Posing (selfplay/pose.py). A 135M model follows a pattern far better than an instruction, so
+# Posing (selfplay/pose/posing.py). A 135M model follows a pattern far better than an instruction, so
 # every posing prompt puts the pattern in the assistant's mouth (a prefill the backend continues,
 # selfplay.backends.base.chat_token_ids) and generation stops at the end of the one part asked:
 # a question ends at its line's end, a program at its closing fence.

@@ -1,10 +1,10 @@
 """`selfplay audit` and `verify.crosscheck`: math-verify re-checks pairs against their gold."""
 import pytest
 
-from selfplay import io
-from selfplay.audit import MathVerifyChecker, audit_run, classify_pairs, crosscheck_filter, mv_text
-from selfplay.cli import main
-from selfplay.records import Pair, Problem, Rollout
+from selfplay.core import io
+from selfplay.inspect.audit import MathVerifyChecker, audit_run, classify_pairs, crosscheck_filter, mv_text
+from selfplay.cli.main import main
+from selfplay.core.records import Pair, Problem, Rollout
 
 
 @pytest.fixture(scope="module")
@@ -117,8 +117,9 @@ def _rollout(pid: str, j: int, label: str, extracted: str) -> Rollout:
 
 def test_stage_pair_crosscheck_counts_in_filters_stats_and_report(tmp_path):
     from selfplay.config import Config
-    from selfplay.report import write_report
-    from selfplay.round import RoundContext, round_stats, stage_pair
+    from selfplay.inspect.report import write_report
+    from selfplay.run.context import RoundContext
+    from selfplay.run.round import round_stats, stage_pair
 
     cfg = Config()
     cfg.verify.crosscheck = True

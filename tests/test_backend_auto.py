@@ -4,8 +4,8 @@ import pytest
 import selfplay.backends as backends
 from selfplay.backends import get_backend, rows_per_call
 from selfplay.backends.base import SamplingParams
-from selfplay.solve import generate_batches
-from selfplay.records import Problem
+from selfplay.solve.generate import generate_batches
+from selfplay.core.records import Problem
 
 
 class _Fake:

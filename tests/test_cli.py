@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from selfplay import io
+from selfplay.core import io
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,7 +72,7 @@ COMMANDS = ("run", "problems", "solve", "pair", "stats", "eval", "audit", "repor
 def test_every_subcommand_teaches_description_defaults_and_an_example():
     import argparse
 
-    from selfplay.cli import build_parser
+    from selfplay.cli.main import build_parser
 
     ap = build_parser()
     sub = next(a for a in ap._actions if isinstance(a, argparse._SubParsersAction))

@@ -158,7 +158,7 @@ def test_files_need_distinct_stems(tmp_path):
         load_config(None, {"seeds.files": [str(p) for p in paths], "seeds.file_problems": 2})
 
 
-# train.* fields and the selfplay.train.TrainConfig field each becomes (selfplay/loop.py train_round)
+# train.* fields and the selfplay.train.dpo.TrainConfig field each becomes (selfplay/run/loop.py train_round)
 TRAIN_FIELDS = {"beta": "beta", "learning_rate": "learning_rate", "epochs": "epochs",
                 "batch_size": "per_device_batch_size", "grad_accum": "grad_accum", "max_length": "max_length",
                 "nll_weight": "nll_weight", "max_steps": "max_steps"}
@@ -172,7 +172,7 @@ def test_train_values_trainconfig_rejects_fail_at_config_load(field, value):
     import dataclasses
 
     from selfplay.config import TrainSection
-    from selfplay.train import TrainConfig
+    from selfplay.train.dpo import TrainConfig
 
     typ = {f.name: f.type for f in dataclasses.fields(TrainSection)}[field]
     v = float(value) if typ in (float, "float") else value
@@ -190,20 +190,20 @@ def test_train_values_trainconfig_rejects_fail_at_config_load(field, value):
 
 
 def test_every_non_bool_field_has_a_rule():
-    """A new config field needs a meaning check in selfplay/config_checks.py (bools are fully
+    """A new config field needs a meaning check in selfplay/config/checks.py (bools are fully
     checked by their type; nothing else is)."""
     import dataclasses
     from pathlib import Path
 
     from selfplay.config import Config
 
-    src = (Path(__file__).resolve().parents[1] / "selfplay" / "config_checks.py").read_text()
+    src = (Path(__file__).resolve().parents[1] / "selfplay" / "config" / "checks.py").read_text()
     cfg = Config()
     missing = [f"{sec.name}.{f.name}" for sec in dataclasses.fields(cfg)
                for f in dataclasses.fields(getattr(cfg, sec.name))
                if not isinstance(getattr(getattr(cfg, sec.name), f.name), bool)
                and f'yield "{sec.name}.{f.name}"' not in src]
-    assert not missing, f"no rule in selfplay/config_checks.py for {missing}"
+    assert not missing, f"no rule in selfplay/config/checks.py for {missing}"
 
 
 def test_moved_fields_say_where_they_went(tmp_path):

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from selfplay import io
+from selfplay.core import io
 from selfplay.config import load_config
-from selfplay.contamination import HeldoutGate, HeldoutMatcher
-from selfplay.records import Problem
+from selfplay.pair.contamination import HeldoutGate, HeldoutMatcher
+from selfplay.core.records import Problem
 
 HELD = ("Janet's ducks lay 16 eggs per day. She eats three for breakfast every morning and bakes "
         "muffins for her friends every day with four. She sells the remainder at the farmers' market "
@@ -56,8 +56,8 @@ def _never(model: str):
 
 
 def test_file_seed_near_copy_of_heldout_is_dropped_before_solving(tmp_path):
-    from selfplay.loop import make_context
-    from selfplay.round import contamination_dropped, round_stats, stage_problems
+    from selfplay.run.context import make_context
+    from selfplay.run.round import contamination_dropped, round_stats, stage_problems
 
     held = tmp_path / "heldout.jsonl"
     io.write_jsonl(held, [{"question": HELD, "answer": "18"}, {"question": "What is 7 + 4?", "answer": "11"}])

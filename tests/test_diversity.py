@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from selfplay.diversity import (MinHashIndex, answer_key, collapse_warnings, distinct_n, round_warnings,
+from selfplay.pair.diversity import (MinHashIndex, answer_key, collapse_warnings, distinct_n, round_warnings,
                                 diversity_metrics, entropy_bits, jaccard, mean_pairwise_jaccard,
                                 normalize_text, word_shingles)
-from selfplay.records import Problem, Rollout
+from selfplay.core.records import Problem, Rollout
 
 
 @pytest.mark.parametrize("text, expected", [

@@ -6,11 +6,11 @@ import orjson
 import pytest
 
 from selfplay.backends.scripted import ScriptedBackend
-from selfplay.contamination import ContaminationError, check_contamination, normalize_text
-from selfplay.evaluate import eval_seed, evaluate, format_table, load_eval_file, run_eval_cli, write_eval
-from selfplay.metrics import normalize_answer
+from selfplay.pair.contamination import ContaminationError, check_contamination, normalize_text
+from selfplay.evaluate.driver import eval_seed, evaluate, format_table, load_eval_file, run_eval_cli, write_eval
+from selfplay.core.metrics import normalize_answer
 from selfplay.prompts import solve_messages
-from selfplay.records import Problem
+from selfplay.core.records import Problem
 
 from tests.conftest import SHARED_DATA
 
@@ -99,7 +99,7 @@ def test_seed_is_stable_not_python_hash():
     # same value in a fresh interpreter (Python's hash() of a str is salted per process)
     import subprocess
     import sys
-    code = "from selfplay.evaluate import eval_seed; print(eval_seed(0, 'gsm8k_test-1', 3))"
+    code = "from selfplay.evaluate.driver import eval_seed; print(eval_seed(0, 'gsm8k_test-1', 3))"
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                            env={"PYTHONHASHSEED": "123", "PATH": ""}, cwd=Path(__file__).parent.parent)
     assert int(other.stdout) == eval_seed(0, "gsm8k_test-1", 3)
@@ -154,14 +154,16 @@ def test_write_eval_atomic(tmp_path):
 
 
 def test_run_eval_cli_with_scripted_backend(tmp_path, monkeypatch, capsys):
-    import verifiers
+    from selfplay.backends import resources
+    from selfplay.config import from_dict
 
-    monkeypatch.setattr(verifiers, "MathVerifier", FakeVerifier, raising=False)
+    monkeypatch.setattr(resources, "MathVerifier", FakeVerifier)
     data = _write(tmp_path, "adds.jsonl", [orjson.dumps({"question": p.question, "answer": p.answer}).decode()
                                            for p in _problems(6)])
     out = tmp_path / "eval.json"
-    res = run_eval_cli("scripted-model", [str(data)], samples=4, out=out, limit=4, backend_name="scripted",
-                       max_new_tokens=32, seed=1)
+    cfg = from_dict({"model": {"backend": "scripted"}, "eval": {"samples": 4, "max_new_tokens": 32},
+                     "run": {"seed": 1}})
+    res = run_eval_cli(cfg, "scripted-model", [str(data)], out=out, limit=4)
     assert res["sets"]["adds"]["n"] == 4
     assert orjson.loads(out.read_bytes())["sets"]["adds"]["k"] == 4
     printed = capsys.readouterr().out
@@ -215,10 +217,10 @@ def test_evaluate_with_real_math_verifier():
 
 def test_contamination_keeps_operators_apart(tmp_path):
     """'What is 7 - 4?' must not count as a copy of the held-out 'What is 7 + 4?'."""
-    from selfplay.contamination import check_contamination, normalize_text
-    from selfplay.io import write_jsonl
+    from selfplay.pair.contamination import check_contamination, normalize_text
+    from selfplay.core.io import write_jsonl
     from selfplay.prompts import solve_messages
-    from selfplay.records import Problem
+    from selfplay.core.records import Problem
 
     assert normalize_text("What is 7 - 4?") != normalize_text("What is 7 + 4?")
     held = [Problem(id="h1", question="What is 7 + 4?", answer="11", origin="procedural", source="add")]
@@ -232,16 +234,19 @@ def test_contamination_keeps_operators_apart(tmp_path):
 
 
 def test_run_eval_cli_extra_sets_exclude_and_compare(tmp_path, monkeypatch, capsys):
-    import verifiers
-    from selfplay import io
-    from selfplay.evaluate import format_gains
+    from selfplay.backends import resources
+    from selfplay.config import from_dict
+    from selfplay.core import io
+    from selfplay.evaluate.driver import format_gains
 
-    monkeypatch.setattr(verifiers, "MathVerifier", FakeVerifier, raising=False)
+    monkeypatch.setattr(resources, "MathVerifier", FakeVerifier)
     probs = _problems(6)
     seen = tmp_path / "problems.jsonl"  # a run's problems file holding two of them
     io.write_jsonl(seen, [probs[1].to_dict(), probs[4].to_dict()])
-    res = run_eval_cli("scripted-model", [], samples=2, out=None, limit=None, backend_name="scripted",
-                       max_new_tokens=32, seed=1, extra_sets={"heldout_procedural": probs}, exclude=[seen])
+    cfg = from_dict({"model": {"backend": "scripted"}, "eval": {"samples": 2, "max_new_tokens": 32},
+                     "run": {"seed": 1}})
+    res = run_eval_cli(cfg, "scripted-model", [], out=None, limit=None, extra_sets={"heldout_procedural": probs},
+                       exclude=[seen])
     s = res["sets"]["heldout_procedural"]
     assert s["n"] == 4 and {p["id"] for p in s["problems"]} == {probs[i].id for i in (0, 2, 3, 5)}
     assert "excluded 2 of 6" in capsys.readouterr().err

@@ -10,10 +10,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from selfplay import io
+from selfplay.core import io
 from selfplay.config import load_config
-from selfplay.export import EMBEDDED_HUB_ID, model_ref, pair_id, write_export
-from selfplay.loop import run_loop
+from selfplay.inspect.export import EMBEDDED_HUB_ID, model_ref, pair_id, write_export
+from selfplay.run.loop import run_loop
 from tests.conftest import needs_bwrap
 from tests.test_faults import one_line_error
 
@@ -184,7 +184,7 @@ def test_refusals_are_one_line_and_leave_nothing(run, tmp_path):
 
 @needs_bwrap
 def test_a_failure_while_writing_leaves_no_export(run, tmp_path, monkeypatch):
-    import selfplay.export as export
+    import selfplay.inspect.export as export
 
     def broken(*a, **k):
         raise OSError(28, "No space left on device")
@@ -199,7 +199,7 @@ def test_a_failure_while_writing_leaves_no_export(run, tmp_path, monkeypatch):
 def test_push_to_hub_uploads_the_export(run, tmp_path, monkeypatch):
     import huggingface_hub
 
-    from selfplay.cli import main
+    from selfplay.cli.main import main
 
     calls = []
     monkeypatch.setattr(huggingface_hub, "get_token", lambda: "hf_test")
@@ -232,7 +232,7 @@ def test_dpo_trainer_trains_on_the_export_as_it_is(run, tmp_path):
     """The card's snippet, tiny: the exported split goes to DPOTrainer unchanged."""
     from trl import DPOConfig, DPOTrainer
 
-    from selfplay.models import resolve_model
+    from selfplay.backends.models import resolve_model
 
     write_export(run, tmp_path / "ds")
     ds = _load(tmp_path / "ds")

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from selfplay import io, provenance
+from selfplay.core import io, provenance
 from selfplay.config import load_config
-from selfplay.loop import run_loop
+from selfplay.run.loop import run_loop
 
 ROOT = Path(__file__).resolve().parents[1]
 TOML = """
@@ -61,7 +61,7 @@ def one_line_error(r, *needles):
 # -- training: only "no usable pairs" is carried on from --------------------------------------
 
 def test_other_training_error_stops_the_run(tmp_path, monkeypatch):
-    import selfplay.train as train
+    import selfplay.train.dpo as train
 
     def boom(*a, **k):
         raise ValueError("max_prompt_length must be < max_length")
@@ -75,7 +75,7 @@ def test_other_training_error_stops_the_run(tmp_path, monkeypatch):
 
 
 def test_no_usable_pairs_marks_round_not_trained_and_hands_on_a_hub_id(tmp_path, monkeypatch):
-    import selfplay.train as train
+    import selfplay.train.dpo as train
 
     calls = []
 
@@ -92,8 +92,8 @@ def test_no_usable_pairs_marks_round_not_trained_and_hands_on_a_hub_id(tmp_path,
     assert tr["trained"] is False and tr["start_model"] == "org/hub-model" and "too long" in tr["reason"]
     assert not (tmp_path / "o" / "round_0" / "model").exists()  # by reference, no copy
     assert stats[1]["model"] == "org/hub-model"
-    from selfplay.summary import print_summary
-    from selfplay.report import write_report
+    from selfplay.run.summary import print_summary
+    from selfplay.inspect.report import write_report
 
     text = write_report(tmp_path / "o").read_text()
     assert "NOT TRAINED" in text and "Rounds without training" in text
@@ -153,9 +153,9 @@ def test_rollouts_from_another_model_are_refused_not_reused(tmp_path, monkeypatc
     out = tmp_path / "o"
     cfg = load_config(cfg_file(tmp_path, out))
     run_loop(cfg)
-    import selfplay.loop as loop
+    import selfplay.run.context as context
 
-    monkeypatch.setattr(loop, "round_model", lambda *a: "a-newer-model")
+    monkeypatch.setattr(context, "round_model", lambda *a: "a-newer-model")
     with pytest.raises(provenance.StaleOutput, match="model='scripted-model', now 'a-newer-model'"):
         run_loop(cfg)
 

@@ -1,7 +1,7 @@
 import pytest
 
-from selfplay import io
-from selfplay.records import Pair, Problem, Rollout
+from selfplay.core import io
+from selfplay.core.records import Pair, Problem, Rollout
 
 
 def test_records_roundtrip():

@@ -1,7 +1,7 @@
 """kill -9 at seeded kill points of a small two-round run with real DPO training, then resume:
 the resumed run must leave the same files as an uninterrupted run with the same seed.
 
-Kill points are named places in the code (selfplay/faults.py; SELFPLAY_KILL_AT="name:N" sends
+Kill points are named places in the code (selfplay/core/faults.py; SELFPLAY_KILL_AT="name:N" sends
 SIGKILL to the process the Nth time it passes one), so each kill lands exactly where it is meant
 to, every time. One chain of processes takes all the kills in pipeline order: each process
 resumes what the previous one left and is killed at the next point.

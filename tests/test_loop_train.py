@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from selfplay import io
+from selfplay.core import io
 from tests.conftest import needs_bwrap
 
 pytestmark = [pytest.mark.model, needs_bwrap]

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from selfplay.metrics import (bootstrap_ci, maj_at_k, majority_vote, normalize_answer, pass_at_k, summarize,
+from selfplay.core.metrics import (bootstrap_ci, maj_at_k, majority_vote, normalize_answer, pass_at_k, summarize,
                               wilson_interval)
 
 
@@ -89,7 +89,7 @@ def test_summarize():
 
 
 def test_mcnemar_exact_known_values():
-    from selfplay.metrics import mcnemar_exact_p
+    from selfplay.core.metrics import mcnemar_exact_p
 
     assert mcnemar_exact_p(0, 0) == 1.0
     assert mcnemar_exact_p(3, 3) == 1.0
@@ -103,7 +103,7 @@ def test_mcnemar_exact_known_values():
 
 
 def test_paired_gain_counts_only_shared_ids_and_brackets_the_gain():
-    from selfplay.metrics import paired_gain
+    from selfplay.core.metrics import paired_gain
 
     before = {f"p{i}": i < 30 for i in range(100)}  # 30% right
     after = {f"p{i}": i < 30 or 50 <= i < 65 for i in range(100)}  # + 15 new, none lost
@@ -120,7 +120,7 @@ def test_paired_gain_counts_only_shared_ids_and_brackets_the_gain():
 
 
 def test_greedy_correct_by_id_reads_eval_sets():
-    from selfplay.metrics import greedy_correct_by_id
+    from selfplay.core.metrics import greedy_correct_by_id
 
     s = {"problems": [{"id": "a", "greedy": {"label": "correct"}}, {"id": "b", "greedy": {"label": "unknown"}},
                       {"id": "c", "greedy": {"label": "incorrect"}}]}

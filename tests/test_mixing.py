@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from selfplay.mixing import build_training_set, mix_counts, rounds_to_use
-from selfplay.records import Pair
+from selfplay.pair.mixing import build_training_set, mix_counts, rounds_to_use
+from selfplay.core.records import Pair
 
 
 def mk(origin: str, rnd: int, i: int) -> Pair:

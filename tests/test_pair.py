@@ -1,5 +1,5 @@
-from selfplay.pair import make_pairs, pass_rate
-from selfplay.records import Problem, Rollout
+from selfplay.pair.pairs import make_pairs, pass_rate
+from selfplay.core.records import Problem, Rollout
 
 P = Problem(id="p1", question="What is 2 + 3?", answer="5", origin="procedural", source="add", level=1)
 

@@ -1,9 +1,9 @@
 import pytest
 
-from selfplay.pose import canonical_answer, check_posed, clean_question, pose_problems
+from selfplay.pose.posing import canonical_answer, check_posed, clean_question, pose_problems
 from selfplay.backends.scripted import ScriptedBackend
 from selfplay.backends.base import SamplingParams
-from selfplay.records import Problem
+from selfplay.core.records import Problem
 from tests.conftest import needs_bwrap
 
 

@@ -11,21 +11,22 @@ from types import SimpleNamespace
 
 import pytest
 
-import selfplay.pose as pose_mod
-from selfplay import io
-from selfplay.audit import posed_sample, print_posed
+import selfplay.pose.posing as pose_mod
+from selfplay.core import io
+from selfplay.inspect.audit import posed_sample, print_posed
 from selfplay.backends.base import SamplingParams, chat_token_ids
 from selfplay.backends.scripted import ScriptedBackend
 from selfplay.config import Config
-from selfplay.mixing import build_training_set
-from selfplay.pair import make_pairs
-from selfplay.pose import (_witness, check_posed, clean_question, digit_numbers, ill_posed, pose_problems,
+from selfplay.pair.mixing import build_training_set
+from selfplay.pair.pairs import make_pairs
+from selfplay.pose.posing import (_witness, check_posed, clean_question, digit_numbers, ill_posed, pose_problems,
                            program_steps)
 from selfplay.prompts import (POSE_KINDS, PROGRAM_STOP, QUESTION_STOP, answer_value, level_hint,
                               pose_messages, program_messages, question_messages)
-from selfplay.pseudo import majority_witness
-from selfplay.records import Pair, Problem, Rollout
-from selfplay.round import RoundContext, pose_level, posed_difficulty, stage_problems
+from selfplay.pair.pseudo import majority_witness
+from selfplay.core.records import Pair, Problem, Rollout
+from selfplay.run.context import RoundContext
+from selfplay.run.round import pose_level, posed_difficulty, stage_problems
 from verifiers.verdict import Verdict
 
 SHOTS = [("What is 1 + 2?", "print(1 + 2)"), ("Tom has 3 apples and 4 pears. How many fruits?", "print(3 + 4)")]
@@ -104,7 +105,7 @@ def test_chat_token_ids_flags_and_batch_encoding(last, prefill):
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from selfplay.models import load_tokenizer
+    from selfplay.backends.models import load_tokenizer
 
     return load_tokenizer("default")
 
@@ -392,8 +393,8 @@ def test_stage_problems_poses_at_the_curriculum_level(tmp_path):
     ctx = ctx_after(tmp_path, 0.95)
     cfg = ctx.cfg
     cfg.seeds.problems, cfg.pose.attempts, cfg.pose.target, cfg.pose.batch = 6, 40, 6, 4
-    rc = RoundContext(cfg=cfg, out=tmp_path, round_idx=1, model="scripted-model", backend_factory=ScriptedBackend,
-                      _sandbox=ExecSandbox())
+    rc = RoundContext(cfg=cfg, out=tmp_path, round_idx=1, model="scripted-model", backend_factory=ScriptedBackend)
+    rc.resources._sandbox = ExecSandbox()
     rc.dir.mkdir()
     problems = stage_problems(rc)
     stats = io.read_json(rc.dir / "pose.json")

@@ -5,11 +5,11 @@ Every chosen program is re-run in a fresh sandbox and its output re-verified aga
 independently of the pipeline (so the check can fail, and never passes on zero pairs)."""
 import pytest
 
-from selfplay import io
+from selfplay.core import io
 from selfplay.config import load_config
-from selfplay.loop import run_loop
+from selfplay.run.loop import run_loop
 from selfplay.prompts import extract_program, solve_messages
-from selfplay.solve import PROGRAM_FAILURES, label_paths, program_answer
+from selfplay.verify.label import PROGRAM_FAILURES, label_paths, program_answer
 from tests.conftest import needs_bwrap
 
 TOML = """
@@ -143,7 +143,7 @@ def test_real_model_round(tmp_path, mode):
 def test_pot_rollouts_record_the_sandbox_that_labelled_them(tmp_path, monkeypatch):
     """A pot label is what the sandbox ran: rollouts made by another sandbox version are refused,
     not reused (cot rollouts do not depend on it)."""
-    from selfplay import provenance
+    from selfplay.core import provenance
 
     run(tmp_path, "pot", problems=2, samples=2)
     entry = provenance.read(tmp_path / "pot" / "round_0")["rollouts.jsonl"]

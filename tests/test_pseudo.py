@@ -1,16 +1,16 @@
-"""Majority-vote pseudo-labels (selfplay/pseudo.py): problems without a trusted gold get the vote
+"""Majority-vote pseudo-labels (selfplay/pair/pseudo.py): problems without a trusted gold get the vote
 of their paths, an agreement threshold and the solve band; their precision is measured on
 problems whose gold is known but hidden."""
 from dataclasses import replace
 
 import pytest
 
-from selfplay import io
+from selfplay.core import io
 from selfplay.config import Config, load_config
-from selfplay.loop import run_loop
-from selfplay.pose import check_posed
-from selfplay.pseudo import pseudo_label
-from selfplay.records import Problem, Rollout
+from selfplay.run.loop import run_loop
+from selfplay.pose.posing import check_posed
+from selfplay.pair.pseudo import pseudo_label
+from selfplay.core.records import Problem, Rollout
 from verifiers import MathVerifier
 
 
@@ -102,8 +102,8 @@ def test_pseudo_label_precision_on_hidden_golds(tmp_path):
     """The same 24 problems twice: answers hidden (the run labels them by vote) and given (the run
     measures the vote against the gold). The precision of the hidden-gold labels, checked against
     the truth, must be exactly the precision the pipeline reports when it knows the golds."""
-    from selfplay.filters import majority_pseudo_labels
-    from selfplay.records import Rollout as R
+    from selfplay.pair.filters import majority_pseudo_labels
+    from selfplay.core.records import Rollout as R
 
     truth = {f"What is {a} + {b}?": str(a + b) for a in range(3, 9) for b in range(2, 6)}
     hidden, _ = _run(tmp_path, "hidden", [{"question": q} for q in truth])

@@ -1,4 +1,4 @@
-"""The Ray executor (selfplay/executor.py, selfplay/ray_executor.py) on a real two-node Ray
+"""The Ray executor (selfplay/run/executor.py, selfplay/run/ray_executor.py) on a real two-node Ray
 cluster on this machine (ray.cluster_utils.Cluster: a head and a second node, one CPU each).
 
 1. A round with --executor ray and two workers on the hf backend (the real model, fp32) leaves the
@@ -249,7 +249,7 @@ def test_config_refuses_ray_settings_without_the_ray_executor():
 
 
 def test_shard_size_is_the_local_batch():
-    from selfplay.ray_executor import batch_size
+    from selfplay.run.ray_executor import batch_size
 
     assert batch_size({"rows_per_call": 64}, 0, 8, 1) == 8  # hf: batch_size rows / samples
     assert batch_size({"rows_per_call": 64}, 0, 8, 2) == 4  # mixed: two kinds of path per problem

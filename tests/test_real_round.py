@@ -5,9 +5,9 @@ import shutil
 
 import pytest
 
-from selfplay import io
+from selfplay.core import io
 from selfplay.config import load_config
-from selfplay.loop import run_loop
+from selfplay.run.loop import run_loop
 
 pytestmark = [pytest.mark.model, pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")]
 

@@ -1,6 +1,6 @@
 import orjson
 
-from selfplay.report import load_run, pass_rates, write_report
+from selfplay.inspect.report import load_run, pass_rates, write_report
 
 
 def _w(path, obj):
@@ -82,8 +82,8 @@ def test_report_tolerates_missing_and_broken_files(tmp_path):
 
 
 def test_report_shows_filters_diversity_and_warnings(tmp_path):
-    from selfplay.io import write_json
-    from selfplay.report import write_report
+    from selfplay.core.io import write_json
+    from selfplay.inspect.report import write_report
 
     for k, d1 in ((0, 0.5), (1, 0.2)):
         write_json(tmp_path / f"round_{k}" / "stats.json", {
@@ -127,7 +127,7 @@ def _train_stats(k, this, earlier, dropped=0):
 
 
 def test_report_explains_accumulation_reward_accuracy_and_modes(tmp_path):
-    from selfplay.io import write_json
+    from selfplay.core.io import write_json
 
     by_mode = {"cot": {"samples": 120, "correct": 50, "pct_correct": 41.67},
                "pot": {"samples": 152, "correct": 51, "pct_correct": 33.55}}
@@ -152,7 +152,7 @@ def test_report_explains_accumulation_reward_accuracy_and_modes(tmp_path):
 def test_round_summary_is_formatted_like_the_report(capsys):
     import re
 
-    from selfplay.summary import format_summary, print_summary
+    from selfplay.run.summary import format_summary, print_summary
 
     def ev(p1, ci, right):
         return {"sets": {"heldout_procedural": {

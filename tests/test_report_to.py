@@ -2,8 +2,8 @@
 writes its event files beside the round's model (TRL's default place is deleted after training)."""
 import pytest
 
-import selfplay.config_checks as checks
-from selfplay import io
+import selfplay.config.checks as checks
+from selfplay.core import io
 from selfplay.config import load_config
 from tests.test_faults import cfg_file
 from tests.test_train import _pair, _write
@@ -22,8 +22,8 @@ def test_report_to_is_checked_at_load(tmp_path, monkeypatch):
 
 
 def test_the_loop_passes_report_to_and_the_log_dir(tmp_path, monkeypatch):
-    import selfplay.train as train
-    from selfplay.loop import run_loop
+    import selfplay.train.dpo as train
+    from selfplay.run.loop import run_loop
 
     seen = []
 
@@ -42,7 +42,7 @@ def test_the_loop_passes_report_to_and_the_log_dir(tmp_path, monkeypatch):
 def test_tensorboard_gets_the_training_scalars(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from selfplay.train import TrainConfig, train_dpo
+    from selfplay.train.dpo import TrainConfig, train_dpo
 
     f = _write(tmp_path / "pairs.jsonl", [_pair(2, 3, bare=True), _pair(4, 5, bare=True)])
     cfg = TrainConfig(max_steps=1, per_device_batch_size=2, grad_accum=1, max_length=128, max_prompt_length=64,

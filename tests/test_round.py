@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from selfplay import io
+from selfplay.core import io
 from selfplay.config import load_config
-from selfplay.loop import run_loop
+from selfplay.run.loop import run_loop
 from tests.conftest import needs_bwrap
 
 ROOT = Path(__file__).resolve().parents[1]

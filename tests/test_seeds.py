@@ -3,7 +3,7 @@ from fractions import Fraction
 import pytest
 
 from seeds import GENERATORS, generate, load_jsonl_problems, procedural_problems
-from selfplay.io import write_jsonl
+from selfplay.core.io import write_jsonl
 
 from tests.conftest import SHARED_DATA, needs_shared
 
@@ -158,7 +158,9 @@ def test_normaliser_keeps_operators_apart(a, b):
 def test_one_normaliser_everywhere():
     """pose dedup, the dedup filter, diversity, contamination and eval --exclude share it."""
     from seeds.text import normalize_question
-    from selfplay import contamination, diversity, evaluate, filters, pose
+    from selfplay.pair import contamination, diversity, filters
+    from selfplay.evaluate import driver as evaluate
+    from selfplay.pose import posing as pose
 
     assert pose.normalize_question is diversity.normalize_text is filters.normalize_text \
         is contamination.normalize_text is evaluate.normalize_question is normalize_question
@@ -166,12 +168,12 @@ def test_one_normaliser_everywhere():
 
 def test_seeds_imports_no_pipeline_stage():
     """seeds/ sits below selfplay/: it may use the leaf record, seed and JSONL-reader modules only (none
-    imports anything else of the project), never a stage such as selfplay.evaluate."""
+    imports anything else of the project), never a stage such as selfplay.evaluate.driver."""
     import ast
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    allowed = {"selfplay.records", "selfplay.rng", "selfplay.io"}
+    allowed = {"selfplay.core.records", "selfplay.core.rng", "selfplay.core.io"}
     for path in sorted((root / "seeds").glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else \

@@ -9,8 +9,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from selfplay import __version__, io, runlog
-from selfplay.status import format_status, run_status
+from selfplay import __version__
+
+from selfplay.core import io, log as runlog
+from selfplay.inspect.status import format_status, run_status
 from tests.test_faults import TOML, one_line_error
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,8 +9,8 @@ import pytest
 from selfplay.backends.base import SamplingParams
 from selfplay.backends.scripted import ScriptedBackend
 from selfplay.config import load_config
-from selfplay.loop import run_loop
-from selfplay.solve import solve_and_verify
+from selfplay.run.loop import run_loop
+from selfplay.solve.generate import solve_and_verify
 from seeds.procedural import procedural_problems
 from tests.conftest import needs_bwrap
 
@@ -95,10 +95,10 @@ samples = 1
 
 
 def test_relabel_keeps_a_path_whose_problem_raised():
-    """A row recorded with its error (Ray executor, selfplay/ray_executor.py) has no completion:
+    """A row recorded with its error (Ray executor, selfplay/run/ray_executor.py) has no completion:
     judging it again against a gold must not turn it into an `incorrect` (a fair rejected)."""
-    from selfplay.records import Rollout
-    from selfplay.solve import relabel
+    from selfplay.core.records import Rollout
+    from selfplay.verify.label import relabel
     from verifiers import MathVerifier
 
     err = Rollout(problem_id="p", sample_index=0, completion="", finish_reason="error", n_tokens=0, seed=1,

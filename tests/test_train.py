@@ -5,8 +5,8 @@ import orjson
 import pytest
 
 from selfplay.prompts import solve_messages
-from selfplay.records import Pair
-from selfplay.train import TrainConfig, filter_pairs, load_pairs, train_dpo
+from selfplay.core.records import Pair
+from selfplay.train.dpo import TrainConfig, filter_pairs, load_pairs, train_dpo
 
 
 def _pair(a, b, chosen=None, rejected=None, pid=None, bare=False):
@@ -91,7 +91,7 @@ def test_train_dpo_real_model_two_steps(tmp_path):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from selfplay.models import resolve_model
+    from selfplay.backends.models import resolve_model
 
     good = [_pair(a, b, bare=True) for a, b in [(2, 3), (4, 5), (10, 7), (6, 6), (8, 1)]]
     too_long = _pair(9, 9, chosen="Let me think. " * 120 + "The answer is \\boxed{18}.", bare=True)
@@ -129,7 +129,7 @@ def test_train_dpo_real_model_two_steps(tmp_path):
 def test_train_dpo_lora_is_merged(tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from selfplay.models import resolve_model
+    from selfplay.backends.models import resolve_model
 
     f = _write(tmp_path / "pairs.jsonl", [_pair(2, 3, bare=True)])
     out = tmp_path / "model"

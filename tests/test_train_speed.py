@@ -4,7 +4,7 @@ import math
 import orjson
 import pytest
 
-from selfplay.train import (TrainConfig, cpu_has_bf16, lr_factor, pair_order, resolve_precision,
+from selfplay.train.dpo import (TrainConfig, cpu_has_bf16, lr_factor, pair_order, resolve_precision,
                             train_dpo)
 
 
@@ -40,7 +40,7 @@ def test_cpu_has_bf16_reads_flags(tmp_path):
 
 
 def test_resolve_precision(monkeypatch):
-    import selfplay.train as train
+    import selfplay.train.dpo as train
 
     assert resolve_precision("fp32", cuda=False) == "fp32"
     assert resolve_precision("bf16", cuda=False) == "bf16"
@@ -75,8 +75,8 @@ def test_completion_only_head_matches_trl_head():
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl.trainer.utils import add_fused_lm_head
 
-    from selfplay.models import resolve_model
-    from selfplay.train import _completion_only_head
+    from selfplay.backends.models import resolve_model
+    from selfplay.train.dpo import _completion_only_head
 
     path = resolve_model("default")
     tok = AutoTokenizer.from_pretrained(path)
@@ -124,7 +124,7 @@ def test_real_training_auto_precision_first_step_trains(tmp_path):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from selfplay.models import resolve_model
+    from selfplay.backends.models import resolve_model
 
     f = _pairs(tmp_path / "pairs.jsonl")
     cfg = TrainConfig(max_steps=3, per_device_batch_size=2, grad_accum=1, max_length=128, max_prompt_length=64,

@@ -8,11 +8,11 @@ import pytest
 from seeds.procedural import GENERATORS, generate
 from selfplay.backends.base import SamplingParams, cut_at_stop
 from selfplay.backends.scripted import ScriptedBackend
-from selfplay.filters import completion_hygiene
-from selfplay.pose import check_posed, program_answer
+from selfplay.pair.filters import completion_hygiene
+from selfplay.pose.posing import check_posed, program_answer
 from selfplay.prompts import (SOLVE_EXAMPLE_ANSWER, SOLVE_EXAMPLE_QUESTION, SOLVE_EXAMPLE_SOLUTION, SOLVE_STOP,
                               SOLVE_TEMPLATE, copies_example, solve_messages)
-from selfplay.records import Problem, Rollout
+from selfplay.core.records import Problem, Rollout
 from tests.test_pose import FakeSandbox
 
 
@@ -69,10 +69,11 @@ def test_scripted_backend_cuts_at_a_new_problem():
 
 
 def test_solving_and_evaluation_use_the_shared_stop(tmp_path):
-    from selfplay import io
+    from selfplay.core import io
     from selfplay.config import Config
-    from selfplay.evaluate import evaluate
-    from selfplay.round import RoundContext, stage_solve
+    from selfplay.evaluate.driver import evaluate
+    from selfplay.run.context import RoundContext
+    from selfplay.run.round import stage_solve
 
     cfg = Config()
     cfg.solve.samples, cfg.solve.batch_problems = 6, 2

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from selfplay import io
+from selfplay.core import io
 
 pytestmark = [pytest.mark.vllm, pytest.mark.model]
 ROOT = Path(__file__).resolve().parents[1]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
+from selfplay.core.log import log
 from selfplay.backends.base import Backend, Completion, Messages, SamplingParams
 
 __all__ = ["Backend", "Completion", "Messages", "SamplingParams", "generate_many", "get_backend", "BACKENDS", "problems_per_call", "rows_per_call",
@@ -47,11 +48,6 @@ def _auto(model: str, **kw: Any) -> Backend:
 
     A vllm that is installed but fails to start falls back to hf with a warning, so the main job
     still runs; ask for `vllm` explicitly to get the error instead."""
-    import sys
-
-    def log(msg: str) -> None:
-        print(f"[selfplay] {msg}", file=sys.stderr, flush=True)
-
     if vllm_installed():
         try:
             backend = _vllm(model, **dict(kw))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import Sequence
 
-from selfplay import faults
+from selfplay.core import faults
 from selfplay.backends.base import Completion, Messages, SamplingParams, chat_token_ids, cut_at_stop
 
 
@@ -22,7 +22,7 @@ class HFBackend:
                  batch_size: int = 64, threads: int | None = None, **_: object) -> None:
         import torch
 
-        from selfplay.models import load_model, load_tokenizer, resolve_model
+        from selfplay.backends.models import load_model, load_tokenizer, resolve_model
 
         if threads or not os.environ.get("OMP_NUM_THREADS"):
             torch.set_num_threads(threads or os.cpu_count() or 1)

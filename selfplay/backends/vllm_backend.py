@@ -102,7 +102,7 @@ class VLLMBackend:
         vllm = _import_vllm()
         from vllm.platforms import current_platform
 
-        from selfplay.models import resolve_model
+        from selfplay.backends.models import resolve_model
 
         self.model = resolve_model(model)
         self.device = "cpu" if current_platform.is_cpu() else str(current_platform.device_type)

@@ -1,0 +1,148 @@
+"""OUT/run.log: every command that works on a run directory appends what it does there, with time
+stamps, so a long run can be followed (`tail -f OUT/run.log`) and `selfplay status` can estimate
+rates after the fact.
+
+One line per event: `<ISO time> [<pid>] <LEVEL> <message>`, LEVEL one of INFO, WARNING, ERROR.
+`log(msg)` is the one way the tool reports progress: one line to stderr and, inside a session, to
+run.log. A session (`session(out, command)`) writes a START line, every `append` (`log`, the
+`selfplay.*` loggers such as DPO training's step lines) while it is open, and an END line saying
+how it ended: ok, error (with the error's one line), interrupted. A process killed with SIGKILL
+writes no END line; `selfplay status` reports such a run as stopped.
+
+The log is appended to, never rewritten; a line is written with one `write` call to a file opened
+in append mode, so concurrent writers never interleave inside a line.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterator
+
+from selfplay import __version__
+
+LOG_NAME = "run.log"
+_TIME = "%Y-%m-%dT%H:%M:%S%z"
+_LINE = re.compile(r"^(\S+) \[(\d+)\] (INFO|WARNING|ERROR) (.*)$")
+
+_path: Path | None = None  # the open session's log; None outside a session
+_depth = 0
+_pending: list[str] = []  # lines logged before OUT existed: written with the first line after
+
+
+def stamp(t: float | None = None) -> str:
+    return time.strftime(_TIME, time.localtime(time.time() if t is None else t))
+
+
+def append(msg: str, level: str | None = None) -> None:
+    """Append `msg` (one line per line of it) to the open session's log; nothing outside one.
+    The level defaults to WARNING / ERROR when the message starts with that word, else INFO."""
+    if _path is None:
+        return
+    if level is None:
+        head = msg.lstrip().split(" ", 1)[0].rstrip(":").upper()
+        level = head if head in ("WARNING", "ERROR") else "INFO"
+    now, pid = stamp(), os.getpid()
+    _pending.extend(f"{now} [{pid}] {level} {line}\n" for line in msg.splitlines() or [""])
+    if not _path.parent.is_dir():  # OUT is made later in the command (or never, if it is refused)
+        return
+    data = "".join(_pending)
+    _pending.clear()
+    with open(_path, "a", encoding="utf-8") as f:
+        f.write(data)
+
+
+def log(msg: str) -> None:
+    """Report progress: `[selfplay] msg` on stderr, and into OUT/run.log while a command works on
+    a run (every module logs through here, so the console and run.log say the same)."""
+    print(f"[selfplay] {msg}", file=sys.stderr, flush=True)
+    append(msg)
+
+
+def bar(total: int, desc: str, unit: str) -> Any:
+    """A progress bar on stderr (tqdm) for long work."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
+
+
+class _Handler(logging.Handler):
+    """Routes the `selfplay.*` loggers (e.g. `dpo step 3/12 loss=...`) into run.log."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        append(record.getMessage(), "ERROR" if record.levelno >= logging.ERROR
+               else "WARNING" if record.levelno >= logging.WARNING else "INFO")
+
+
+@contextlib.contextmanager
+def session(out: str | Path, command: str) -> Iterator[None]:
+    """Log one command's work on OUT. It never creates OUT: lines logged before the command made
+    OUT are written once it exists, and dropped when it never does (a command refused before OUT
+    exists leaves nothing behind). Exceptions are logged and re-raised.
+    Nested sessions (a command inside another, in one process) log into the outer one."""
+    global _path, _depth
+    if _depth:
+        _depth += 1
+        try:
+            yield
+        finally:
+            _depth -= 1
+        return
+    _path, _depth = Path(out) / LOG_NAME, 1
+    logger = logging.getLogger("selfplay")
+    handler, old_level = _Handler(), logger.level
+    logger.addHandler(handler)
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+    t0 = time.perf_counter()
+    append(f"START {command} (selfplay {__version__}, pid {os.getpid()}, argv: {' '.join(sys.argv[1:])})")
+    try:
+        yield
+    except BaseException as e:
+        first = str(e).splitlines()[0] if str(e) else ""
+        if isinstance(e, (KeyboardInterrupt, SystemExit)) or type(e).__name__ == "Terminated":
+            append(f"END interrupted ({type(e).__name__}{': ' + first if first else ''}) after "
+                   f"{time.perf_counter() - t0:.1f} s", "WARNING")
+        else:
+            append(f"{type(e).__name__}: {first}", "ERROR")
+            append(f"END error after {time.perf_counter() - t0:.1f} s", "ERROR")
+        raise
+    else:
+        append(f"END ok after {time.perf_counter() - t0:.1f} s")
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+        _path, _depth = None, 0
+        _pending.clear()
+
+
+@dataclass(frozen=True)
+class Event:
+    time: datetime
+    pid: int
+    level: str
+    msg: str
+
+
+def read(out: str | Path) -> list[Event]:
+    """The events of OUT/run.log in order; lines that do not parse (none should) are skipped."""
+    path = Path(out) / LOG_NAME
+    if not path.exists():
+        return []
+    events = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        m = _LINE.match(line)
+        if m is None:
+            continue
+        try:
+            t = datetime.strptime(m.group(1), _TIME)
+        except ValueError:
+            continue
+        events.append(Event(t, int(m.group(2)), m.group(3), m.group(4)))
+    return events

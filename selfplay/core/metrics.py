@@ -1,0 +1,225 @@
+"""Evaluation metrics: pass@k, maj@k, greedy pass@1, with 95% confidence intervals. Pure (numpy).
+
+- pass@k: the unbiased estimator of Chen et al. 2021 (Codex paper) from n samples with c correct:
+  1 - C(n-c, k) / C(n, k), computed as a product to stay exact for large n.
+- maj@k: majority vote over the *normalized extracted answers* of the first k samples (see
+  `normalize_answer`). Samples without an extracted answer do not vote. Ties are broken by the
+  answer that appeared first (lowest sample index), so the result is deterministic. The vote is
+  correct when any sample in the winning group was verified correct (they share one answer, so one
+  verifier "correct" vouches for the group; unknown/timeouts elsewhere in the group don't veto it).
+- Intervals: Wilson score interval for proportions (greedy pass@1, maj@k); a seeded percentile
+  bootstrap over problems for means of per-problem estimates (pass@k, sampled pass@1).
+- "unknown" verdicts count as not correct (conservative) and are reported separately.
+"""
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from decimal import Decimal, InvalidOperation
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+Z95 = 1.959963984540054
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k from n samples with c correct (Chen et al. 2021)."""
+    if not (0 <= c <= n) or n < 1:
+        raise ValueError(f"pass_at_k needs 0 <= c <= n and n >= 1, got n={n}, c={c}")
+    if not 1 <= k <= n:
+        raise ValueError(f"pass_at_k needs 1 <= k <= n, got k={k}, n={n}")
+    if n - c < k:
+        return 1.0
+    # 1 - prod_{i=n-c+1}^{n} (1 - k/i) == 1 - C(n-c, k)/C(n, k), without huge binomials
+    return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
+
+
+def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion; (0, 1) when n == 0."""
+    if n <= 0:
+        return (0.0, 1.0)
+    if not 0 <= successes <= n:
+        raise ValueError(f"wilson_interval needs 0 <= successes <= n, got {successes}/{n}")
+    p = successes / n
+    z2 = z * z
+    denom = 1 + z2 / n
+    center = (p + z2 / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denom
+    return (max(0.0, center - half), min(1.0, center + half))
+
+
+def bootstrap_ci(values: Sequence[float], n_boot: int = 2000, seed: int = 0,
+                 level: float = 0.95) -> tuple[float, float]:
+    """Seeded percentile bootstrap interval for the mean of `values` (resampling items)."""
+    x = np.asarray(values, dtype=float)
+    if x.size == 0:
+        return (float("nan"), float("nan"))
+    if x.size == 1 or np.all(x == x[0]):
+        return (float(x[0]), float(x[0]))
+    rng = np.random.default_rng(seed)
+    means = np.empty(n_boot)
+    chunk = max(1, 2_000_000 // x.size)  # bound memory: chunk x n indices at a time
+    for start in range(0, n_boot, chunk):
+        m = min(chunk, n_boot - start)
+        means[start:start + m] = x[rng.integers(0, x.size, size=(m, x.size))].mean(axis=1)
+    alpha = (1 - level) / 2
+    lo, hi = np.quantile(means, [alpha, 1 - alpha])
+    return (float(lo), float(hi))
+
+
+_LATEX_SPACE = re.compile(r"\\[,;:! ]|\\q?quad")
+_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)")
+
+
+def normalize_answer(answer: str | None) -> str | None:
+    """Canonical string for voting: NFKC, no $ / \\boxed / LaTeX spacing / whitespace, lowercase,
+    no thousands separators or trailing period; plain decimals in canonical form ("18.0" -> "18",
+    "0.50" -> "0.5", "+3" -> "3"). Returns None for a missing or empty answer. This is a string
+    normalization, not a math equivalence: "1/2" and "0.5" stay different votes.
+    """
+    if answer is None:
+        return None
+    t = unicodedata.normalize("NFKC", str(answer)).strip()
+    m = re.fullmatch(r"\\boxed\{(.*)\}", t, flags=re.S)
+    if m:
+        t = m.group(1)
+    t = _LATEX_SPACE.sub("", t).replace("\\left", "").replace("\\right", "").replace("\\dfrac", "\\frac")
+    t = re.sub(r"\s+", "", t).strip("$").rstrip(".").lower()
+    t = _THOUSANDS.sub("", t)
+    if _NUMBER.fullmatch(t):
+        try:
+            d = Decimal(t)
+            t = format(d.normalize(), "f") if d != 0 else "0"
+        except InvalidOperation:
+            pass
+    return t or None
+
+
+def majority_vote(answers: Sequence[str | None], labels: Sequence[str | None],
+                  k: int | None = None) -> dict[str, Any]:
+    """maj@k over the first k samples: {"answer", "votes", "correct"} (see module docstring)."""
+    k = len(answers) if k is None else k
+    if len(labels) != len(answers):
+        raise ValueError(f"answers and labels differ in length: {len(answers)} vs {len(labels)}")
+    groups: dict[str, list[int]] = {}
+    for i in range(min(k, len(answers))):
+        key = normalize_answer(answers[i])
+        if key is not None:
+            groups.setdefault(key, []).append(i)
+    if not groups:
+        return {"answer": None, "votes": 0, "correct": False}
+    # most votes first; on a tie the answer whose first vote came earliest wins
+    best = min(groups, key=lambda a: (-len(groups[a]), groups[a][0]))
+    correct = any(labels[i] == "correct" for i in groups[best])
+    return {"answer": best, "votes": len(groups[best]), "correct": correct}
+
+
+def maj_at_k(answers: Sequence[str | None], labels: Sequence[str | None], k: int | None = None) -> bool:
+    return bool(majority_vote(answers, labels, k)["correct"])
+
+
+def _curve_ks(k: int) -> list[int]:
+    ks = [1]
+    while ks[-1] * 2 <= k:
+        ks.append(ks[-1] * 2)
+    if ks[-1] != k:
+        ks.append(k)
+    return ks
+
+
+def summarize(per_problem_results: Iterable[Mapping[str, Any]], seed: int = 0) -> dict[str, Any]:
+    """Aggregate per-problem records into the metrics of one eval set.
+
+    Each record: {"greedy": {"label", ...} | None, "samples": [{"label", "extracted"}, ...]}
+    (as written by `selfplay.evaluate.driver`). Returns n, pass@1 (greedy) with its Wilson CI, and when
+    samples exist: k, maj@k (Wilson CI), pass@k and sampled pass@1 (bootstrap CIs), a pass@j curve
+    for j = 1, 2, 4, ..., k, and unknown counts.
+    """
+    records = list(per_problem_results)
+    out: dict[str, Any] = {"n": len(records)}
+    greedy = [r["greedy"]["label"] for r in records if r.get("greedy")]
+    if greedy:
+        wins = sum(lab == "correct" for lab in greedy)
+        out.update({"pass@1": wins / len(greedy), "pass@1_ci": list(wilson_interval(wins, len(greedy))),
+                    "greedy_correct": wins, "greedy_unknown": sum(lab == "unknown" for lab in greedy)})
+    else:
+        out.update({"pass@1": None, "pass@1_ci": None})
+    samples = [r.get("samples") or [] for r in records]
+    if records and all(samples):
+        k = min(len(s) for s in samples)
+        labels = [[x.get("label") for x in s] for s in samples]
+        ns = [len(s) for s in labels]
+        cs = [sum(lab == "correct" for lab in s) for s in labels]
+        majs = [maj_at_k([x.get("extracted") for x in s], [x.get("label") for x in s], k) for s in samples]
+        pk = [pass_at_k(n, c, k) for n, c in zip(ns, cs)]
+        p1 = [c / n for n, c in zip(ns, cs)]
+        out.update({
+            "k": k,
+            "maj@k": sum(majs) / len(majs), "maj@k_ci": list(wilson_interval(sum(majs), len(majs))),
+            "pass@k": float(np.mean(pk)), "pass@k_ci": list(bootstrap_ci(pk, seed=seed)),
+            "pass@1_sampled": float(np.mean(p1)), "pass@1_sampled_ci": list(bootstrap_ci(p1, seed=seed)),
+            "pass@k_curve": {str(j): float(np.mean([pass_at_k(n, c, j) for n, c in zip(ns, cs)]))
+                             for j in _curve_ks(k)},
+            "samples_total": sum(ns),
+            "samples_unknown": sum(lab == "unknown" for s in labels for lab in s),
+        })
+    else:
+        out.update({"k": 0, "maj@k": None, "maj@k_ci": None, "pass@k": None, "pass@k_ci": None})
+    return out
+
+
+def mcnemar_exact_p(b: int, c: int) -> float:
+    """Two-sided exact McNemar p-value from the discordant counts: b problems right only before,
+    c right only after. Under "no change" each discordant problem flips either way with p = 1/2."""
+    if b < 0 or c < 0:
+        raise ValueError(f"mcnemar_exact_p needs b, c >= 0, got {b}, {c}")
+    n = b + c
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(b, c) + 1)) / 2.0 ** n
+    return float(min(1.0, 2.0 * tail))
+
+
+def paired_gain(before: Mapping[str, bool], after: Mapping[str, bool], seed: int = 0,
+                n_boot: int = 2000) -> dict[str, Any]:
+    """Accuracy change on the same problems (problem id -> correct), paired.
+
+    Two models graded on one held-out set are not independent samples: the per-problem difference
+    (after - before, in {-1, 0, 1}) has a much narrower interval than two separate Wilson
+    intervals suggest. Returns n (shared ids), gain (after - before accuracy), gain_ci (percentile
+    bootstrap over problems), gained / lost (discordant counts) and mcnemar_p (exact, two-sided).
+    Problems present in only one mapping are ignored; n = 0 gives gain None."""
+    ids = sorted(set(before) & set(after))
+    if not ids:
+        return {"n": 0, "gain": None, "gain_ci": None, "gained": 0, "lost": 0, "mcnemar_p": None}
+    diff = [int(bool(after[i])) - int(bool(before[i])) for i in ids]
+    gained, lost = diff.count(1), diff.count(-1)
+    lo, hi = bootstrap_ci(diff, n_boot=n_boot, seed=seed)
+    return {"n": len(ids), "gain": sum(diff) / len(ids), "gain_ci": [lo, hi], "gained": gained, "lost": lost,
+            "mcnemar_p": mcnemar_exact_p(lost, gained)}
+
+
+def greedy_correct_by_id(eval_set: Mapping[str, Any]) -> dict[str, bool]:
+    """problem id -> greedy answer verified correct, from one set of an eval.json."""
+    return {str(p["id"]): (p.get("greedy") or {}).get("label") == "correct"
+            for p in eval_set.get("problems") or [] if "id" in p}
+
+
+def greedy_gain(before_set: Mapping[str, Any], after_set: Mapping[str, Any]) -> dict[str, Any]:
+    """paired_gain of greedy correctness between two eval.json sets, plus each side's accuracy on
+    the shared problems (before, after; None when none are shared)."""
+    b, a = greedy_correct_by_id(before_set), greedy_correct_by_id(after_set)
+    g = paired_gain(b, a)
+    ids = set(b) & set(a)
+    g["before"] = sum(b[i] for i in ids) / len(ids) if ids else None
+    g["after"] = sum(a[i] for i in ids) / len(ids) if ids else None
+    return g
+
+
+def gain_points(g: Mapping[str, Any]) -> tuple[str, str]:
+    """("+11.0", "[-1.0, +22.0]"): a paired gain and its interval in points."""
+    lo, hi = g["gain_ci"]
+    return f"{100 * g['gain']:+.1f}", f"[{100 * lo:+.1f}, {100 * hi:+.1f}]"

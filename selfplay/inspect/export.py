@@ -1,0 +1,302 @@
+"""`selfplay export OUT --to DIR`: the pairs of a run as a Hub-ready dataset with a dataset card.
+
+DIR gets `data/train-<content hash>.parquet` (or `.jsonl`) and a README.md whose YAML
+front matter names the data files, so `datasets.load_dataset(DIR)` (or the Hub repo) loads a
+`train` split. Every record keeps TRL's conversational `prompt` / `chosen` / `rejected` exactly as
+the run wrote them (DPOTrainer takes the split unchanged) and flattens the pair's metadata into
+columns: a stable `pair_id` (content hash of prompt + chosen + rejected), round, problem id,
+origin, gold, extracted answers, pass rate, mode, the posing program of a posed problem, and the
+sampling model as an identifier that means something elsewhere (a hub id, or a path relative to
+OUT with a content fingerprint; never a local absolute path). Pairs found in several rounds are
+kept once (the earliest).
+
+DIR is written in a temporary sibling directory and renamed into place, so a failure leaves no
+half-written export; a non-empty DIR is refused unless --force (which replaces it whole).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+import orjson
+
+from selfplay import __version__
+
+from selfplay.core import io, provenance
+
+EMBEDDED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # the embedded model's origin (its Q4_1 GGUF)
+FORMATS = ("parquet", "jsonl")
+COLUMNS = {  # name -> (datasets type, meaning) ; the card's field table is made from this
+    "pair_id": ("string", "content hash of prompt + chosen + rejected (stable across exports)"),
+    "prompt": ("messages", "the solve prompt, TRL conversational format ([{role, content}])"),
+    "chosen": ("messages", "a reasoning path the verifier labelled correct"),
+    "rejected": ("messages", "a reasoning path the verifier labelled incorrect"),
+    "round": ("int32", "self-play round that made the pair"),
+    "problem_id": ("string", "problem id within the run"),
+    "origin": ("string", "procedural, file, hf or posed"),
+    "source": ("string", "generator, file or dataset name, or the posing model"),
+    "level": ("int32", "difficulty level of procedural problems"),
+    "question": ("string", "the problem text"),
+    "gold": ("string", "gold answer"),
+    "gold_source": ("string", "trusted (seed or posing program) or majority (vote of the sampled paths)"),
+    "agreement": ("float64", "share of the majority answer when gold_source is majority"),
+    "mode": ("string", "cot (chain of thought) or pot (program of thought)"),
+    "program": ("string", "posed problems: the Python program whose output is the gold answer"),
+    "chosen_extracted": ("string", "final answer extracted from chosen"),
+    "rejected_extracted": ("string", "final answer extracted from rejected"),
+    "pass_rate": ("float64", "share of the problem's labelled paths verified correct"),
+    "chosen_tokens": ("int32", "tokens in chosen"),
+    "rejected_tokens": ("int32", "tokens in rejected"),
+    "chosen_logprob": ("float64", "mean token log-probability of chosen under the sampling model"),
+    "rejected_logprob": ("float64", "mean token log-probability of rejected under the sampling model"),
+    "crosscheck": ("string", "math-verify's class when the run cross-checked labels (verify.crosscheck)"),
+    "model": ("string", "sampling model: hub id, or path relative to the run directory"),
+    "model_fingerprint": ("string", "content hash of the sampling model's files (none for a hub id)"),
+    "sampling_temperature": ("float64", "sampling temperature"),
+    "sampling_top_p": ("float64", "nucleus top-p"),
+    "sampling_max_new_tokens": ("int32", "token budget per path"),
+    "sampling_n": ("int32", "paths sampled per problem"),
+}
+
+
+def pair_id(prompt: Any, chosen: Any, rejected: Any) -> str:
+    """Stable content hash (sorted-key JSON, so key order never matters)."""
+    data = orjson.dumps([prompt, chosen, rejected], option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(data).hexdigest()[:20]
+
+
+def round_dirs(out: Path) -> dict[int, Path]:
+    return {int(m.group(1)): d for d in out.iterdir()
+            if d.is_dir() and (m := re.fullmatch(r"round_(\d+)", d.name))}
+
+
+def parse_rounds(spec: str | None, out: Path) -> list[int]:
+    """"0,1" / "0-2" / None (every round with pairs.jsonl) -> sorted round numbers, each checked."""
+    have = sorted(k for k, d in round_dirs(out).items() if (d / "pairs.jsonl").is_file())
+    if spec is None:
+        if not have:
+            raise ValueError(f"export: no round_K/pairs.jsonl under {out}")
+        return have
+    rounds: set[int] = set()
+    for part in spec.split(","):
+        m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+        if m is None:
+            raise ValueError(f"export: --rounds {spec!r}: expected round numbers like 0,1 or 0-2")
+        lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
+        if hi < lo:
+            raise ValueError(f"export: --rounds {spec!r}: empty range {lo}-{hi}")
+        rounds.update(range(lo, hi + 1))
+    missing = [k for k in sorted(rounds) if k not in have]
+    if missing:
+        raise ValueError(f"export: --rounds {spec}: {out}/round_{missing[0]}/pairs.jsonl not found "
+                         f"(rounds with pairs: {', '.join(map(str, have)) or 'none'})")
+    return sorted(rounds)
+
+
+def model_ref(model: str, out: Path, recorded: dict[str, Any] | None = None) -> tuple[str, str | None]:
+    """(identifier, fingerprint) of a sampling model as a pair recorded it. `recorded`: the round's
+    provenance entry for rollouts.jsonl (model + fingerprint taken when the round ran)."""
+    fp = None
+    if recorded and recorded.get("model") == model and not str(recorded.get("model_fingerprint", "id:")).startswith("id:"):
+        fp = str(recorded["model_fingerprint"])
+    p = Path(model).expanduser()
+    from selfplay.backends.models import DEFAULT_ALIASES
+
+    if model in DEFAULT_ALIASES or (p.name == "SmolLM2-135M-Instruct" and p.parent.name == "models"):
+        return EMBEDDED_HUB_ID, fp or (provenance.model_fingerprint(model) if p.is_dir() else None)
+    m = re.search(r"(?:^|/)(round_\d+/model)/?$", model)
+    if m and (out / m.group(1)).is_dir():
+        return m.group(1), fp or provenance.model_fingerprint(str(out / m.group(1)))
+    if m:  # the run's model dir is gone: its place in the run and the fingerprint taken then
+        return m.group(1), fp
+    if p.is_dir() or p.is_absolute() or model.startswith("."):  # a local directory outside the run
+        try:
+            return str(p.resolve().relative_to(out.resolve())), fp or provenance.model_fingerprint(str(p))
+        except ValueError:
+            return f"local:{p.name}", fp or (provenance.model_fingerprint(str(p)) if p.is_dir() else None)
+    return model, None  # a hub id
+
+
+def _programs(rdir: Path) -> dict[str, str]:
+    path = rdir / "problems.jsonl"
+    if not path.exists():
+        return {}
+    return {str(d["id"]): d["program"] for d in io.iter_jsonl(path) if d.get("origin") == "posed" and d.get("program")}
+
+
+def flatten(pair: dict[str, Any], k: int, programs: dict[str, str], model: tuple[str, str | None]) -> dict[str, Any]:
+    md = pair.get("metadata") or {}
+    s = md.get("sampling") or {}
+    pid = str(md.get("problem_id", ""))
+    return {
+        "pair_id": pair_id(pair["prompt"], pair["chosen"], pair["rejected"]),
+        "prompt": pair["prompt"], "chosen": pair["chosen"], "rejected": pair["rejected"],
+        "round": k, "problem_id": pid, "origin": md.get("origin"),
+        "source": md.get("source"), "level": md.get("level"), "question": md.get("question"),
+        "gold": None if md.get("gold") is None else str(md["gold"]),
+        "gold_source": md.get("gold_source", "trusted"), "agreement": md.get("agreement"),
+        "mode": md.get("mode") or "cot", "program": programs.get(pid),
+        "chosen_extracted": md.get("chosen_extracted"), "rejected_extracted": md.get("rejected_extracted"),
+        "pass_rate": md.get("pass_rate"), "chosen_tokens": md.get("chosen_tokens"),
+        "rejected_tokens": md.get("rejected_tokens"), "chosen_logprob": md.get("chosen_logprob"),
+        "rejected_logprob": md.get("rejected_logprob"), "crosscheck": md.get("crosscheck"),
+        "model": model[0], "model_fingerprint": model[1],
+        "sampling_temperature": s.get("temperature"), "sampling_top_p": s.get("top_p"),
+        "sampling_max_new_tokens": s.get("max_new_tokens"), "sampling_n": s.get("n"),
+    }
+
+
+def collect(out: Path, rounds: Sequence[int]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Flattened, de-duplicated records of `rounds` and what the card says about them."""
+    records: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    info: dict[str, Any] = {"rounds": list(rounds), "per_round": {}, "duplicates": 0, "models": [],
+                            "filters": {}, "crosscheck": {}, "verifiers": {}}
+    for k in rounds:
+        rdir = out / f"round_{k}"
+        programs = _programs(rdir)
+        prov = provenance.read(rdir).get("rollouts.jsonl") or {}
+        refs: dict[str, tuple[str, str | None]] = {}
+        n = 0
+        for lineno, d in io.iter_jsonl(rdir / "pairs.jsonl", numbered=True):
+            for key in ("prompt", "chosen", "rejected"):
+                msgs = d.get(key)
+                if not isinstance(msgs, list) or not msgs or not all(
+                        isinstance(m, dict) and set(m) == {"role", "content"} and all(isinstance(v, str) for v in m.values())
+                        for m in msgs):
+                    raise ValueError(f"export: {rdir / 'pairs.jsonl'}:{lineno}: {key} must be a non-empty list of "
+                                     f"{{role, content}} messages (TRL's conversational format)")
+            model = str((d.get("metadata") or {}).get("model", ""))
+            if model not in refs:
+                refs[model] = model_ref(model, out, prov)
+            rec = flatten(d, k, programs, refs[model])
+            if rec["pair_id"] in seen:
+                info["duplicates"] += 1
+                continue
+            seen.add(rec["pair_id"])
+            records.append(rec)
+            n += 1
+        info["per_round"][k] = n
+        info["models"] += [{"round": k, "model": ident, "fingerprint": fp} for ident, fp in dict.fromkeys(refs.values())]
+        if prov.get("verifier"):
+            info["verifiers"][k] = prov["verifier"]
+        filters = (io.read_json(rdir / "filters.json") if (rdir / "filters.json").exists() else {}) or {}
+        info["filters"][k] = {name: c for name, c in filters.items()
+                              if isinstance(c, dict) and not name.endswith(("_info", "_precision"))}
+        cross = {name: filters[name] for name in ("crosscheck", "crosscheck_info", "pseudo_label_precision")
+                 if isinstance(filters.get(name), dict) and filters[name]}
+        if cross:
+            info["crosscheck"][k] = cross
+    if not records:
+        raise ValueError(f"export: rounds {', '.join(map(str, rounds))} of {out} hold no pairs")
+    return records, info
+
+
+def _features() -> Any:
+    from datasets import Features, List, Value
+
+    msg = List({"role": Value("string"), "content": Value("string")})
+    return Features({c: msg if t == "messages" else Value(t) for c, (t, _) in COLUMNS.items()})
+
+
+def check_target(out: Path, to: Path, force: bool) -> None:
+    """Refuse, before anything is written: a DIR that is a file, inside the run or holding it, or
+    not empty without --force."""
+    o, t = out.resolve(), to.resolve()
+    if o.is_relative_to(t) or any(t.is_relative_to(d.resolve()) for d in round_dirs(out).values()):
+        raise ValueError(f"export: --to {to} is the run {out}, holds it or lies inside one of its rounds; "
+                         f"give another directory")
+    if to.exists() and not to.is_dir():
+        raise ValueError(f"export: --to {to} is a file")
+    if to.is_dir() and any(to.iterdir()) and not force:
+        raise ValueError(f"export: --to {to} is not empty; --force replaces it")
+
+
+def write_export(out: str | Path, to: str | Path, *, rounds: str | None = None, fmt: str = "parquet",
+                 force: bool = False, license: str = "apache-2.0", name: str | None = None) -> dict[str, Any]:
+    """Export the pairs of `rounds` of run OUT to DIR (see the module doc); returns a summary."""
+    out, to = Path(out), Path(to)
+    if not out.is_dir():
+        raise ValueError(f"export: {out} is not a directory")
+    if fmt not in FORMATS:
+        raise ValueError(f"export: --format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    chosen = parse_rounds(rounds, out)
+    check_target(out, to, force)
+    records, info = collect(out, chosen)
+    # The file is named by its content: datasets caches a local directory by its name and the
+    # README's data_files patterns only, so a fixed name would load a stale cache after a re-export.
+    digest = hashlib.sha256("".join(r["pair_id"] for r in records).encode() + fmt.encode()).hexdigest()[:12]
+    data_path = f"data/train-{digest}.{fmt}"
+    name = name or f"selfplay DPO pairs: {out.resolve().name}"
+    from selfplay.inspect.export_card import card_text
+
+    card = card_text(out, records, info, license=license, data_path=data_path, name=name)
+    to.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{to.name}.tmp-", dir=to.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700; the export is an ordinary directory
+    try:
+        (tmp / "data").mkdir()
+        if fmt == "parquet":
+            import datasets
+
+            quiet = datasets.is_progress_bar_enabled()
+            datasets.disable_progress_bars()
+            try:
+                datasets.Dataset.from_list(records, features=_features()).to_parquet(str(tmp / data_path))
+            finally:
+                if quiet:
+                    datasets.enable_progress_bars()
+        else:
+            (tmp / data_path).write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
+        (tmp / "README.md").write_text(card, encoding="utf-8")
+        old = to.with_name(f".{to.name}.old-{os.getpid()}")
+        if to.exists():
+            os.replace(to, old)  # an empty DIR, or a non-empty one with --force
+        os.replace(tmp, to)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # gone already after the rename; a failure leaves nothing
+    return {"dir": str(to), "data": data_path, "pairs": len(records), "rounds": chosen, "duplicates": info["duplicates"],
+            "format": fmt, "per_round": info["per_round"]}
+
+
+def check_push(repo: str) -> str:
+    """Before anything is written: a valid repo id and a token (one line each, no traceback)."""
+    from huggingface_hub import get_token
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo)
+    except HFValidationError as e:
+        raise ValueError(f"export: --push-to-hub {repo}: {str(e).splitlines()[0]}") from None
+    token = get_token()
+    if not token:
+        raise RuntimeError("export: --push-to-hub needs a Hugging Face token: run `hf auth login` or set HF_TOKEN")
+    return token
+
+
+def push_to_hub(to: str | Path, repo: str, token: str, *, private: bool = False) -> str:
+    """Create the dataset repo (if needed) and upload DIR with huggingface_hub; returns its URL."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    from selfplay.backends.models import _hub_transport_errors
+
+    api = HfApi(token=token)
+    later = f"the export is complete in {to}; upload it later with `hf upload {repo} {to} --repo-type dataset`"
+    try:
+        api.create_repo(repo, repo_type="dataset", private=private, exist_ok=True)
+        api.upload_folder(folder_path=str(to), repo_id=repo, repo_type="dataset",
+                          commit_message=f"selfplay export ({__version__})")
+    except HfHubHTTPError as e:
+        raise RuntimeError(f"export: the hub refused {repo}: {str(e).splitlines()[0]}; {later}") from None
+    except _hub_transport_errors() as e:
+        raise RuntimeError(f"export: the hub is not reachable ({type(e).__name__}); {later}") from None
+    return f"https://huggingface.co/datasets/{repo}"

@@ -1,0 +1,67 @@
+"""Curation between verification and training: filters on posed problems and rollouts, pairing,
+keep-the-best, and per-round diversity metrics. Every filter's drops are counted by reason."""
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, Callable, Sequence
+
+from selfplay.config import FiltersConfig
+from selfplay.pair.pairs import pass_rate
+from selfplay.core.records import Pair, Problem, Rollout
+
+
+def dedup_posed(posed: Sequence[Problem], against: Sequence[str], heldout: Sequence[str],
+                cfg: FiltersConfig) -> tuple[list[Problem], dict[str, int]]:
+    """Posed problems minus exact/near duplicates of seeds, earlier rounds and held-out sets."""
+    if not (cfg.enabled and cfg.dedup_posed) or not posed:
+        return list(posed), {}
+    from selfplay.pair.filters import dedup_problems
+
+    kept, dropped = dedup_problems(posed, against, heldout=heldout, near_threshold=cfg.near_threshold)
+    return list(kept), dict(dropped)
+
+
+def curate_pairs(problems: Sequence[Problem], rollouts: dict[str, list[Rollout]], cfg: FiltersConfig,
+                 make: Callable[[Problem, list[Rollout], float | None], list[Pair]],
+                 *, crosscheck: bool = False) -> tuple[list[Pair], dict[str, Any]]:
+    """Filter rollouts and problems, pair what is left, keep the best pairs.
+
+    make(problem, rollouts, pass_rate) pairs one problem; the pass rate is the one measured on
+    all of its labelled paths, before any filter. crosscheck (verify.crosscheck): drop the pairs
+    math-verify disputes (selfplay.inspect.audit.crosscheck_filter), before keep-the-best."""
+    counts: dict[str, Any] = {}
+    flat = [r for p in problems for r in rollouts.get(p.id, [])]
+    cand = flat
+    eligible = list(problems)
+    if cfg.enabled:
+        from selfplay.pair.filters import completion_hygiene, keep_best, perplexity_filter, solve_rate_band
+
+        if cfg.hygiene:
+            cand, counts["hygiene"] = completion_hygiene(cand, max_chars=cfg.max_chars)
+        if cfg.perplexity:
+            res = perplexity_filter(cand, cfg.min_logprob, cfg.max_logprob)
+            cand, counts["perplexity"] = res
+            counts["perplexity_info"] = dict(res.info)
+        if cfg.solve_band:
+            eligible, counts["solve_band"] = solve_rate_band(problems, flat, cfg.band_low, cfg.band_high)
+    by_pid: dict[str, list[Rollout]] = defaultdict(list)
+    for r in cand:
+        by_pid[r.problem_id].append(r)
+    pairs = [pr for p in eligible for pr in make(p, by_pid.get(p.id, []), pass_rate(rollouts.get(p.id, [])))]
+    if crosscheck:
+        from selfplay.inspect.audit import crosscheck_filter
+
+        pairs, counts["crosscheck"], counts["crosscheck_info"] = crosscheck_filter(pairs)
+    counts["pairs_before_keep_best"] = len(pairs)
+    if cfg.enabled and cfg.keep_fraction < 1.0:
+        from selfplay.pair.filters import keep_best
+
+        pairs, counts["keep_best"] = keep_best(pairs, cfg.keep_fraction)
+    counts = {k: dict(v) if isinstance(v, dict) else v for k, v in counts.items()}
+    return list(pairs), counts
+
+
+def round_diversity(problems: Sequence[Problem], rollouts: dict[str, list[Rollout]]) -> dict[str, Any]:
+    from selfplay.pair.diversity import diversity_metrics
+
+    return diversity_metrics(problems, [r for p in problems for r in rollouts.get(p.id, [])])

@@ -1,0 +1,89 @@
+"""Pair stage: correct x incorrect reasoning paths -> TRL conversational preference pairs.
+
+Only labelled paths are used (unknown verdicts never become pairs). Identical texts are merged
+first, so a pair never has chosen == rejected. Which pairs are kept is a seeded, deterministic
+choice that spreads over distinct chosen and distinct rejected paths. A pair compares like with
+like: both paths are reasoning in words (cot) or both are programs (pot, solve.mode), under that
+kind's prompt; with solve.mode "mixed" each kind gives up to max_pairs pairs of its own.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from selfplay.prompts import solve_messages
+from selfplay.core.records import Pair, Problem, Rollout
+from selfplay.core.rng import rng_for
+
+
+def _distinct(rollouts: Sequence[Rollout], label: str) -> list[Rollout]:
+    seen: set[str] = set()
+    out = []
+    for r in sorted(rollouts, key=lambda r: r.sample_index):
+        text = r.completion.strip()
+        if r.label == label and text and text not in seen:
+            seen.add(text)
+            out.append(r)
+    return out
+
+
+def pass_rate(rollouts: Sequence[Rollout]) -> float | None:
+    labelled = [r for r in rollouts if r.label in ("correct", "incorrect")]
+    if not labelled:
+        return None
+    return sum(r.label == "correct" for r in labelled) / len(labelled)
+
+
+def make_pairs(problem: Problem, rollouts: Sequence[Rollout], *, max_pairs: int, round_idx: int,
+               seed: int, model: str, sampling: dict[str, Any], rate: float | None = None) -> list[Pair]:
+    """Up to max_pairs distinct (correct, incorrect) pairs for one problem, per kind of path.
+
+    rate: the problem's pass rate to record (default: measured on `rollouts`); pass the rate over
+    all paths when `rollouts` has been filtered."""
+    rate = pass_rate(rollouts) if rate is None else rate
+    out: list[Pair] = []
+    for mode in sorted({r.mode for r in rollouts}):
+        same = [r for r in rollouts if r.mode == mode]
+        out += _pairs_of_mode(problem, same, mode, max_pairs=max_pairs, round_idx=round_idx, seed=seed,
+                              model=model, sampling=sampling, rate=rate)
+    return out
+
+
+def _pairs_of_mode(problem: Problem, rollouts: Sequence[Rollout], mode: str, *, max_pairs: int,
+                   round_idx: int, seed: int, model: str, sampling: dict[str, Any],
+                   rate: float | None) -> list[Pair]:
+    good, bad = _distinct(rollouts, "correct"), _distinct(rollouts, "incorrect")
+    if not good or not bad:
+        return []
+    rng = rng_for(seed, round_idx, problem.id, "pair") if mode == "cot" else \
+        rng_for(seed, round_idx, problem.id, "pair", mode)
+    rng.shuffle(good)
+    rng.shuffle(bad)
+    # Walk the grid along diagonals: pair k uses good[k % G] and bad[(k % G + k // G) % B]. This
+    # is a bijection onto good x bad (no repeats), and the first pairs reuse each path as little
+    # as possible, so the kept pairs spread over distinct chosen and rejected texts.
+    n_good, n_bad = len(good), len(bad)
+    chosen_pairs = [(good[k % n_good], bad[(k % n_good + k // n_good) % n_bad])
+                    for k in range(min(max_pairs, n_good * n_bad))]
+    prompt = solve_messages(problem.question, mode)
+    out = []
+    for i, (c, r) in enumerate(chosen_pairs):
+        out.append(Pair(
+            prompt=prompt,
+            chosen=[{"role": "assistant", "content": c.completion}],
+            rejected=[{"role": "assistant", "content": r.completion}],
+            metadata={
+                "problem_id": problem.id, "origin": problem.origin, "source": problem.source,
+                "level": problem.level, "gold": problem.answer, "question": problem.question,
+                "chosen_extracted": c.extracted, "rejected_extracted": r.extracted,
+                "chosen_index": c.sample_index, "rejected_index": r.sample_index, "pair_index": i,
+                "chosen_tokens": c.n_tokens, "rejected_tokens": r.n_tokens,
+                "chosen_logprob": c.logprob_mean, "rejected_logprob": r.logprob_mean,
+                "pass_rate": rate, "round": round_idx, "model": model, "sampling": sampling, "mode": mode,
+                # "majority": the gold is the vote of the k paths (selfplay.pair.pseudo), with its share
+                "gold_source": problem.meta.get("gold_source", "trusted"),
+                "agreement": problem.meta.get("agreement"),
+                # posed: the gold's second witness (program and/or solver majority) and the prompt
+                **{k: problem.meta[k] for k in ("witness", "majority_witness", "kind", "level", "steps")
+                   if problem.origin == "posed" and k in problem.meta},
+            }))
+    return out

@@ -1,0 +1,99 @@
+"""A round's training stage: the training set (OUT/round_K/train_pairs.jsonl, mixed under the
+collapse guard), DPO + NLL on it from the round's starting model (train.launcher: in this process
+or under `accelerate launch`, selfplay/train/launch.py), and train_stats.json written last with
+its provenance. `selfplay train --round K` is stage_train."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from selfplay.backends.models import resolve_model
+from selfplay.config import Config
+from selfplay.core import faults, io, provenance
+from selfplay.core.log import log
+from selfplay.core.records import Pair
+from selfplay.pair.mixing import build_training_set
+from selfplay.run.context import round_model
+from selfplay.run.layout import pair_files, prepare_out
+from selfplay.train import launch as train_launch
+from selfplay.train.dpo import NoUsablePairs, TrainConfig
+from selfplay.train.launch import _broadcast, _rank, _run_job, join_launch, world_size
+
+
+def training_set(cfg: Config, out: Path, round_idx: int) -> tuple[Path, dict[str, Any]]:
+    """Write OUT/round_K/train_pairs.jsonl: the exact pairs round K trains on.
+
+    Guard on: earlier rounds accumulate (guard.accumulate) and seed-derived pairs keep at least
+    guard.seed_fraction of the set. Guard off: this round's pairs only."""
+    files = pair_files(out, round_idx)
+    rounds_pairs = [io.read_records(f, Pair.from_dict) for f in files]
+    g = cfg.guard
+    pairs, info = build_training_set(rounds_pairs, round_idx, seed_fraction=g.seed_fraction if g.enabled else 0.0,
+                                     accumulate=g.accumulate if g.enabled else "current", train_on=g.train_on,
+                                     seed=cfg.run.seed)
+    path = out / f"round_{round_idx}" / "train_pairs.jsonl"
+    provenance.record(path, provenance.key(cfg, pairs=[provenance.file_hash(f) for f in files]))
+    io.write_jsonl(path, pairs)
+    faults.point("train:set")
+    return path, info
+
+
+def train_round(cfg: Config, out: Path, round_idx: int, base_model: str) -> dict[str, Any]:
+    """DPO + NLL on the round's training set; the reference model is the round's starting model.
+
+    train_stats.json is written last and carries the provenance (the starting model and every
+    round's pairs). A round whose pairs are all unusable is marked `trained: false` and hands its
+    starting model on by reference (works for a hub id too); any other failure stops the run."""
+    rdir = out / f"round_{round_idx}"
+    model_dir, stats_path = rdir / "model", rdir / "train_stats.json"
+    entry = provenance.key(cfg, model=base_model, pairs=[provenance.file_hash(f) for f in pair_files(out, round_idx)])
+    if provenance.check(stats_path, entry):
+        return io.read_json(stats_path)
+    provenance.record(stats_path, entry)
+    t = cfg.train
+    pairs_path, mix = training_set(cfg, out, round_idx)
+    tcfg = TrainConfig(beta=t.beta, learning_rate=t.learning_rate, epochs=t.epochs,
+                       per_device_batch_size=t.batch_size, grad_accum=t.grad_accum, max_length=t.max_length,
+                       nll_weight=t.nll_weight, max_steps=t.max_steps, use_lora=t.use_lora,
+                       seed=cfg.run.seed + round_idx, report_to=t.report_to, precision=t.precision,
+                       logging_dir=str(rdir / "tensorboard"))
+    log(f"round {round_idx}: training on {mix.get('total', '?')} pairs ({pairs_path}) from {base_model}")
+    t0 = time.perf_counter()
+    partial = rdir / ".train_stats.partial.json"  # train_dpo's own copy; train_stats.json comes last
+    try:
+        stats = train_launch.train(cfg, [pairs_path], base_model, model_dir, tcfg, stats_path=partial)
+        stats["trained"] = True
+    except NoUsablePairs as e:  # the next round starts from this round's starting model
+        log(f"round {round_idx}: NOT TRAINED ({e}); round {round_idx + 1} starts from {base_model}")
+        stats = {"trained": False, "reason": str(e), "start_model": base_model, "n_train": 0}
+    faults.point("train:saved")  # the model is in place, train_stats.json not yet
+    stats["seconds"] = round(time.perf_counter() - t0, 1)
+    stats["mix"] = mix
+    io.write_json(stats_path, stats)
+    partial.unlink(missing_ok=True)
+    return stats
+
+
+
+def stage_train(cfg: Any, round_idx: int, model: str | None) -> dict[str, Any] | None:
+    """`selfplay train --round K`: the round's training stage (train_round), alone or as every
+    rank of a distributed launch. Returns the stats on rank 0, None on the other ranks."""
+    if world_size() == 1:
+        out = prepare_out(cfg)
+        return train_round(cfg, out, round_idx, resolve_model(model) if model else round_model(cfg, out, round_idx))
+    join_launch()
+    if _rank() != 0:
+        while True:  # rank 0 says what to train; the same job on every rank
+            what, job = _broadcast(None)
+            if what == "done":
+                return None
+            try:
+                _run_job(job)
+            except NoUsablePairs:  # every rank filters the same pairs; rank 0 records the round
+                pass
+    try:
+        out = prepare_out(cfg)
+        return train_round(cfg, out, round_idx, resolve_model(model) if model else round_model(cfg, out, round_idx))
+    finally:
+        _broadcast(("done", None))
