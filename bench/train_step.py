@@ -8,9 +8,10 @@ step, so every variant trains on the same pairs in every step):
 
   base:   precision fp32, no length grouping, TRL's LM head over every position (the code before
           issue 15)
-  chosen: TrainConfig's defaults (precision auto: bf16 on a CPU with AVX-512 BF16 / AMX or a CUDA
+  chosen: the defaults (precision auto: bf16 on a CPU with AVX-512 BF16 / AMX or a CUDA
           GPU with bf16, group_by_length, completion_only_head)
-  --variant NAME:k=v,k=v  more TrainConfig settings measured in the same run (e.g.
+  --variant NAME:k=v,k=v  more settings measured in the same run: [train] fields (selfplay.config.
+          TrainSection) or train_dpo's keyword settings (e.g.
           "lora:use_lora=true,learning_rate=1e-4" or "bf16_only:precision=bf16,group_by_length=false,
           completion_only_head=false")
 
@@ -103,7 +104,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--model", default="default")
     ap.add_argument("--chosen", type=parse_variant, default=None,
-                    help="NAME:k=v,... settings of the chosen variant (default: TrainConfig's defaults)")
+                    help="NAME:k=v,... settings of the chosen variant (default: the defaults)")
     ap.add_argument("--variant", type=parse_variant, action="append", default=[],
                     help="NAME:k=v,... an extra variant (repeatable)")
     ap.add_argument("--no-base", action="store_true", help="skip the fp32 baseline (no speedup line)")
@@ -111,7 +112,8 @@ def main(argv=None) -> int:
 
     import torch
 
-    from selfplay.train.dpo import TrainConfig, train_dpo
+    from selfplay.config import TrainSection
+    from selfplay.train.dpo import train_dpo
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -120,8 +122,9 @@ def main(argv=None) -> int:
     print(f"matmul 2048^2 on {threads} threads: fp32 {peak['fp32'] / 1e9:.0f} GFLOP/s, "
           f"bf16 {peak['bf16'] / 1e9:.0f} GFLOP/s")
 
-    common = TrainConfig(per_device_batch_size=args.batch_size, grad_accum=args.grad_accum,
-                         max_steps=args.steps, max_length=512, nll_weight=1.0, seed=0)
+    common = TrainSection(batch_size=args.batch_size, grad_accum=args.grad_accum, max_steps=args.steps,
+                          max_length=512, nll_weight=1.0)
+    section_fields = {f.name for f in dataclasses.fields(TrainSection)}
     variants: list[tuple[str, dict]] = []
     if not args.no_base:
         variants.append(("base", {"precision": "fp32", "group_by_length": False, "completion_only_head": False}))
@@ -139,8 +142,10 @@ def main(argv=None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench_train_"))
     try:
         for name, settings in variants:
-            cfg = dataclasses.replace(common, **settings).validate()
-            stats = train_dpo([args.pairs], args.model, tmp / name / "model", cfg)
+            # [train] fields go into the section, the rest are train_dpo's keyword settings
+            cfg = dataclasses.replace(common, **{k: v for k, v in settings.items() if k in section_fields})
+            options = {k: v for k, v in settings.items() if k not in section_fields}
+            stats = train_dpo([args.pairs], args.model, tmp / name / "model", cfg, seed=0, **options)
             steps = stats["step_seconds"]
             warm = steps[1:] if len(steps) > 1 else steps
             step_s = sum(warm) / len(warm)

@@ -3,7 +3,7 @@ one question normaliser every comparison of questions uses (seeds.text.normalize
 
 Every procedural item is reproducible from (seed, generator, level, index); file and dataset
 loaders map records to `selfplay.core.records.Problem` with origin "file" / "hf". seeds/ imports only
-the leaf modules selfplay.core.records and selfplay.core.rng, never a pipeline stage (tests/test_seeds.py).
+the leaf modules selfplay.core.records and selfplay.core.rng, never a pipeline stage (tests/seeds/test_seeds.py).
 """
 from seeds.loaders import load_hf_dataset, load_jsonl_problems, parse_hf_spec
 from seeds.procedural import GENERATORS, generate, procedural_problems

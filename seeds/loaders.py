@@ -8,7 +8,7 @@ naming file:line and the field.
 
 Layering: seeds/ sits below the pipeline. It imports only the leaf record type
 (selfplay.core.records) and the JSONL reader (selfplay.core.io), which import nothing of the project, never a
-pipeline stage.
+pipeline stage; and the standalone verifiers' thousands-separator rule (verifiers.normalize.strip_thousands).
 """
 from __future__ import annotations
 
@@ -19,16 +19,18 @@ from typing import Any, Iterable
 
 from selfplay.core.io import iter_jsonl
 from selfplay.core.records import Problem
+from verifiers.normalize import strip_thousands
 
 
 def _number(x: Any) -> str:
-    """1.0 -> "1", 2.50 -> "2.5"; strings pass through with thousands separators removed."""
+    """1.0 -> "1", 2.50 -> "2.5"; strings pass through with thousands separators removed
+    ("1,800" -> "1800", verifiers.normalize.strip_thousands; a list "2, 3" keeps its commas)."""
     if isinstance(x, bool):
         raise ValueError("boolean is not a number")
     if isinstance(x, (int, float)):
         d = Decimal(repr(x)) if isinstance(x, float) else Decimal(x)
         return format(d.normalize(), "f") if d != 0 else "0"
-    s = str(x).strip().replace(",", "")
+    s = strip_thousands(str(x).strip())
     if re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)", s):  # Decimal, not float: big integers stay exact
         d = Decimal(s)
         return format(d.normalize(), "f") if d != 0 else "0"

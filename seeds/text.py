@@ -13,13 +13,14 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from verifiers.normalize import strip_thousands
+
 # Typographic variants of one operator map to one token, so "7 × 4" equals "7 * 4".
 _SAME_OP = str.maketrans({"×": "*", "·": "*", "∗": "*", "÷": "/", "∕": "/", "−": "-", "–": "-"})
 # A run of two or more operator characters ("--" as a dash, "**bold**" markdown, "==" rules) is
 # prose punctuation; a lone one is an operator. A hyphen between two letters joins a compound
 # word ("two-step") and is punctuation too.
 _RUNS = re.compile(r"([-+*/=^<>%])\1+|(?<=[^\W\d_])-(?=[^\W\d_])")
-_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 # Tokens: runs of letters/digits (a "." between digits stays: 3.5), or one operator or bracket.
 _TOKEN = re.compile(r"(?:[^\W_]|(?<=\d)\.(?=\d))+|[-+*/=^<>%()]")
 
@@ -37,5 +38,5 @@ def normalize_question(text: str) -> str:
     'tom s 1000 well known apples cost 3.50'
     """
     t = unicodedata.normalize("NFKC", text).lower().translate(_SAME_OP)
-    t = _RUNS.sub(" ", _THOUSANDS.sub("", t))
+    t = _RUNS.sub(" ", strip_thousands(t))
     return " ".join(_TOKEN.findall(t))

@@ -5,6 +5,8 @@
   any thread; ``verify``, ``verify_many`` (ordered, streaming), ``submit``.
 - ``extract_answer(text)``: the final answer of a completion (boxed, "the answer is", ####);
   ``find_answer(text)`` also says when the completion is ambiguous (different answers stated).
+- ``answer_key(answer)``: the one comparable form of an extracted answer, for every vote (maj@k,
+  pseudo-labels, answer diversity): "1,000", "1000" and "1000.0" are one vote.
 - ``parse_gold(gold)``: parse a gold answer once, reuse it for all its predictions.
 - ``Sandbox`` (``verifiers.sandbox``): run generated programs (imported lazily).
 
@@ -15,13 +17,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from .extract import extract_answer, find_answer, normalize_answer
+from .extract import answer_key, extract_answer, find_answer, normalize_answer
 from .mathcheck import Gold, check, equivalent, parse_gold
 from .pool import MathVerifier
 from .verdict import CORRECT, INCORRECT, UNKNOWN, Verdict
 
 __all__ = ["Verdict", "CORRECT", "INCORRECT", "UNKNOWN", "extract_answer", "find_answer",
-           "normalize_answer",
+           "normalize_answer", "answer_key",
            "Gold", "parse_gold", "equivalent", "check", "MathVerifier", "Sandbox"]
 
 

@@ -26,11 +26,14 @@ repeats are fine. ``normalize_answer`` (``verifiers.normalize``) then canonicali
 from __future__ import annotations
 
 import re
+import unicodedata
+from fractions import Fraction
 
 from verifiers.normalize import normalize_answer
+from verifiers.numbers import parse_number
 from verifiers.texutil import MATH_WORDS, match_braces, strip_text_wrappers
 
-__all__ = ["extract_answer", "find_answer", "find_boxed", "box_groups", "normalize_answer",
+__all__ = ["extract_answer", "find_answer", "find_boxed", "box_groups", "normalize_answer", "answer_key",
            "strip_text_wrappers", "has_prose", "match_braces", "MATH_WORDS", "AMBIGUOUS"]
 
 AMBIGUOUS = "ambiguous"
@@ -204,6 +207,59 @@ def _key(ans: str) -> str:
     if "," in norm and "(" not in norm and "[" not in norm:
         return ",".join(sorted(x.strip() for x in norm.strip("{}\\").split(",")))
     return norm.replace(" ", "")
+
+
+_KEY_SPACE_RE = re.compile(r"(?<![A-Za-z0-9]) | (?![A-Za-z0-9])")  # a space not between two words
+_KEY_CASE_RE = re.compile(r"(\\[A-Za-z]+)|[A-Z]+")  # capitals outside command names
+
+
+def _number_text(v: Fraction) -> str:
+    """An exact value's one spelling: 12, -0.5 (a terminating decimal), else -1/3."""
+    if v.denominator == 1:
+        return str(v.numerator)
+    rest, twos, fives = v.denominator, 0, 0
+    while rest % 2 == 0:
+        rest, twos = rest // 2, twos + 1
+    while rest % 5 == 0:
+        rest, fives = rest // 5, fives + 1
+    if rest != 1:
+        return f"{v.numerator}/{v.denominator}"
+    n = max(twos, fives)  # digits after the point
+    digits = str(abs(v.numerator) * 10 ** n // v.denominator).rjust(n + 1, "0")
+    return ("-" if v < 0 else "") + digits[:-n] + "." + digits[-n:]
+
+
+def _atom_key(s: str) -> str:
+    num = parse_number(s)
+    if num is not None:
+        return ("-\\infty" if num.inf < 0 else "\\infty") if num.inf else _number_text(num.value)
+    s = _KEY_SPACE_RE.sub("", s.strip())
+    return _KEY_CASE_RE.sub(lambda m: m.group(1) or m.group(0).lower(), s)
+
+
+def answer_key(answer: str | None) -> str | None:
+    """The one comparable form of an extracted answer, for every vote (maj@k at evaluation, the
+    pseudo-label majority, answer diversity): two answers with one key are one vote. None for a
+    missing or empty answer. Cheap and exact, never sympy: ``normalize_answer`` (delimiters,
+    boxes, ``x =``, units, percent, thousands separators), then a number's value in one spelling
+    ("1,000" = "1000" = "1000.0"; "\\frac{1}{2}" = "1/2" = "0.5"; "2 1/2" = "2.5"; thirds stay
+    "1/3"), spaces only where they separate two words, letters case-folded as the checker reads
+    them (``X`` = ``x``; command names kept), and a plain list sorted ("2, 1" = "1,2") as the
+    checker ignores its order. Equal keys imply equivalent answers; the converse needs the
+    checker ("0.3333" and "1/3" are two keys)."""
+    if answer is None:
+        return None
+    text = str(answer).strip()
+    if len(text) > 4000:
+        return text  # over the checker's own size limit: compared verbatim, never normalized
+    norm = normalize_answer(text)
+    if not norm.isascii():
+        norm = unicodedata.normalize("NFKC", norm)
+    if not norm.strip():
+        return None
+    if "," in norm and not any(c in norm for c in "([") and parse_number(norm) is None:
+        return ",".join(sorted(_atom_key(x) for x in norm.strip("{}\\").split(",")))
+    return _atom_key(norm)
 
 
 def _looks_bare(text: str) -> bool:

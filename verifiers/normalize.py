@@ -9,7 +9,7 @@ import re
 from verifiers.chains import collapse_chain
 from verifiers.texutil import MATH_WORDS, match_braces, strip_text_wrappers
 
-__all__ = ["normalize_answer", "UNIT_WORDS", "strip_name"]
+__all__ = ["normalize_answer", "UNIT_WORDS", "strip_name", "strip_thousands"]
 
 # Units a number may carry in plain text ("18 dollars", "12 cm^2"). Only these words, after
 # white space, are stripped: "2ab" (letters glued to a number) and "5 or more" are not units.
@@ -42,6 +42,7 @@ _ASSIGN_RE = re.compile(r"^\s*([^=<>]+?)\s*(?:=|\\in(?![a-zA-Z]))\s*(.+)$", re.S
 _UNITS_RE = re.compile(r"^([-+]?(?:\d[\d,]*(?:\.\d+)?|\.\d+))\s+([a-zA-Z][a-zA-Z ./]*(?:\^\d)?)$")
 _THOUSANDS_RE = re.compile(r"^[-+]?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?$")
 _THOUSANDS_SPACE_RE = re.compile(r"^[-+]?[1-9]\d{0,2}(?: \d{3})+(?:\.\d+)?$")
+_IN_TEXT_THOUSANDS_RE = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 _FRAC_CMD_RE = re.compile(r"\\[dtc]?frac(?![a-zA-Z])")
 _SQRT_RE = re.compile(r"\\sqrt(?![a-zA-Z])\s*(?=[^\s{\[])")
 _TRAIL_TEXT_RE = re.compile(r"\\(?:text|textnormal|textbf|textit|textrm|mbox|mathrm)\s*\{([^{}]*)\}"
@@ -132,6 +133,13 @@ def _peel(s: str) -> str:
         if t == s:
             return s
         s = t
+
+
+def strip_thousands(text: str) -> str:
+    """Thousands separators inside running text removed: a comma between a digit and exactly three
+    digits ("1,000,000 apples" -> "1000000 apples"; "2,5" and "1,0000" stay). For prose and raw
+    dataset fields; a whole answer gets the stricter rule of ``normalize_answer``."""
+    return _IN_TEXT_THOUSANDS_RE.sub("", text)
 
 
 def strip_name(s: str) -> str:

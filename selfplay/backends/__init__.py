@@ -3,8 +3,11 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-from selfplay.core.log import log
 from selfplay.backends.base import Backend, Completion, Messages, SamplingParams
+from selfplay.backends.hf import HFBackend
+from selfplay.backends.scripted import ScriptedBackend
+from selfplay.backends.vllm_backend import VLLMBackend
+from selfplay.core.log import log
 
 __all__ = ["Backend", "Completion", "Messages", "SamplingParams", "generate_many", "get_backend", "BACKENDS", "problems_per_call", "rows_per_call",
            "vllm_installed"]
@@ -13,7 +16,6 @@ __all__ = ["Backend", "Completion", "Messages", "SamplingParams", "generate_many
 def _hf(model: str, **kw: Any) -> Backend:
     kw.pop("engine", None)  # the vllm engine's settings ([vllm])
     try:
-        from selfplay.backends.hf import HFBackend
         import transformers  # noqa: F401
     except ImportError as e:
         raise RuntimeError(f"backend 'hf' needs transformers: pip install -e '.[model]' ({e})") from e
@@ -21,7 +23,6 @@ def _hf(model: str, **kw: Any) -> Backend:
 
 
 def _vllm(model: str, **kw: Any) -> Backend:
-    from selfplay.backends.vllm_backend import VLLMBackend
 
     kw.pop("batch_size", None)  # the engine schedules its own batches
     kw.update(kw.pop("engine", None) or {})
@@ -31,7 +32,6 @@ def _vllm(model: str, **kw: Any) -> Backend:
 
 
 def _scripted(model: str, **kw: Any) -> Backend:
-    from selfplay.backends.scripted import ScriptedBackend
 
     kw.pop("engine", None)
     return ScriptedBackend(model, **kw)

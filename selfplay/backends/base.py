@@ -4,7 +4,7 @@ prompts (chat message lists) + sampling params + per-sample seeds -> k completio
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol, Sequence
 
 Messages = list[dict[str, str]]

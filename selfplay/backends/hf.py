@@ -11,8 +11,15 @@ from __future__ import annotations
 import os
 from typing import Sequence
 
+from selfplay.backends.base import (
+    Completion,
+    Messages,
+    SamplingParams,
+    chat_token_ids,
+    cut_at_stop,
+)
+from selfplay.backends.models import load_model, load_tokenizer, resolve_model
 from selfplay.core import faults
-from selfplay.backends.base import Completion, Messages, SamplingParams, chat_token_ids, cut_at_stop
 
 
 class HFBackend:
@@ -22,7 +29,6 @@ class HFBackend:
                  batch_size: int = 64, threads: int | None = None, **_: object) -> None:
         import torch
 
-        from selfplay.backends.models import load_model, load_tokenizer, resolve_model
 
         if threads or not os.environ.get("OMP_NUM_THREADS"):
             torch.set_num_threads(threads or os.cpu_count() or 1)

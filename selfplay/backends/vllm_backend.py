@@ -30,6 +30,7 @@ from dataclasses import replace
 from typing import Any, Iterator, Sequence
 
 from selfplay.backends.base import Completion, Messages, SamplingParams, chat_token_ids
+from selfplay.backends.models import resolve_model
 
 Job = tuple[Sequence[Messages], SamplingParams, Sequence[Sequence[int]]]  # prompts, params, seeds
 
@@ -102,7 +103,6 @@ class VLLMBackend:
         vllm = _import_vllm()
         from vllm.platforms import current_platform
 
-        from selfplay.backends.models import resolve_model
 
         self.model = resolve_model(model)
         self.device = "cpu" if current_platform.is_cpu() else str(current_platform.device_type)

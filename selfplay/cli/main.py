@@ -8,7 +8,25 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Sequence
 
+from selfplay.backends.models import check_model, resolve_model
+from selfplay.backends.resources import build_verifier
 from selfplay.cli.parser import RUN_FLAGS, _cfg_default, build_parser
+from selfplay.config import Config, apply_overrides, load_config
+from selfplay.core import io
+from selfplay.core import log as runlog
+from selfplay.core.log import log
+from selfplay.evaluate.driver import format_gains, run_eval_cli
+from selfplay.inspect.audit import audit_run, posed_sample, print_posed
+from selfplay.inspect.export import check_push, push_to_hub, write_export
+from selfplay.inspect.report import write_report
+from selfplay.inspect.status import format_status, run_status
+from selfplay.run import round as rnd
+from selfplay.run.context import eval_sets, heldout_problems, make_context
+from selfplay.run.layout import prepare_out, run_config
+from selfplay.run.loop import run_loop
+from selfplay.run.train_round import stage_train
+from selfplay.train.launch import world_size
+from selfplay.verify.reverify import invalidate_downstream, reverify_file
 
 
 def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
@@ -17,8 +35,6 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
 
 def _stage_config(args: argparse.Namespace) -> tuple[Any, str | None]:
     """A stage command's config (model.name stays the run's base model) and its --model."""
-    from selfplay.config import load_config
-    from selfplay.backends.models import check_model
 
     if args.round < 0:
         raise ValueError(f"{args.cmd}: --round must be >= 0, got {args.round}")
@@ -33,9 +49,6 @@ def _stage_config(args: argparse.Namespace) -> tuple[Any, str | None]:
 def _context(cfg: Any, round_idx: int, model: str | None):
     """The round's context: --model when given, else round K-1's trained model (refused if not
     trained)."""
-    from selfplay.run.context import make_context
-    from selfplay.run.layout import prepare_out
-    from selfplay.backends.models import resolve_model
 
     out = prepare_out(cfg)
     return make_context(cfg, out, round_idx, model=resolve_model(model) if model else None)
@@ -48,7 +61,6 @@ _MAKES = {"problems.jsonl": "problems", "rollouts.jsonl": "solve", "pairs.jsonl"
 
 
 def cmd_stage(args: argparse.Namespace) -> int:
-    from selfplay.core import log as runlog
 
     cfg, model = _stage_config(args)
     with runlog.session(Path(cfg.run.out), f"{args.cmd} --round {args.round}"):
@@ -57,14 +69,12 @@ def cmd_stage(args: argparse.Namespace) -> int:
 
 def _say(msg: str) -> None:
     """A command's result: on stdout, and into OUT/run.log when it works on a run."""
-    from selfplay.core import log as runlog
 
     print(msg, flush=True)
     runlog.append(msg)
 
 
 def _stage(args: argparse.Namespace, ctx: Any) -> int:
-    from selfplay.run import round as rnd
 
     try:
         for name in _NEEDS[args.cmd]:
@@ -93,9 +103,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     """`selfplay train --round K`: alone, or as every rank of `accelerate launch` (train_launch)."""
     import os
 
-    from selfplay.core import log as runlog
-    from selfplay.run.train_round import stage_train
-    from selfplay.train.launch import world_size
 
     cfg, model = _stage_config(args)
     if world_size() > 1 and os.environ.get("RANK", "0") != "0":
@@ -111,16 +118,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verifier_config(**verify: Any) -> Config:
+    """The built-in config with [verify] settings from a command's flags (for build_verifier)."""
+    return apply_overrides(Config(), {f"verify.{k}": v for k, v in verify.items()})
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
-    from selfplay.core import log as runlog
-    from selfplay.verify.reverify import invalidate_downstream, reverify_file
 
     path = Path(args.rollouts)
     probs = Path(args.problems) if args.problems else path.with_name("problems.jsonl")
     run_dir = path.resolve().parent.parent
     logged = runlog.session(run_dir, f"verify {path}") if (run_dir / "config.json").exists() else nullcontext()
     with logged:  # inside a run: logged to OUT/run.log
-        changed, total = reverify_file(path, probs, timeout=args.timeout)
+        with build_verifier(_verifier_config(timeout=args.timeout)) as verifier:
+            changed, total = reverify_file(path, probs, verifier)
         _say(f"re-verified {total} rollouts in {path}: {changed} labels changed")
         moved = invalidate_downstream(path)
         if moved:
@@ -132,8 +143,6 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def _eval_config(path: str | None) -> Any:
     """--config of `eval`: a TOML file, a run's config.json, or (None) the built-in defaults."""
-    from selfplay.config import load_config
-    from selfplay.run.layout import run_config
 
     if path is not None and Path(path).suffix == ".json":
         return run_config(Path(path))
@@ -142,7 +151,6 @@ def _eval_config(path: str | None) -> Any:
 
 def _compare_file(path: str) -> dict[str, Any]:
     """--compare, read and checked before any model loads (a typo must not cost a whole eval)."""
-    from selfplay.core import io
 
     p = Path(path)
     if not p.is_file():
@@ -159,9 +167,6 @@ def _compare_file(path: str) -> dict[str, Any]:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from selfplay.evaluate.driver import run_eval_cli
-    from selfplay.run.context import eval_sets, heldout_problems
-    from selfplay.backends.models import check_model
 
     cfg = _eval_config(args.config)
     e = cfg.eval
@@ -197,19 +202,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     result = run_eval_cli(cfg, args.model, args.data, Path(args.out) if args.out else None, args.limit,
                           extra_sets=extra, exclude=args.exclude)
     if compare is not None:
-        from selfplay.evaluate.driver import format_gains
 
         print(format_gains(compare, result))
     return 0
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from selfplay.inspect.audit import audit_run, posed_sample, print_posed
 
     if args.posed is not None:
-        from verifiers import MathVerifier
 
-        with MathVerifier(workers=1) as verifier:
+        with build_verifier(_verifier_config(workers=1)) as verifier:
             print_posed(posed_sample(args.out, args.posed, args.round, args.seed, verifier))
         return 0
     audit_run(args.out, args.round)
@@ -217,7 +219,6 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from selfplay.inspect.report import write_report
 
     out = Path(args.out)
     if not out.is_dir():
@@ -227,7 +228,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from selfplay.inspect.status import format_status, run_status
 
     s = run_status(args.out)
     if args.json:
@@ -240,8 +240,6 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from selfplay.core import log as runlog
-    from selfplay.inspect.export import check_push, push_to_hub, write_export
 
     token = check_push(args.push_to_hub) if args.push_to_hub else None  # before anything is written
     out = Path(args.out)
@@ -259,12 +257,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from selfplay.config import load_config
-    from selfplay.core import log as runlog
-    from selfplay.core.log import log
-    from selfplay.inspect.report import write_report
-    from selfplay.run.layout import run_config
-    from selfplay.run.loop import run_loop
 
     overrides = overrides_from(args)
     out = Path(args.out or _cfg_default("run.out"))

@@ -6,6 +6,10 @@ import argparse
 import sys
 from typing import Any, Sequence
 
+from selfplay import __version__
+from selfplay.config import Config
+from selfplay.core.provenance import verifier_version
+
 RUN_FLAGS = {  # flag -> config field it overrides
     "out": "run.out", "rounds": "run.rounds", "seed": "run.seed", "model": "model.name",
     "backend": "model.backend", "problems": "seeds.problems", "samples": "solve.samples",
@@ -27,7 +31,6 @@ class _Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpF
 
 
 def _cfg_default(field: str) -> Any:
-    from selfplay.config import Config
 
     value: Any = Config()
     for part in field.split("."):
@@ -46,8 +49,6 @@ def _version_action() -> type[argparse.Action]:
             super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kw)
 
         def __call__(self, parser: argparse.ArgumentParser, *a: Any) -> None:
-            from selfplay import __version__
-            from selfplay.core.provenance import verifier_version
 
             print(f"selfplay {__version__} (verifier {verifier_version()}, python {sys.version.split()[0]})")
             parser.exit()

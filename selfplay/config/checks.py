@@ -17,8 +17,20 @@ from typing import TYPE_CHECKING, Iterator
 
 from seeds.loaders import parse_hf_spec
 from seeds.procedural import GENERATORS
-from selfplay.config.enums import (BackendName, DType, Executor, Launcher, PoseKind, Precision, ReportTo,
-                                   SandboxMode, SolveMode, TrainOn, Witness, names)
+from selfplay.config.enums import (
+    BackendName,
+    DType,
+    Executor,
+    Launcher,
+    PoseKind,
+    Precision,
+    ReportTo,
+    SandboxMode,
+    SolveMode,
+    TrainOn,
+    Witness,
+    names,
+)
 
 if TYPE_CHECKING:
     from selfplay.config.schema import Config
@@ -147,8 +159,8 @@ def checks(c: Config) -> Iterator[Check]:
     yield "pair.max_pairs_per_problem", c.pair.max_pairs_per_problem >= 1, "must be >= 1"
     yield "pair.pseudo_agreement", 0 < c.pair.pseudo_agreement <= 1, "must be in (0, 1] (share of the top answer)"
 
-    # The rules selfplay.train.dpo.TrainConfig.validate (and TRL) apply to the fields built from these,
-    # here so a bad value stops the run at load, not after a round of generation.
+    # The [train] section is the config the trainer takes (selfplay.train.dpo.train_dpo validates
+    # it with these rules too), so a bad value stops the run at load, not after a round.
     yield "train.beta", t.beta > 0, "must be > 0"
     yield "train.learning_rate", 0 < t.learning_rate < 1, "must be in (0, 1)"
     yield "train.epochs", t.epochs >= 1, "must be >= 1 (train.max_steps can stop earlier)"

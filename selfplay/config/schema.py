@@ -11,8 +11,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from selfplay.config.checks import checks
-from selfplay.config.enums import (BackendName, DType, Executor, Launcher, PoseKind, Precision, ReportTo,
-                                   SandboxMode, SolveMode, TrainOn, Witness)
+from selfplay.config.enums import (
+    BackendName,
+    DType,
+    Executor,
+    Launcher,
+    PoseKind,
+    Precision,
+    ReportTo,
+    SandboxMode,
+    SolveMode,
+    TrainOn,
+    Witness,
+)
 
 
 @dataclass
@@ -125,7 +136,7 @@ class SandboxSection:
 class VerifyConfig:
     timeout: float = 3.0
     workers: int = 0  # 0 = one per core
-    # drop pairs that math-verify, a second independent checker, disputes (selfplay/inspect/audit.py)
+    # drop pairs that math-verify, a second independent checker, disputes (selfplay/verify/crosscheck.py)
     crosscheck: bool = False
 
 

@@ -1,7 +1,7 @@
 """Kill points for crash tests: `point(name)` SIGKILLs this process at the Nth time it passes
 the named point, when SELFPLAY_KILL_AT="name:N" is set. Unset (always, outside tests), it is one
 dict lookup. SIGKILL, like `kill -9`, runs no handler, no `finally` and no flush: exactly the crash
-a resume must survive (tests/test_faults.py)."""
+a resume must survive (tests/run/test_faults.py)."""
 from __future__ import annotations
 
 import os

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from selfplay.core.metrics import wilson_interval
+
 
 def num(x: Any) -> str:
     """3 significant digits (1.27, 0.217, 3.11e-08); integers as they are; large floats without
@@ -35,8 +37,6 @@ def pct_of(successes: int, n: int) -> str:
     """successes/n as a percentage with its 95% Wilson interval; "-" when n is 0."""
     if not n:
         return "-"
-    from selfplay.core.metrics import wilson_interval
-
     return pct(successes / n, wilson_interval(successes, n))
 
 

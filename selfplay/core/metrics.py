@@ -2,24 +2,28 @@
 
 - pass@k: the unbiased estimator of Chen et al. 2021 (Codex paper) from n samples with c correct:
   1 - C(n-c, k) / C(n, k), computed as a product to stay exact for large n.
-- maj@k: majority vote over the *normalized extracted answers* of the first k samples (see
-  `normalize_answer`). Samples without an extracted answer do not vote. Ties are broken by the
+- maj@k: majority vote over the extracted answers of the first k samples, compared by
+  `verifiers.answer_key` (the one key of every vote: the pair stage's pseudo-labels and answer
+  diversity use it too). Samples without an extracted answer do not vote. Ties are broken by the
   answer that appeared first (lowest sample index), so the result is deterministic. The vote is
   correct when any sample in the winning group was verified correct (they share one answer, so one
   verifier "correct" vouches for the group; unknown/timeouts elsewhere in the group don't veto it).
 - Intervals: Wilson score interval for proportions (greedy pass@1, maj@k); a seeded percentile
   bootstrap over problems for means of per-problem estimates (pass@k, sampled pass@1).
 - "unknown" verdicts count as not correct (conservative) and are reported separately.
+- pass rate of a problem's paths (`pass_rate`, `pass_rates`): correct / (correct + incorrect);
+  unknown verdicts are not verdicts and stay out of the denominator. None when none is labelled.
 """
 from __future__ import annotations
 
 import math
-import re
-import unicodedata
-from decimal import Decimal, InvalidOperation
+from collections import defaultdict
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
+
+from selfplay.core.records import Rollout
+from verifiers import answer_key
 
 Z95 = 1.959963984540054
 
@@ -69,33 +73,31 @@ def bootstrap_ci(values: Sequence[float], n_boot: int = 2000, seed: int = 0,
     return (float(lo), float(hi))
 
 
-_LATEX_SPACE = re.compile(r"\\[,;:! ]|\\q?quad")
-_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
-_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)")
+LABELLED = ("correct", "incorrect")  # the verdicts; "unknown" (and no label yet) is none
 
 
-def normalize_answer(answer: str | None) -> str | None:
-    """Canonical string for voting: NFKC, no $ / \\boxed / LaTeX spacing / whitespace, lowercase,
-    no thousands separators or trailing period; plain decimals in canonical form ("18.0" -> "18",
-    "0.50" -> "0.5", "+3" -> "3"). Returns None for a missing or empty answer. This is a string
-    normalization, not a math equivalence: "1/2" and "0.5" stay different votes.
-    """
-    if answer is None:
-        return None
-    t = unicodedata.normalize("NFKC", str(answer)).strip()
-    m = re.fullmatch(r"\\boxed\{(.*)\}", t, flags=re.S)
-    if m:
-        t = m.group(1)
-    t = _LATEX_SPACE.sub("", t).replace("\\left", "").replace("\\right", "").replace("\\dfrac", "\\frac")
-    t = re.sub(r"\s+", "", t).strip("$").rstrip(".").lower()
-    t = _THOUSANDS.sub("", t)
-    if _NUMBER.fullmatch(t):
-        try:
-            d = Decimal(t)
-            t = format(d.normalize(), "f") if d != 0 else "0"
-        except InvalidOperation:
-            pass
-    return t or None
+def pass_counts(labels: Iterable[str | None]) -> tuple[int, int]:
+    """(correct, labelled) over verdict labels; labelled = correct + incorrect."""
+    correct = labelled = 0
+    for label in labels:
+        if label in LABELLED:
+            labelled += 1
+            correct += label == "correct"
+    return correct, labelled
+
+
+def pass_rate(labels: Iterable[str | None]) -> float | None:
+    """correct / (correct + incorrect) of one problem's paths; None when none is labelled."""
+    correct, labelled = pass_counts(labels)
+    return correct / labelled if labelled else None
+
+
+def pass_rates(rollouts: Iterable[Rollout]) -> dict[str, float | None]:
+    """problem id -> pass_rate of its rollouts (None: none labelled), in first-seen order."""
+    labels: dict[str, list[str | None]] = defaultdict(list)
+    for r in rollouts:
+        labels[r.problem_id].append(r.label)
+    return {pid: pass_rate(ls) for pid, ls in labels.items()}
 
 
 def majority_vote(answers: Sequence[str | None], labels: Sequence[str | None],
@@ -106,7 +108,7 @@ def majority_vote(answers: Sequence[str | None], labels: Sequence[str | None],
         raise ValueError(f"answers and labels differ in length: {len(answers)} vs {len(labels)}")
     groups: dict[str, list[int]] = {}
     for i in range(min(k, len(answers))):
-        key = normalize_answer(answers[i])
+        key = answer_key(answers[i])
         if key is not None:
             groups.setdefault(key, []).append(i)
     if not groups:

@@ -15,8 +15,8 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+import verifiers
 from selfplay import __version__
-
 from selfplay.core import io
 
 PROVENANCE = "provenance.json"
@@ -33,7 +33,7 @@ class StaleOutput(ValueError):
     """An existing stage output was made from other inputs than the current ones."""
 
 
-def _sha(data: bytes) -> str:
+def content_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
 
 
@@ -47,7 +47,6 @@ def file_hash(path: str | Path) -> str:
 
 
 def _source_version(sandbox: bool) -> str:
-    import verifiers
 
     root = Path(verifiers.__file__).parent
     h = hashlib.sha256()
@@ -108,7 +107,7 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def config_hash(cfg: Any) -> str:
     flat = {k: v for k, v in flatten(cfg.to_dict()).items() if k not in MUTABLE_ON_RESUME}
-    return _sha(io.dumps(dict(sorted(flat.items()))))
+    return content_hash(io.dumps(dict(sorted(flat.items()))))
 
 
 def key(cfg: Any, *, model: str | None = None, labels: bool = False, **inputs: Any) -> dict[str, Any]:

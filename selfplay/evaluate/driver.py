@@ -24,11 +24,12 @@ from selfplay.backends.base import Backend, SamplingParams
 from selfplay.backends.resources import Resources
 from selfplay.config import Config
 from selfplay.core import io
+from selfplay.core.io import write_json
 from selfplay.core.log import log
-from selfplay.core.metrics import majority_vote, summarize
-from selfplay.prompts import SOLVE_STOP, solve_messages
+from selfplay.core.metrics import gain_points, greedy_gain, majority_vote, summarize
 from selfplay.core.records import Problem
 from selfplay.core.rng import derive_seed
+from selfplay.prompts import SOLVE_STOP, solve_messages
 from selfplay.solve.generate import batches
 
 GREEDY_INDEX = -1  # the sample index the greedy path's (unused) seed derives from
@@ -125,7 +126,6 @@ def load_eval_file(path: str | Path) -> list[Problem]:
 
 def write_eval(result: dict[str, Any], path: str | Path) -> None:
     """Write an eval result atomically (temp file + rename)."""
-    from selfplay.core.io import write_json
 
     write_json(path, result)
 
@@ -154,7 +154,6 @@ def _aligned(rows: Sequence[Sequence[str]]) -> str:
 
 def format_gains(before: dict[str, Any], after: dict[str, Any]) -> str:
     """Paired greedy pass@1 change per set shared by two eval results (metrics.paired_gain)."""
-    from selfplay.core.metrics import gain_points, greedy_gain
 
     rows = [["set", "n", "before", "after", "gain (pts)", "95% CI", "newly right/wrong", "McNemar p"]]
     for name, a in (after.get("sets") or {}).items():

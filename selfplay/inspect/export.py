@@ -26,42 +26,10 @@ from typing import Any, Sequence
 import orjson
 
 from selfplay import __version__
-
+from selfplay.backends.models import DEFAULT_ALIASES, _hub_transport_errors
 from selfplay.core import io, provenance
-
-EMBEDDED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # the embedded model's origin (its Q4_1 GGUF)
-FORMATS = ("parquet", "jsonl")
-COLUMNS = {  # name -> (datasets type, meaning) ; the card's field table is made from this
-    "pair_id": ("string", "content hash of prompt + chosen + rejected (stable across exports)"),
-    "prompt": ("messages", "the solve prompt, TRL conversational format ([{role, content}])"),
-    "chosen": ("messages", "a reasoning path the verifier labelled correct"),
-    "rejected": ("messages", "a reasoning path the verifier labelled incorrect"),
-    "round": ("int32", "self-play round that made the pair"),
-    "problem_id": ("string", "problem id within the run"),
-    "origin": ("string", "procedural, file, hf or posed"),
-    "source": ("string", "generator, file or dataset name, or the posing model"),
-    "level": ("int32", "difficulty level of procedural problems"),
-    "question": ("string", "the problem text"),
-    "gold": ("string", "gold answer"),
-    "gold_source": ("string", "trusted (seed or posing program) or majority (vote of the sampled paths)"),
-    "agreement": ("float64", "share of the majority answer when gold_source is majority"),
-    "mode": ("string", "cot (chain of thought) or pot (program of thought)"),
-    "program": ("string", "posed problems: the Python program whose output is the gold answer"),
-    "chosen_extracted": ("string", "final answer extracted from chosen"),
-    "rejected_extracted": ("string", "final answer extracted from rejected"),
-    "pass_rate": ("float64", "share of the problem's labelled paths verified correct"),
-    "chosen_tokens": ("int32", "tokens in chosen"),
-    "rejected_tokens": ("int32", "tokens in rejected"),
-    "chosen_logprob": ("float64", "mean token log-probability of chosen under the sampling model"),
-    "rejected_logprob": ("float64", "mean token log-probability of rejected under the sampling model"),
-    "crosscheck": ("string", "math-verify's class when the run cross-checked labels (verify.crosscheck)"),
-    "model": ("string", "sampling model: hub id, or path relative to the run directory"),
-    "model_fingerprint": ("string", "content hash of the sampling model's files (none for a hub id)"),
-    "sampling_temperature": ("float64", "sampling temperature"),
-    "sampling_top_p": ("float64", "nucleus top-p"),
-    "sampling_max_new_tokens": ("int32", "token budget per path"),
-    "sampling_n": ("int32", "paths sampled per problem"),
-}
+from selfplay.inspect.export_card import card_text
+from selfplay.inspect.export_schema import COLUMNS, EMBEDDED_HUB_ID, FORMATS
 
 
 def pair_id(prompt: Any, chosen: Any, rejected: Any) -> str:
@@ -105,8 +73,6 @@ def model_ref(model: str, out: Path, recorded: dict[str, Any] | None = None) -> 
     if recorded and recorded.get("model") == model and not str(recorded.get("model_fingerprint", "id:")).startswith("id:"):
         fp = str(recorded["model_fingerprint"])
     p = Path(model).expanduser()
-    from selfplay.backends.models import DEFAULT_ALIASES
-
     if model in DEFAULT_ALIASES or (p.name == "SmolLM2-135M-Instruct" and p.parent.name == "models"):
         return EMBEDDED_HUB_ID, fp or (provenance.model_fingerprint(model) if p.is_dir() else None)
     m = re.search(r"(?:^|/)(round_\d+/model)/?$", model)
@@ -233,8 +199,6 @@ def write_export(out: str | Path, to: str | Path, *, rounds: str | None = None, 
     digest = hashlib.sha256("".join(r["pair_id"] for r in records).encode() + fmt.encode()).hexdigest()[:12]
     data_path = f"data/train-{digest}.{fmt}"
     name = name or f"selfplay DPO pairs: {out.resolve().name}"
-    from selfplay.inspect.export_card import card_text
-
     card = card_text(out, records, info, license=license, data_path=data_path, name=name)
     to.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{to.name}.tmp-", dir=to.parent))
@@ -286,8 +250,6 @@ def push_to_hub(to: str | Path, repo: str, token: str, *, private: bool = False)
     """Create the dataset repo (if needed) and upload DIR with huggingface_hub; returns its URL."""
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError
-
-    from selfplay.backends.models import _hub_transport_errors
 
     api = HfApi(token=token)
     later = f"the export is complete in {to}; upload it later with `hf upload {repo} {to} --repo-type dataset`"

@@ -11,9 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from selfplay import __version__
-
 from selfplay.core import io
-from selfplay.inspect.export import COLUMNS, EMBEDDED_HUB_ID
+from selfplay.inspect.export_schema import COLUMNS, EMBEDDED_HUB_ID
 
 
 def size_category(n: int) -> str:

@@ -19,8 +19,9 @@ from typing import Any
 
 import orjson
 
-from selfplay.core import fmt, io, log as runlog
-from selfplay.run.layout import round_complete
+from selfplay.core import fmt, io
+from selfplay.core import log as runlog
+from selfplay.run.layout import eval_enabled, round_complete
 
 STAGES = ("problems", "solve", "pair", "train", "eval")
 DONE, RUNNING, PENDING, OFF = "done", "in progress", "pending", "off"
@@ -155,7 +156,7 @@ def round_status(out: Path, k: int, cfg: dict[str, Any], session: list[runlog.Ev
                         (d / "rollouts.jsonl").exists() or "rollouts.jsonl" in prov),
         "pair": _stage(pairs_done, "pairs.jsonl" in prov),
         "train": _stage(tr is not None, "train_stats.json" in prov) if train_on else OFF,
-        "eval": _stage(ev is not None, "eval.json" in prov) if _eval_enabled(cfg) and train_on else OFF,
+        "eval": _stage(ev is not None, "eval.json" in prov) if eval_enabled(cfg) and train_on else OFF,
     }
     if stages["solve"] == DONE and not (d / "problems.jsonl").exists():
         stages["solve"] = PENDING
@@ -212,7 +213,7 @@ def run_status(out: str | Path) -> dict[str, Any]:
     existing = [int(m.group(1)) for p in out.iterdir() if (m := re.fullmatch(r"round_(\d+)", p.name)) and p.is_dir()]
     n = max([planned] + [k + 1 for k in existing])
     base = "off"
-    if _eval_enabled(cfg):
+    if eval_enabled(cfg):
         base = _stage((out / "eval_base.json").exists(), "eval_base.json" in (io.read_json_or_none(out / "provenance.json") or {}))
     last = events[-1] if events else None
     state = _run_state(out, events)

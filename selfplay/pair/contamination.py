@@ -23,6 +23,7 @@ from typing import Any, Iterable, Sequence
 from seeds.text import normalize_question
 from selfplay.core.io import iter_jsonl
 from selfplay.core.records import Problem
+from selfplay.pair.diversity import MinHashIndex
 
 KEY_WORDS = 8  # index held-out questions by their first 8 normalized words
 
@@ -106,8 +107,7 @@ class HeldoutMatcher:
 
     def __init__(self, heldout: Iterable[str], threshold: float = 0.8, *, num_perm: int = 64,
                  shingle: int = 3, seed: int = 0) -> None:
-        from selfplay.pair.diversity import MinHashIndex
-
+    
         texts = sorted(set(heldout))  # sorted: index ids (and so results) never depend on set order
         self.n = len(texts)
         self.threshold = threshold

@@ -6,8 +6,17 @@ from collections import defaultdict
 from typing import Any, Callable, Sequence
 
 from selfplay.config import FiltersConfig
-from selfplay.pair.pairs import pass_rate
+from selfplay.core.metrics import pass_rate
 from selfplay.core.records import Pair, Problem, Rollout
+from selfplay.pair.diversity import diversity_metrics
+from selfplay.pair.filters import (
+    completion_hygiene,
+    dedup_problems,
+    keep_best,
+    perplexity_filter,
+    solve_rate_band,
+)
+from selfplay.verify.crosscheck import crosscheck_filter
 
 
 def dedup_posed(posed: Sequence[Problem], against: Sequence[str], heldout: Sequence[str],
@@ -15,8 +24,6 @@ def dedup_posed(posed: Sequence[Problem], against: Sequence[str], heldout: Seque
     """Posed problems minus exact/near duplicates of seeds, earlier rounds and held-out sets."""
     if not (cfg.enabled and cfg.dedup_posed) or not posed:
         return list(posed), {}
-    from selfplay.pair.filters import dedup_problems
-
     kept, dropped = dedup_problems(posed, against, heldout=heldout, near_threshold=cfg.near_threshold)
     return list(kept), dict(dropped)
 
@@ -28,14 +35,12 @@ def curate_pairs(problems: Sequence[Problem], rollouts: dict[str, list[Rollout]]
 
     make(problem, rollouts, pass_rate) pairs one problem; the pass rate is the one measured on
     all of its labelled paths, before any filter. crosscheck (verify.crosscheck): drop the pairs
-    math-verify disputes (selfplay.inspect.audit.crosscheck_filter), before keep-the-best."""
+    math-verify disputes (selfplay.verify.crosscheck.crosscheck_filter), before keep-the-best."""
     counts: dict[str, Any] = {}
     flat = [r for p in problems for r in rollouts.get(p.id, [])]
     cand = flat
     eligible = list(problems)
     if cfg.enabled:
-        from selfplay.pair.filters import completion_hygiene, keep_best, perplexity_filter, solve_rate_band
-
         if cfg.hygiene:
             cand, counts["hygiene"] = completion_hygiene(cand, max_chars=cfg.max_chars)
         if cfg.perplexity:
@@ -47,21 +52,16 @@ def curate_pairs(problems: Sequence[Problem], rollouts: dict[str, list[Rollout]]
     by_pid: dict[str, list[Rollout]] = defaultdict(list)
     for r in cand:
         by_pid[r.problem_id].append(r)
-    pairs = [pr for p in eligible for pr in make(p, by_pid.get(p.id, []), pass_rate(rollouts.get(p.id, [])))]
+    pairs = [pr for p in eligible
+             for pr in make(p, by_pid.get(p.id, []), pass_rate(r.label for r in rollouts.get(p.id, [])))]
     if crosscheck:
-        from selfplay.inspect.audit import crosscheck_filter
-
         pairs, counts["crosscheck"], counts["crosscheck_info"] = crosscheck_filter(pairs)
     counts["pairs_before_keep_best"] = len(pairs)
     if cfg.enabled and cfg.keep_fraction < 1.0:
-        from selfplay.pair.filters import keep_best
-
         pairs, counts["keep_best"] = keep_best(pairs, cfg.keep_fraction)
     counts = {k: dict(v) if isinstance(v, dict) else v for k, v in counts.items()}
     return list(pairs), counts
 
 
 def round_diversity(problems: Sequence[Problem], rollouts: dict[str, list[Rollout]]) -> dict[str, Any]:
-    from selfplay.pair.diversity import diversity_metrics
-
     return diversity_metrics(problems, [r for p in problems for r in rollouts.get(p.id, [])])

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-import re
 from collections import Counter, defaultdict
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -19,8 +18,8 @@ import numpy as np
 
 from seeds.text import normalize_question
 from selfplay.core.records import Problem, Rollout
+from verifiers import answer_key
 
-_THOUSANDS_RE = re.compile(r"(?<=\d),(?=\d{3}\b)")
 _PRIME = 4294967291  # largest prime < 2**32: (a * x + b) stays below 2**64 in uint64 arithmetic
 
 
@@ -145,22 +144,6 @@ class MinHashIndex:
         return self.best_match(text)[0]
 
 
-_NUM_RE = re.compile(r"^[-+]?\d+(?:\.\d+)?$")
-
-
-def answer_key(answer: str) -> str:
-    """Canonical form of an extracted answer for voting and counting: strips spaces, `$`, a
-    trailing period and thousands separators; numbers compare by value ("72.0" == "72")."""
-    s = " ".join(answer.strip().strip("$").strip().rstrip(".").split())
-    s = _THOUSANDS_RE.sub("", s)
-    if _NUM_RE.match(s):
-        value = float(s)
-        if math.isfinite(value) and value == int(value) and abs(value) < 1e15:
-            return str(int(value))
-        return repr(value)
-    return s
-
-
 def entropy_bits(items: Iterable[Any]) -> float:
     """Shannon entropy (bits) of the empirical distribution of `items`; 0.0 for no items."""
     counts = Counter(items)
@@ -245,9 +228,10 @@ def diversity_metrics(problems: Sequence[Problem], rollouts: Sequence[Rollout], 
     posed = [p.question for p in sorted(problems, key=lambda p: p.id) if p.origin == "posed"]
     completions = [r.completion for r in rollouts]
     by_problem: dict[str, list[str]] = defaultdict(list)
-    for r in rollouts:
-        if r.extracted is not None and r.extracted.strip():
-            by_problem[r.problem_id].append(answer_key(r.extracted))
+    for r in rollouts:  # answers compared as every vote compares them (verifiers.answer_key)
+        key = answer_key(r.extracted)
+        if key is not None:
+            by_problem[r.problem_id].append(key)
     per_problem = [entropy_bits(answers) for answers in by_problem.values()]
     all_answers = [a for answers in by_problem.values() for a in answers]
     return {

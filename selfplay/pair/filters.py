@@ -9,12 +9,18 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 from dataclasses import replace
-from typing import Any, Generic, Iterable, Mapping, Sequence, TypeVar
+from typing import Any, Generic, Mapping, Sequence, TypeVar
 
-from selfplay.pair.diversity import MinHashIndex, answer_key, has_repetition, normalize_text
+from selfplay.core.metrics import pass_rates
 from selfplay.core.records import Pair, Problem, Rollout
+from selfplay.pair.contamination import (
+    HeldoutMatcher,  # the same held-out test the round's gate uses
+)
+from selfplay.pair.diversity import MinHashIndex, has_repetition, normalize_text
+from selfplay.prompts import copies_example
+from verifiers import answer_key
 
-__all__ = ["FilterResult", "MinHashIndex", "normalize_text", "dedup_problems", "pass_rates",
+__all__ = ["FilterResult", "MinHashIndex", "normalize_text", "dedup_problems",
            "solve_rate_band", "has_repetition", "completion_hygiene", "perplexity_filter",
            "majority_pseudo_labels", "QUALITY_WEIGHTS", "quality_components", "quality_score",
            "keep_best"]
@@ -55,8 +61,6 @@ def dedup_problems(problems: Sequence[Problem], against: Sequence[str] = (), *,
     text exactly or near ("heldout_near_duplicate"), or repeats a reference text (`against`:
     seeds, earlier rounds) or an earlier kept problem exactly ("duplicate") or with word-shingle
     Jaccard >= near_threshold ("near_duplicate"). Held-out overlap is checked first."""
-    from selfplay.pair.contamination import HeldoutMatcher  # the same held-out test the round's gate uses
-
     dropped = _counts("empty", "heldout_near_duplicate", "duplicate", "near_duplicate")
     held = HeldoutMatcher(heldout, near_threshold, num_perm=num_perm, shingle=shingle, seed=seed)
     seen = {normalize_text(t) for t in against}
@@ -82,24 +86,13 @@ def dedup_problems(problems: Sequence[Problem], against: Sequence[str] = (), *,
 
 # ---------------------------------------------------------------- solve-rate band
 
-def pass_rates(rollouts: Iterable[Rollout]) -> dict[str, tuple[int, int]]:
-    """problem id -> (correct, judged), judged = correct + incorrect (unknown is not a verdict)."""
-    out: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for r in rollouts:
-        if r.label in ("correct", "incorrect"):
-            c = out[r.problem_id]
-            c[0] += r.label == "correct"
-            c[1] += 1
-    return {k: (v[0], v[1]) for k, v in out.items()}
-
-
 def solve_rate_band(problems: Sequence[Problem], rollouts: Sequence[Rollout], low: float = 0.125,
                     high: float = 0.875,
                     origins: Sequence[str] = ("posed",)) -> FilterResult[Problem]:
-    """Keep problems of `origins` whose fraction correct (among correct + incorrect rollouts) is
-    within [low, high]: always solved teaches nothing ("too_easy"), never solved gives no chosen
-    path and may have a wrong gold ("too_hard"), no verdict at all is "no_verdicts". Problems of
-    other origins pass untouched."""
+    """Keep problems of `origins` whose pass rate (selfplay.core.metrics.pass_rate: correct among
+    correct + incorrect rollouts) is within [low, high]: always solved teaches nothing
+    ("too_easy"), never solved gives no chosen path and may have a wrong gold ("too_hard"), no
+    verdict at all is "no_verdicts". Problems of other origins pass untouched."""
     if not 0.0 <= low <= high <= 1.0:
         raise ValueError(f"solve_rate_band: need 0 <= low <= high <= 1, got low={low}, high={high}")
     rates = pass_rates(rollouts)
@@ -109,12 +102,12 @@ def solve_rate_band(problems: Sequence[Problem], rollouts: Sequence[Rollout], lo
         if p.origin not in origins:
             kept.append(p)
             continue
-        correct, judged = rates.get(p.id, (0, 0))
-        if judged == 0:
+        rate = rates.get(p.id)
+        if rate is None:
             dropped["no_verdicts"] += 1
-        elif correct / judged > high:
+        elif rate > high:
             dropped["too_easy"] += 1
-        elif correct / judged < low:
+        elif rate < low:
             dropped["too_hard"] += 1
         else:
             kept.append(p)
@@ -134,8 +127,6 @@ def completion_hygiene(rollouts: Sequence[Rollout], *, max_tokens: int | None = 
     extracted answer, or reason "no_answer"; unverified rollouts are not judged here; a pot
     program that gave no answer stays, labelled incorrect with its failure, a fair `rejected`),
     "repetition" (see has_repetition)."""
-    from selfplay.prompts import copies_example
-
     dropped = _counts("unfinished", "too_long", "copies_example", "no_answer", "repetition")
     kept: list[Rollout] = []
     for r in rollouts:
@@ -193,7 +184,8 @@ def needs_label(p: Problem) -> bool:
 def majority_pseudo_labels(problems: Sequence[Problem], rollouts: Sequence[Rollout],
                            min_agreement: float = 0.5, only_without_gold: bool = True, *,
                            min_votes: int = 2) -> FilterResult[Problem]:
-    """Majority vote over the extracted answers (compared by answer_key) of each problem without
+    """Majority vote over the extracted answers (compared by verifiers.answer_key, the key maj@k
+    votes with too; answers without a key do not vote) of each problem without
     a trusted gold (answer "" or meta["gold_trusted"] is False). Kept problems get the majority
     answer as gold and meta agreement / votes / gold_source="majority" (gold_trusted stays False;
     the old answer goes to meta["previous_answer"]). Drops: "no_answers" (< min_votes answers),
@@ -203,8 +195,9 @@ def majority_pseudo_labels(problems: Sequence[Problem], rollouts: Sequence[Rollo
     Rollout labels are stale after relabelling: verify again against the new gold."""
     votes: dict[str, Counter[str]] = defaultdict(Counter)
     for r in rollouts:
-        if r.extracted is not None and r.extracted.strip():
-            votes[r.problem_id][answer_key(r.extracted)] += 1
+        key = answer_key(r.extracted)
+        if key is not None:
+            votes[r.problem_id][key] += 1
     dropped = _counts("no_answers", "tie", "low_agreement")
     info = {"relabelled": 0, "changed_answer": 0, "has_gold": 0}
     kept: list[Problem] = []

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from selfplay.prompts import solve_messages
+from selfplay.core.metrics import pass_rate
 from selfplay.core.records import Pair, Problem, Rollout
 from selfplay.core.rng import rng_for
+from selfplay.prompts import solve_messages
 
 
 def _distinct(rollouts: Sequence[Rollout], label: str) -> list[Rollout]:
@@ -26,20 +27,13 @@ def _distinct(rollouts: Sequence[Rollout], label: str) -> list[Rollout]:
     return out
 
 
-def pass_rate(rollouts: Sequence[Rollout]) -> float | None:
-    labelled = [r for r in rollouts if r.label in ("correct", "incorrect")]
-    if not labelled:
-        return None
-    return sum(r.label == "correct" for r in labelled) / len(labelled)
-
-
 def make_pairs(problem: Problem, rollouts: Sequence[Rollout], *, max_pairs: int, round_idx: int,
                seed: int, model: str, sampling: dict[str, Any], rate: float | None = None) -> list[Pair]:
     """Up to max_pairs distinct (correct, incorrect) pairs for one problem, per kind of path.
 
-    rate: the problem's pass rate to record (default: measured on `rollouts`); pass the rate over
-    all paths when `rollouts` has been filtered."""
-    rate = pass_rate(rollouts) if rate is None else rate
+    rate: the problem's pass rate to record (default: selfplay.core.metrics.pass_rate of
+    `rollouts`); pass the rate over all paths when `rollouts` has been filtered."""
+    rate = pass_rate(r.label for r in rollouts) if rate is None else rate
     out: list[Pair] = []
     for mode in sorted({r.mode for r in rollouts}):
         same = [r for r in rollouts if r.mode == mode]

@@ -14,8 +14,8 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 from selfplay.config import Config
-from selfplay.pair.filters import majority_pseudo_labels, needs_label, solve_rate_band
 from selfplay.core.records import Problem, Rollout
+from selfplay.pair.filters import majority_pseudo_labels, needs_label, solve_rate_band
 from selfplay.verify.label import relabel
 
 ALL_ORIGINS = ("procedural", "file", "hf", "posed")

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from seeds import load_jsonl_problems, procedural_problems
 from selfplay.backends.base import Backend
 from selfplay.backends.models import resolve_model
 from selfplay.backends.resources import Resources
 from selfplay.config import Config
-from selfplay.core import io
+from selfplay.core import io, provenance
 from selfplay.core.records import Problem
 from verifiers import MathVerifier
 from verifiers.sandbox import Sandbox
@@ -92,3 +92,9 @@ def make_context(cfg: Config, out: Path, round_idx: int,
     held = frozenset(p.question for ps in eval_sets(cfg).values() for p in ps) if cfg.eval.enabled else frozenset()
     return RoundContext(cfg=cfg, out=out, round_idx=round_idx, model=model or round_model(cfg, out, round_idx),
                         heldout_questions=held, backend_factory=backend_factory)
+
+
+def solve_entry(ctx: RoundContext) -> dict[str, Any]:
+    """What rollouts.jsonl is made from: the problems, the sampling model and the verifier."""
+    return provenance.key(ctx.cfg, model=ctx.model, labels=True,
+                          problems=provenance.file_hash(ctx.dir / "problems.jsonl"))

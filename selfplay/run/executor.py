@@ -15,15 +15,18 @@ The seam between the stages (selfplay/run/round.py) and the machines that do the
 
 Both paths use the same per-sample seeds, so on the hf backend (fp32, the same torch threads per
 generation process) the files are identical whatever the executor and the number of workers
-(tests/test_ray.py compares them).
+(tests/run/test_ray.py compares them).
 """
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
-from selfplay.config.enums import Executor, names
 from selfplay.backends.base import SamplingParams
+from selfplay.config.enums import Executor, names
 from selfplay.core.records import Problem, Rollout
+from selfplay.pose.posing import pose_problems
+from selfplay.run.ray_executor import ray_pose, ray_solve
+from selfplay.solve.generate import solve_and_verify
 
 if TYPE_CHECKING:
     from selfplay.run.context import RoundContext
@@ -33,11 +36,9 @@ EXECUTORS = names(Executor)  # run.executor (selfplay/config/enums.py)
 
 def pose(ctx: RoundContext, examples: Sequence[Problem], **kw: Any) -> tuple[list[Problem], dict[str, Any]]:
     """`selfplay.pose.posing.pose_problems(backend, sandbox, examples, **kw)` on the configured executor."""
-    from selfplay.pose.posing import pose_problems
 
     if ctx.cfg.run.executor == "local":
         return pose_problems(ctx.backend(), ctx.sandbox(), examples, **kw)
-    from selfplay.run.ray_executor import ray_pose
 
     return ray_pose(ctx, examples, **kw)
 
@@ -47,12 +48,10 @@ def solve(ctx: RoundContext, problems: Sequence[Problem], params: SamplingParams
     """`selfplay.solve.generate.solve_and_verify` over `problems` on the configured executor: lists of
     complete problems' rollouts (all paths of a problem together)."""
     if ctx.cfg.run.executor == "local":
-        from selfplay.solve.generate import solve_and_verify
 
         return solve_and_verify(ctx.backend(), problems, params, ctx.verifier(), seed=seed, round_idx=round_idx,
                                 batch_problems=batch_problems, progress=progress, modes=modes,
                                 sandbox=ctx.sandbox() if "pot" in modes else None, timing=timing)
-    from selfplay.run.ray_executor import ray_solve
 
     return ray_solve(ctx, problems, params, seed=seed, round_idx=round_idx, batch_problems=batch_problems,
                      progress=progress, modes=modes, timing=timing)

@@ -67,7 +67,7 @@ def run_config(out: Path, overrides: dict[str, Any] | None = None) -> Config:
     return apply_overrides(from_dict(data), overrides).validate()
 
 
-def _eval_enabled(cfg: dict[str, Any]) -> bool:
+def eval_enabled(cfg: dict[str, Any]) -> bool:
     e = cfg.get("eval") or {}
     return bool(e.get("enabled", True)) and bool(e.get("heldout_problems", 0) or e.get("files"))
 
@@ -81,7 +81,7 @@ def round_complete(out: Path, k: int, cfg: dict[str, Any]) -> bool:
     train_on = bool((cfg.get("train") or {}).get("enabled", True))
     if train_on:
         need.append("train_stats.json")
-    if _eval_enabled(cfg):
+    if eval_enabled(cfg):
         need.append("contamination.json")
         if train_on:
             need.append("eval.json")

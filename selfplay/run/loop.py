@@ -6,29 +6,31 @@ with different settings is refused (only run.rounds may grow).
 """
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any, Callable
 
-from selfplay import __version__
-
+from selfplay.backends.base import Backend
+from selfplay.backends.resources import build_backend
+from selfplay.config import Config
 from selfplay.core import faults, io, provenance
 from selfplay.core import log as runlog
+from selfplay.core.log import log
+from selfplay.core.records import Problem
+from selfplay.evaluate.driver import evaluate_model
 from selfplay.pair.contamination import check_contamination
 from selfplay.pair.diversity import round_warnings
+from selfplay.run.context import (  # noqa: F401
+    RoundNotReady,
+    eval_sets,
+    heldout_problems,
+    make_context,
+    round_model,
+)
 from selfplay.run.layout import pair_files, prepare_out, round_complete
-from selfplay.run.train_round import train_round
-from selfplay.backends.base import Backend
-from selfplay.config import Config
-from selfplay.core.records import Problem
-from selfplay.core.log import log
-from selfplay.backends.resources import build_backend
-from selfplay.evaluate.driver import evaluate_model
-from selfplay.run.context import RoundNotReady, eval_sets, heldout_problems, make_context, round_model  # noqa: F401
 from selfplay.run.round import run_round, write_stats
 from selfplay.run.summary import format_summary
-
+from selfplay.run.train_round import train_round
 
 
 class Engines:

@@ -8,24 +8,31 @@ stage whose output file exists is never redone.
 """
 from __future__ import annotations
 
-import sys
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
+from seeds import (
+    load_hf_dataset,
+    load_jsonl_problems,
+    parse_hf_spec,
+    procedural_problems,
+)
+from selfplay.backends.base import SamplingParams
+from selfplay.config import Config
 from selfplay.core import faults, io, provenance
 from selfplay.core.log import bar, log
-from selfplay.run import executor
-from selfplay.backends.base import Backend, SamplingParams
-from selfplay.config import Config
-from selfplay.run.context import RoundContext
+from selfplay.core.metrics import pass_counts, pass_rate
+from selfplay.core.records import Pair, Problem, Rollout
+from selfplay.core.rng import derive_seed, rng_for
 from selfplay.pair.contamination import HeldoutGate, HeldoutMatcher
 from selfplay.pair.curate import curate_pairs, dedup_posed, round_diversity
+from selfplay.pair.pairs import make_pairs
+from selfplay.pair.pseudo import pseudo_label
 from selfplay.prompts import SOLVE_STOP, solve_modes
-from selfplay.core.records import Pair, Problem, Rollout
-from selfplay.core.rng import derive_seed
+from selfplay.run import executor
+from selfplay.run.context import RoundContext, solve_entry
 
 
 def seed_problems(cfg: Config, round_idx: int, gate: HeldoutGate) -> list[Problem]:
@@ -33,8 +40,6 @@ def seed_problems(cfg: Config, round_idx: int, gate: HeldoutGate) -> list[Proble
 
     Every candidate passes `gate` (held-out exact + near-duplicate check) before it is taken, and
     a rejected one is replaced by the next candidate, so the counts asked for are still met."""
-    from seeds import load_hf_dataset, load_jsonl_problems, parse_hf_spec, procedural_problems
-    from selfplay.core.rng import rng_for
 
     rseed = derive_seed(cfg.run.seed, "round", round_idx)
     probs = procedural_problems(cfg.seeds.problems, cfg.seeds.generators, cfg.seeds.levels, seed=rseed,
@@ -171,12 +176,6 @@ def paths_per_problem(cfg: Config) -> int:
     return cfg.solve.samples * len(solve_modes(cfg.solve.mode))
 
 
-def solve_entry(ctx: RoundContext) -> dict[str, Any]:
-    """What rollouts.jsonl is made from: the problems, the sampling model and the verifier."""
-    return provenance.key(ctx.cfg, model=ctx.model, labels=True,
-                          problems=provenance.file_hash(ctx.dir / "problems.jsonl"))
-
-
 def missing_rollouts(problems: Sequence[Problem], rollouts: dict[str, list[Rollout]]) -> list[str]:
     return [p.id for p in problems if p.id not in rollouts]
 
@@ -223,7 +222,6 @@ def stage_solve(ctx: RoundContext, problems: Sequence[Problem]) -> tuple[dict[st
 
 def stage_pair(ctx: RoundContext, problems: Sequence[Problem], rollouts: dict[str, list[Rollout]]) -> list[Pair]:
     """Filter, pair and keep the best; filters.json (drop counts) is written before pairs.jsonl."""
-    from selfplay.pair.pairs import make_pairs
 
     path = ctx.dir / "pairs.jsonl"
     todo = missing_rollouts(problems, rollouts)
@@ -243,7 +241,6 @@ def stage_pair(ctx: RoundContext, problems: Sequence[Problem], rollouts: dict[st
         return make_pairs(p, rs, max_pairs=ctx.cfg.pair.max_pairs_per_problem, round_idx=ctx.round_idx,
                           seed=ctx.cfg.run.seed, model=ctx.model, sampling=sampling, rate=rate)
 
-    from selfplay.pair.pseudo import pseudo_label
 
     problems, rollouts, pseudo = pseudo_label(problems, rollouts, ctx.verifier(), ctx.cfg)
     pairs, counts = curate_pairs(problems, rollouts, ctx.cfg.filters, make, crosscheck=ctx.cfg.verify.crosscheck)
@@ -264,13 +261,13 @@ def round_stats(ctx: RoundContext, problems: Sequence[Problem], rollouts: dict[s
     prev = ctx.dir / "stats.json"
     if prev.exists() and not timing.get("solve_seconds"):  # a rerun keeps the original timings
         timing = io.read_json(prev).get("timing", timing)
-    labelled = labels["correct"] + labels["incorrect"]
+    correct, labelled = pass_counts(r.label for r in flat)
     fpath = ctx.dir / "filters.json"
     return {
         "round": ctx.round_idx, "model": ctx.model, "problems": len(problems),
         "by_origin": dict(Counter(p.origin for p in problems)), "samples": len(flat),
         "correct": labels["correct"], "incorrect": labels["incorrect"], "unknown": labels["unknown"],
-        "pct_correct": round(100 * labels["correct"] / labelled, 2) if labelled else 0.0,
+        "pct_correct": round(100 * correct / labelled, 2) if labelled else 0.0,
         "problems_with_pairs": len({pr.metadata["problem_id"] for pr in pairs}), "pairs": len(pairs),
         "pairs_by_origin": dict(Counter(str(pr.metadata.get("origin")) for pr in pairs)),
         "verdict_reasons": dict(reasons.most_common()), "posed": posed,
@@ -291,9 +288,9 @@ def posed_difficulty(problems: Sequence[Problem], rollouts: dict[str, list[Rollo
     for p in problems:
         if p.origin != "posed":
             continue
-        rs = [r for r in rollouts.get(p.id, []) if r.label in ("correct", "incorrect")]
-        if rs:
-            rates.append(sum(r.label == "correct" for r in rs) / len(rs))
+        rate = pass_rate(r.label for r in rollouts.get(p.id, []))
+        if rate is not None:
+            rates.append(rate)
         steps.append(int(p.meta.get("steps", 0)))
     if not steps:
         return None
@@ -309,8 +306,7 @@ def by_mode(rollouts: Sequence[Rollout]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for mode in sorted({r.mode for r in rollouts}):
         rs = [r for r in rollouts if r.mode == mode]
-        correct = sum(r.label == "correct" for r in rs)
-        labelled = sum(r.label in ("correct", "incorrect") for r in rs)
+        correct, labelled = pass_counts(r.label for r in rs)
         out[mode] = {"samples": len(rs), "correct": correct,
                      "pct_correct": round(100 * correct / labelled, 2) if labelled else 0.0,
                      "reasons": dict(Counter(r.reason for r in rs).most_common())}

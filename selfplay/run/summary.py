@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from selfplay.core import fmt
+from selfplay.core.metrics import gain_points, greedy_gain
 
 
 def training_set_text(k: int, tr: dict[str, Any]) -> str:
@@ -53,8 +54,6 @@ def print_summary(s: dict[str, Any], start_eval: dict[str, Any] | None = None) -
 def format_summary(s: dict[str, Any], start_eval: dict[str, Any] | None = None) -> str:
     """One round's results for the terminal, formatted as report.md formats them: percentages
     with their 95% intervals, 3 significant digits, counts by name."""
-    from selfplay.core import fmt
-
     posed = s.get("posed") or {}
     lines = [f"== round {s['round']} summary ==",
              f"problems: {s['problems']} ({fmt.counts(s.get('by_origin'))})"]
@@ -88,8 +87,6 @@ def format_summary(s: dict[str, Any], start_eval: dict[str, Any] | None = None) 
                          f"{fmt.num(tr.get('rewards/accuracies'))}, mean {fmt.num(tr.get('rewards/accuracies_mean'))}")
     ev = s.get("eval")
     if ev:
-        from selfplay.core.metrics import gain_points, greedy_gain
-
         start = (start_eval or {}).get("sets") or {}
         for name, r in ev.get("sets", {}).items():
             line = f"held-out {name}: pass@1 {fmt.pct(r.get('pass@1'), r.get('pass@1_ci'))}"

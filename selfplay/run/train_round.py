@@ -17,8 +17,9 @@ from selfplay.pair.mixing import build_training_set
 from selfplay.run.context import round_model
 from selfplay.run.layout import pair_files, prepare_out
 from selfplay.train import launch as train_launch
-from selfplay.train.dpo import NoUsablePairs, TrainConfig
-from selfplay.train.launch import _broadcast, _rank, _run_job, join_launch, world_size
+from selfplay.train.data import NoUsablePairs
+from selfplay.train.dist import broadcast, join_launch, rank, world_size
+from selfplay.train.launch import run_job
 
 
 def training_set(cfg: Config, out: Path, round_idx: int) -> tuple[Path, dict[str, Any]]:
@@ -51,18 +52,13 @@ def train_round(cfg: Config, out: Path, round_idx: int, base_model: str) -> dict
     if provenance.check(stats_path, entry):
         return io.read_json(stats_path)
     provenance.record(stats_path, entry)
-    t = cfg.train
     pairs_path, mix = training_set(cfg, out, round_idx)
-    tcfg = TrainConfig(beta=t.beta, learning_rate=t.learning_rate, epochs=t.epochs,
-                       per_device_batch_size=t.batch_size, grad_accum=t.grad_accum, max_length=t.max_length,
-                       nll_weight=t.nll_weight, max_steps=t.max_steps, use_lora=t.use_lora,
-                       seed=cfg.run.seed + round_idx, report_to=t.report_to, precision=t.precision,
-                       logging_dir=str(rdir / "tensorboard"))
     log(f"round {round_idx}: training on {mix.get('total', '?')} pairs ({pairs_path}) from {base_model}")
     t0 = time.perf_counter()
     partial = rdir / ".train_stats.partial.json"  # train_dpo's own copy; train_stats.json comes last
     try:
-        stats = train_launch.train(cfg, [pairs_path], base_model, model_dir, tcfg, stats_path=partial)
+        stats = train_launch.train(cfg, [pairs_path], base_model, model_dir, seed=cfg.run.seed + round_idx,
+                                   logging_dir=str(rdir / "tensorboard"), stats_path=partial)
         stats["trained"] = True
     except NoUsablePairs as e:  # the next round starts from this round's starting model
         log(f"round {round_idx}: NOT TRAINED ({e}); round {round_idx + 1} starts from {base_model}")
@@ -75,7 +71,6 @@ def train_round(cfg: Config, out: Path, round_idx: int, base_model: str) -> dict
     return stats
 
 
-
 def stage_train(cfg: Any, round_idx: int, model: str | None) -> dict[str, Any] | None:
     """`selfplay train --round K`: the round's training stage (train_round), alone or as every
     rank of a distributed launch. Returns the stats on rank 0, None on the other ranks."""
@@ -83,17 +78,17 @@ def stage_train(cfg: Any, round_idx: int, model: str | None) -> dict[str, Any] |
         out = prepare_out(cfg)
         return train_round(cfg, out, round_idx, resolve_model(model) if model else round_model(cfg, out, round_idx))
     join_launch()
-    if _rank() != 0:
+    if rank() != 0:
         while True:  # rank 0 says what to train; the same job on every rank
-            what, job = _broadcast(None)
+            what, job = broadcast(None)
             if what == "done":
                 return None
             try:
-                _run_job(job)
+                run_job(job)
             except NoUsablePairs:  # every rank filters the same pairs; rank 0 records the round
                 pass
     try:
         out = prepare_out(cfg)
         return train_round(cfg, out, round_idx, resolve_model(model) if model else round_model(cfg, out, round_idx))
     finally:
-        _broadcast(("done", None))
+        broadcast(("done", None))

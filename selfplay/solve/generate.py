@@ -16,14 +16,15 @@ import threading
 import time
 from collections import defaultdict, deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import replace
 from typing import Any, Iterator, Sequence
 
+from selfplay.backends import problems_per_call
 from selfplay.backends.base import Backend, Completion, SamplingParams
-from selfplay.prompts import solve_messages
-from selfplay.verify.label import label_paths
 from selfplay.core.records import Problem, Rollout
 from selfplay.core.rng import derive_seed
+from selfplay.prompts import solve_messages
+from selfplay.verify.label import label_paths
+
 
 def sample_seeds(seed: int, round_idx: int, problem_id: str, n: int, start: int = 0) -> list[int]:
     """Per-sample seeds from (run seed, round, problem id, sample index start..start+n-1)."""
@@ -45,7 +46,6 @@ def generate_batches(backend: Backend, problems: Sequence[Problem], params: Samp
     batch_problems <= 0: as many problems as fill one call of the backend (rows_per_call / n)."""
     n, modes = params.n, tuple(modes)
     if batch_problems <= 0:
-        from selfplay.backends import problems_per_call
 
         batch_problems = max(1, problems_per_call(backend, n) // len(modes))
     q: queue.Queue[Any] = queue.Queue(maxsize=1)

@@ -19,50 +19,35 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from selfplay.config import Config, TrainSection
 from selfplay.core import io
+from selfplay.core.log import log
+from selfplay.train.data import NoUsablePairs
+from selfplay.train.dist import broadcast, join_launch, rank, world_size
+from selfplay.train.dpo import train_dpo
+
+__all__ = ["NO_USABLE_PAIRS_RC", "accelerate_command", "broadcast", "join_launch", "main", "make_job", "rank",
+           "run_job", "train", "world_size"]
 
 NO_USABLE_PAIRS_RC = 3  # the launched job's exit status when every pair was filtered out
 
 
-def world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def _rank() -> int:
-    return int(os.environ.get("RANK", "0"))
-
-
-def _job(pair_files: Sequence[Path], base_model: str, out_dir: Path, tcfg: Any, stats_path: Path) -> dict[str, Any]:
+def make_job(pair_files: Sequence[Path], base_model: str, out_dir: Path, tcfg: TrainSection, *, seed: int,
+        logging_dir: str | None, stats_path: Path) -> dict[str, Any]:
+    """train_dpo's arguments as JSON: the [train] section, the round's seed and log dir, the paths."""
     return {"pair_files": [str(f) for f in pair_files], "base_model": base_model, "out_dir": str(out_dir),
-            "train_config": dataclasses.asdict(tcfg), "stats_path": str(stats_path)}
+            "train": dataclasses.asdict(tcfg), "seed": seed, "logging_dir": logging_dir,
+            "stats_path": str(stats_path)}
 
 
-def _run_job(job: dict[str, Any]) -> dict[str, Any]:
-    from selfplay.train.dpo import TrainConfig, train_dpo
-
+def run_job(job: dict[str, Any]) -> dict[str, Any]:
+    """train_dpo on a job (the same on every rank of a launch)."""
     return train_dpo([Path(f) for f in job["pair_files"]], job["base_model"], Path(job["out_dir"]),
-                     TrainConfig(**job["train_config"]), stats_path=Path(job["stats_path"]))
+                     TrainSection(**job["train"]), seed=job["seed"], logging_dir=job["logging_dir"],
+                     stats_path=Path(job["stats_path"]))
 
 
-def join_launch() -> None:
-    """Join the launch's process group before the Trainer does: gloo on CPU (accelerate's
-    MULTI_CPU; PartialState() alone would see no CUDA and run each rank alone), nccl on GPUs."""
-    import torch
-    from accelerate import PartialState
-
-    PartialState(cpu=not torch.cuda.is_available())
-
-
-def _broadcast(obj: Any) -> Any:
-    """rank 0's `obj` on every rank of the launch."""
-    import torch.distributed as dist
-
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
-def accelerate_command(cfg: Any, job_path: Path) -> list[str]:
+def accelerate_command(cfg: Config, job_path: Path) -> list[str]:
     """The command that trains `job_path` with train.num_processes processes."""
     t = cfg.train
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(t.num_processes)]
@@ -76,24 +61,22 @@ def accelerate_command(cfg: Any, job_path: Path) -> list[str]:
     return cmd + ["-m", "selfplay.train.launch", str(job_path)]
 
 
-def train(cfg: Any, pair_files: Sequence[Path], base_model: str, out_dir: Path, tcfg: Any, *,
-          stats_path: Path) -> dict[str, Any]:
-    """train_dpo's result for the round, run the way train.launcher says (see the module doc).
-    Raises NoUsablePairs as train_dpo does."""
-    from selfplay.train.dpo import NoUsablePairs, train_dpo
-
-    job = _job(pair_files, base_model, out_dir, tcfg, stats_path)
+def train(cfg: Config, pair_files: Sequence[Path], base_model: str, out_dir: Path, *, seed: int,
+          logging_dir: str | None, stats_path: Path) -> dict[str, Any]:
+    """train_dpo's result for the round (cfg.train, `seed`, tensorboard in `logging_dir`), run the
+    way train.launcher says (see the module doc). Raises NoUsablePairs as train_dpo does."""
+    spec = make_job(pair_files, base_model, out_dir, cfg.train, seed=seed, logging_dir=logging_dir,
+                    stats_path=stats_path)
     if world_size() > 1:  # rank 0 of a launch the user started (stage_train): every rank trains
-        _broadcast(("train", job))
-        return {**_run_job(job), "processes": world_size()}
+        broadcast(("train", spec))
+        return {**run_job(spec), "processes": world_size()}
     if cfg.train.launcher == "none":
-        return train_dpo(list(pair_files), base_model, out_dir, tcfg, stats_path=stats_path)
+        return train_dpo(list(pair_files), base_model, out_dir, cfg.train, seed=seed, logging_dir=logging_dir,
+                         stats_path=stats_path)
     job_path = Path(out_dir).parent / ".train_job.json"
-    io.write_json(job_path, job)
+    io.write_json(job_path, spec)
     stats_path.unlink(missing_ok=True)
     cmd = accelerate_command(cfg, job_path)
-    from selfplay.core.log import log
-
     log(f"training with {cfg.train.num_processes} process(es): {' '.join(cmd)}")
     rc = subprocess.run(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"}).returncode
     job_path.unlink(missing_ok=True)
@@ -110,20 +93,18 @@ def train(cfg: Any, pair_files: Sequence[Path], base_model: str, out_dir: Path, 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry of `accelerate launch -m selfplay.train.launch JOB.json` (train.launcher accelerate)."""
-    from selfplay.train.dpo import NoUsablePairs
-
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 1:
         print("usage: python -m selfplay.train.launch JOB.json (written by the loop)", file=sys.stderr)
         return 2
     job_path = Path(args[0])
-    job = io.read_json(job_path)
+    spec = io.read_json(job_path)
     if world_size() > 1:
         join_launch()
     try:
-        _run_job(job)
+        run_job(spec)
     except NoUsablePairs as e:
-        if _rank() == 0:
+        if rank() == 0:
             io.write_json(job_path.with_name(".train_job.result.json"), {"no_usable_pairs": str(e)})
         return NO_USABLE_PAIRS_RC
     return 0

@@ -18,9 +18,17 @@ PROGRAM_FAILURES = ("no_program", "syntax_error", "runtime_error", "timeout", "m
                     "killed", "no_output")
 
 
+def printed_lines(stdout: str) -> list[str]:
+    """The lines a program printed, stripped, empty ones left out."""
+    return [ln.strip() for ln in stdout.splitlines() if ln.strip()]
+
+
 def program_answer(stdout: str) -> str | None:
-    """The last non-empty printed line (stripped), the answer of a pot program; None if none."""
-    lines = [ln.strip() for ln in stdout.splitlines() if ln.strip()]
+    """The answer a program printed: its last non-empty line (stripped); None if it printed
+    nothing. The one reading of a program's output: a pot path's answer here, and a posed
+    program's gold (selfplay.pose.checks.posed_answer, which also demands that line be the only
+    one and an exact number)."""
+    lines = printed_lines(stdout)
     return lines[-1] if lines else None
 
 

@@ -10,15 +10,16 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 from selfplay.core import io, provenance
 from selfplay.core.records import Problem, Rollout
+from selfplay.verify.label import relabel
 
 
-def reverify_file(rollouts_path: Path, problems_path: Path, *, timeout: float = 3.0) -> tuple[int, int]:
-    """Relabel every rollout in place (atomic rewrite); returns (labels changed, total)."""
-    from verifiers import MathVerifier
-
+def reverify_file(rollouts_path: Path, problems_path: Path, verifier: Any) -> tuple[int, int]:
+    """Relabel every rollout in place (atomic rewrite) with `verifier` (a MathVerifier pool: pot
+    paths' printed answers are judged again); returns (labels changed, total)."""
     if not rollouts_path.exists():
         raise ValueError(f"{rollouts_path}: file not found")
     if not problems_path.exists():
@@ -28,10 +29,7 @@ def reverify_file(rollouts_path: Path, problems_path: Path, *, timeout: float = 
     missing = [r.problem_id for r in rollouts if r.problem_id not in gold]
     if missing:
         raise ValueError(f"{rollouts_path}: problem_id {missing[0]!r} not in {problems_path}")
-    from selfplay.verify.label import relabel
-
-    with MathVerifier(timeout=timeout) as v:  # pot paths: their printed answers are judged again
-        new = relabel(v, [(gold[r.problem_id], r) for r in rollouts])
+    new = relabel(verifier, [(gold[r.problem_id], r) for r in rollouts])
     io.write_jsonl(rollouts_path, new)
     entry = provenance.read(rollouts_path.parent).get(rollouts_path.name)
     if entry is not None:

@@ -1,0 +1,117 @@
+"""The pairs a DPO step trains on: read, filtered (dropped and counted, never truncated) and put
+in training order.
+
+TRL truncates prompt+completion at `max_length` silently, and a pair whose answers are cut off
+turns into chosen == rejected (pure noise). So pairs are length-checked here with the same chat
+template TRL uses and dropped (and counted).
+"""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Sequence
+
+from selfplay.core.io import iter_jsonl
+from selfplay.core.records import Pair
+
+# The prompt's share of max_length when max_prompt_length is not set: the rest (a quarter) is
+# room for the answer. 0.75 keeps the old fixed pair 384 / 512 at the default max_length.
+PROMPT_SHARE = 0.75
+
+
+class NoUsablePairs(ValueError):
+    """Every pair was filtered out (or there were none): the only training failure a loop may
+    carry on from (its round is then marked not trained)."""
+
+
+def prompt_limit(max_length: int | None, max_prompt_length: int | None = None) -> int | None:
+    """The prompt-length cap in force: max_prompt_length, else PROMPT_SHARE x max_length (so
+    setting max_length alone is always consistent); max_length None disables both checks."""
+    if max_prompt_length is not None:
+        return max_prompt_length
+    return None if max_length is None else int(max_length * PROMPT_SHARE)
+
+
+def load_pairs(pair_files: Sequence[Path]) -> list[Pair]:
+    """Read pair JSONL files in order; a malformed line raises ValueError naming file:line."""
+    pairs: list[Pair] = []
+    for path in pair_files:
+        for lineno, d in iter_jsonl(path, numbered=True):  # bad JSON: ValueError naming file:line
+            try:
+                pairs.append(Pair.from_dict(d))
+            except (ValueError, TypeError, KeyError) as e:
+                raise ValueError(f"{path}:{lineno}: bad pair: {e}") from e
+    return pairs
+
+
+def _text(messages: list[dict[str, str]]) -> str:
+    return "\n".join(str(m.get("content", "")) for m in messages)
+
+
+def filter_pairs(pairs: Sequence[Pair], tokenizer, max_length: int | None,
+                 max_prompt_length: int | None = None) -> tuple[list[Pair], dict[str, int]]:
+    """Drop (and count) identical, duplicate and over-long pairs. Never truncates.
+
+    Pairs whose prompt+chosen or prompt+rejected exceed `max_length` tokens are dropped, and those
+    whose prompt alone exceeds prompt_limit(max_length, max_prompt_length) (TRL 1.16 has no such
+    field; it is enforced here). Lengths are counted exactly as TRL tokenizes: the chat template
+    over prompt + answer.
+    """
+    counts = {"n_pairs_in": len(pairs), "n_dropped_identical": 0, "n_dropped_duplicate": 0,
+              "n_dropped_too_long": 0, "n_dropped_prompt_too_long": 0}
+    kept: list[Pair] = []
+    seen: set[tuple[str, str, str]] = set()
+    limit = prompt_limit(max_length, max_prompt_length)
+
+    def n_tokens(messages: list[dict[str, str]], gen_prompt: bool = False) -> int:
+        out = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True,
+                                            add_generation_prompt=gen_prompt)
+        return len(out["input_ids"])
+
+    for p in pairs:
+        chosen, rejected = _text(p.chosen).strip(), _text(p.rejected).strip()
+        if chosen == rejected:
+            counts["n_dropped_identical"] += 1
+            continue
+        key = (_text(p.prompt), chosen, rejected)
+        if key in seen:  # the same pair from two accumulated rounds would be counted twice
+            counts["n_dropped_duplicate"] += 1
+            continue
+        seen.add(key)
+        if limit is not None and n_tokens(p.prompt, True) > limit:
+            counts["n_dropped_prompt_too_long"] += 1
+            counts["n_dropped_too_long"] += 1
+            continue
+        if max_length is not None and (n_tokens(p.prompt + p.chosen) > max_length
+                                       or n_tokens(p.prompt + p.rejected) > max_length):
+            counts["n_dropped_too_long"] += 1
+            continue
+        kept.append(p)
+    return kept, counts
+
+
+def pair_tokens(p: Pair, tokenizer) -> int:
+    """Tokens of the longer side (prompt + chosen or prompt + rejected), chat template applied:
+    the length a pair pads its micro-batch to."""
+    return max(len(tokenizer.apply_chat_template(p.prompt + side, tokenize=True, return_dict=True)["input_ids"])
+               for side in (p.chosen, p.rejected))
+
+
+def pair_order(lengths: Sequence[int], step_pairs: int, n_pairs: int, seed: int, group: bool) -> list[int]:
+    """Indices into the pairs, in training order: seeded shuffles (one per epoch) cut to `n_pairs`.
+
+    group: within each optimizer step (consecutive `step_pairs`), longest first, so each
+    micro-batch pads to a similar length. The step's set of pairs, and so its gradient, is the
+    same as without grouping; only the padding changes.
+    """
+    rng = random.Random(seed)
+    order: list[int] = []
+    while len(order) < n_pairs:
+        epoch = list(range(len(lengths)))
+        rng.shuffle(epoch)
+        order += epoch
+    order = order[:n_pairs]
+    if group:
+        order = [i for k in range(0, len(order), step_pairs)
+                 for i in sorted(order[k:k + step_pairs], key=lambda i: -lengths[i])]
+    return order

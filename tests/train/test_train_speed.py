@@ -1,0 +1,150 @@
+"""Issue 15 (speed): precision choice, no step at lr 0, length grouping, the completion-only LM head."""
+import math
+
+import orjson
+import pytest
+
+from selfplay.config import Config, TrainSection
+from selfplay.train.data import pair_order
+from selfplay.train.dpo import train_dpo
+from selfplay.train.precision import cpu_has_bf16, resolve_precision
+from selfplay.train.trainer import lr_factor
+
+
+@pytest.mark.parametrize("kind", ["linear", "cosine", "constant", "constant_with_warmup"])
+@pytest.mark.parametrize("warmup,total", [(0, 1), (0, 2), (1, 12), (3, 12), (2, 3)])
+def test_every_step_has_lr_above_zero(kind, warmup, total):
+    factors = [lr_factor(s, warmup, total, kind) for s in range(total)]
+    assert all(0 < f <= 1 for f in factors), factors
+
+
+def test_lr_factor_shapes():
+    # the default job: 12 steps, warmup_ratio 0.1 -> 1 warmup step at half the lr, not at 0
+    assert lr_factor(0, 1, 12, "cosine") == 0.5
+    assert lr_factor(1, 1, 12, "cosine") == 1.0
+    assert lr_factor(0, 0, 12, "cosine") == 1.0
+    cos = [lr_factor(s, 1, 12, "cosine") for s in range(1, 12)]
+    assert cos == sorted(cos, reverse=True) and cos[-1] < 0.05
+    assert [lr_factor(s, 2, 4, "linear") for s in range(4)] == [1 / 3, 2 / 3, 1.0, 0.5]
+    assert lr_factor(5, 2, 10, "constant_with_warmup") == 1.0
+    with pytest.raises(ValueError, match="lr_scheduler"):
+        lr_factor(3, 0, 10, "step")
+
+
+def test_cpu_has_bf16_reads_flags(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f\n")
+    assert cpu_has_bf16(info) is False
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16 avx512_vnni\n")
+    assert cpu_has_bf16(info) is True
+    info.write_text("flags\t\t: fpu amx_bf16 amx_tile\n")
+    assert cpu_has_bf16(info) is True
+    assert cpu_has_bf16(tmp_path / "missing") is False
+
+
+def test_resolve_precision(monkeypatch):
+    import selfplay.train.precision as train
+
+    assert resolve_precision("fp32", cuda=False) == "fp32"
+    assert resolve_precision("bf16", cuda=False) == "bf16"
+    monkeypatch.setattr(train, "cpu_has_bf16", lambda: True)
+    assert resolve_precision("auto", cuda=False) == "bf16"
+    monkeypatch.setattr(train, "cpu_has_bf16", lambda: False)
+    assert resolve_precision("auto", cuda=False) == "fp32"
+    with pytest.raises(ValueError, match="precision"):
+        resolve_precision("fp16", cuda=False)
+    with pytest.raises(ValueError, match=r"train\.precision"):
+        Config(train=TrainSection(precision="half")).validate()
+
+
+def test_pair_order_groups_within_steps_only():
+    lengths = [50, 400, 120, 90, 300, 10, 220, 70, 510, 30, 260, 180]
+    plain = pair_order(lengths, 4, 12, seed=3, group=False)
+    grouped = pair_order(lengths, 4, 12, seed=3, group=True)
+    assert sorted(plain) == list(range(12))  # one epoch: every pair once
+    for k in range(0, 12, 4):  # the same pairs in every step, longest first inside it
+        assert set(plain[k:k + 4]) == set(grouped[k:k + 4])
+        assert [lengths[i] for i in grouped[k:k + 4]] == sorted((lengths[i] for i in grouped[k:k + 4]), reverse=True)
+    assert pair_order(lengths, 4, 12, seed=3, group=False) == plain  # seeded
+    assert pair_order(lengths, 4, 12, seed=4, group=False) != plain
+    two = pair_order(lengths, 4, 20, seed=0, group=False)  # more slots than pairs: a second shuffled epoch
+    assert len(two) == 20 and sorted(two[:12]) == list(range(12)) and len(set(two[12:])) == 8
+
+
+@pytest.mark.model
+def test_completion_only_head_matches_trl_head():
+    """Same log-probs, entropy, mean logits and top-1 as TRL's fused head (fp32), on completion tokens."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl.trainer.utils import add_fused_lm_head
+
+    from selfplay.backends.models import resolve_model
+    from selfplay.train.head import completion_only_head
+
+    path = resolve_model("default")
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    outputs = ("log_probs", "entropy", "mean_logits", "is_top1")
+    add_fused_lm_head(model, outputs=outputs)
+    ids = [tok("What is 2 + 3? The answer is 5.")["input_ids"], tok("Hello there, 7 + 1 = 8")["input_ids"]]
+    width = max(map(len, ids))
+    input_ids = torch.tensor([x + [tok.pad_token_id] * (width - len(x)) for x in ids])
+    attention = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in ids])
+    completion = torch.zeros_like(input_ids)
+    completion[0, 6:len(ids[0])] = 1
+    completion[1, 4:len(ids[1])] = 1
+    labels = input_ids.masked_fill(completion == 0, -100)
+    with torch.no_grad():
+        ref = model(input_ids=input_ids, attention_mask=attention, labels=labels, fused_lm_head=True)
+        assert completion_only_head(model, "fp32")
+        new = model(input_ids=input_ids, attention_mask=attention, labels=labels, fused_lm_head=True)
+        plain = model(input_ids=input_ids, attention_mask=attention)  # unfused path still the model's own
+    mask = labels[:, 1:] != -100
+    assert mask.sum() > 5 and torch.equal(new.label_mask, mask)
+    for name in ("log_probs", "entropy", "mean_logits"):
+        a, b = getattr(ref, name), getattr(new, name)
+        assert a.shape == b.shape
+        assert torch.allclose(a[mask], b[mask], atol=2e-4), name
+        assert (b[~mask] == 0).all()
+    assert torch.equal(ref.is_top1[mask], new.is_top1[mask])
+    assert torch.allclose(ref.loss, new.loss, atol=1e-5)
+    assert plain.logits.shape == (2, width, model.config.vocab_size)
+
+
+def _pairs(path):
+    qs = [(2, 3), (4, 5), (10, 7), (6, 6), (8, 1), (3, 9)]
+    path.write_bytes(b"".join(orjson.dumps({
+        "prompt": [{"role": "user", "content": f"What is {a} + {b}?"}],
+        "chosen": [{"role": "assistant", "content": f"{a} + {b} = {a + b}. The answer is \\boxed{{{a + b}}}."}],
+        "rejected": [{"role": "assistant", "content": f"{a} + {b} = {a + b + 2}. So \\boxed{{{a + b + 2}}}."}],
+        "metadata": {"problem_id": f"add-{a}-{b}"}}) + b"\n" for a, b in qs))
+    return path
+
+
+@pytest.mark.model
+def test_real_training_auto_precision_first_step_trains(tmp_path):
+    """A few real steps with the defaults (auto precision, grouping, completion-only head) and a warmup."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from selfplay.backends.models import resolve_model
+
+    f = _pairs(tmp_path / "pairs.jsonl")
+    cfg = TrainSection(max_steps=3, batch_size=2, grad_accum=1, max_length=128)
+    out = tmp_path / "round_0" / "model"
+    stats = train_dpo([f], "default", out, cfg, max_prompt_length=64, warmup_ratio=0.34, lr_scheduler="cosine",
+                      threads=1)
+    expected = "bf16" if cpu_has_bf16() else "fp32"
+    assert stats["precision"] == expected and stats["lm_head"] == "completion"
+    saved = orjson.loads((tmp_path / "round_0" / "train_stats.json").read_bytes())
+    assert saved["precision"] == expected and len(saved["step_seconds"]) == 3
+    assert stats["warmup_steps"] == 1 and stats["steps"] == 3
+    lrs = [h["learning_rate"] for h in stats["history"]]
+    assert lrs[0] == pytest.approx(cfg.learning_rate / 2) and all(lr > 0 for lr in lrs)
+    assert all(math.isfinite(h["loss"]) for h in stats["history"])
+    assert stats["history"][0]["rewards/margins"] == pytest.approx(0.0, abs=1e-6)  # policy == reference
+    assert stats["tokens"] > 0
+    trained = AutoModelForCausalLM.from_pretrained(out).state_dict()
+    base = AutoModelForCausalLM.from_pretrained(resolve_model("default")).state_dict()
+    assert all(v.dtype == torch.float32 for v in trained.values())  # fp32 master weights saved
+    assert max((trained[k] - base[k]).abs().max().item() for k in base) > 0
