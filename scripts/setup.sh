@@ -30,7 +30,7 @@ if ! "$VENV/bin/python" -c "import torch, sys; sys.exit(0 if torch.__version__.s
   say "installing torch==2.13.0 (CPU wheel)"
   "${PIP[@]}" torch==2.13.0
 fi
-if ! "$VENV/bin/python" -c "import selfplay, trl, transformers, math_verify, gguf, tensorboard, ray" 2>/dev/null; then
+if ! "$VENV/bin/python" -c "import selfplay, trl, transformers, math_verify, gguf, tensorboard, ray, importlinter" 2>/dev/null; then
   # ray (the `ray` extra: run.executor = "ray", docs/scale.md) pulls no torch; torch stays pinned.
   # About 15 s and 240 MB on a fresh venv.
   say "installing selfplay with extras [model,train,test,track,ray]"

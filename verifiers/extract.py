@@ -1,4 +1,5 @@
 """Pull the final answer out of a model completion (pure Python, linear time, never raises).
+Over 350 lines on purpose: the extraction rules are one ordered cascade, read top to bottom.
 
 ``find_answer(text)`` returns ``(answer, problem)``; ``problem`` is ``"ambiguous"`` when the
 completion states different final answers. Order of precedence (the first rule that finds

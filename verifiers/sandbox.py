@@ -1,4 +1,5 @@
 """Run untrusted Python (model-written programs) in a bubblewrap sandbox, fast.
+Over 350 lines on purpose: the threat model above and the bwrap mounts that make it true are read together.
 
 One long-lived `bwrap` per worker runs a small fork-per-job server (verifiers/_sandbox_server.py)
 with Python, and the allowed libraries, already imported: each job is a fork of it (no
