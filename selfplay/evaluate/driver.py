@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from seeds.loaders import load_jsonl_problems
 from seeds.text import normalize_question
-from selfplay.backends import generate_many, problems_per_call
+from selfplay.backends import problems_per_call
 from selfplay.backends.base import Backend, SamplingParams
 from selfplay.backends.resources import Resources
 from selfplay.config import Config
@@ -30,7 +30,7 @@ from selfplay.core.metrics import gain_points, greedy_gain, majority_vote, summa
 from selfplay.core.records import Problem
 from selfplay.core.rng import derive_seed
 from selfplay.prompts import SOLVE_STOP, solve_messages
-from selfplay.solve.generate import batches
+from selfplay.solve.paths import Labelled, PathKind, generate_labelled
 
 GREEDY_INDEX = -1  # the sample index the greedy path's (unused) seed derives from
 
@@ -38,13 +38,6 @@ GREEDY_INDEX = -1  # the sample index the greedy path's (unused) seed derives fr
 def eval_seed(seed: int, problem_id: str, index: int) -> int:
     """Stable per-sample seed (blake2b, not Python's salted hash())."""
     return derive_seed("eval", seed, problem_id, index)
-
-
-def _verdicts(verifier: Any, items: list[tuple[str, str]]) -> list[Any]:
-    out = list(verifier.verify_many(items))
-    if len(out) != len(items):
-        raise RuntimeError(f"verifier returned {len(out)} verdicts for {len(items)} items")
-    return out
 
 
 def _record(comp: Any, verdict: Any, keep_text: bool) -> dict[str, Any]:
@@ -55,15 +48,34 @@ def _record(comp: Any, verdict: Any, keep_text: bool) -> dict[str, Any]:
     return r
 
 
+def _problem_record(d: Labelled, seed: int, keep_text: bool) -> dict[str, Any]:
+    """A problem's eval record: its greedy path (text always kept) and its sampled paths."""
+    p = d.problem
+    samp = []
+    for j, (c, v) in enumerate(zip(d.completions[1:], d.verdicts[1:])):
+        r = _record(c, v, keep_text)
+        r["seed"] = eval_seed(seed, p.id, j)
+        samp.append(r)
+    rec: dict[str, Any] = {"id": p.id, "answer": p.answer, "greedy": _record(d.completions[0], d.verdicts[0], True),
+                           "samples": samp}
+    if samp:
+        c_ok = sum(s["label"] == "correct" for s in samp)
+        rec.update(n=len(samp), c=c_ok, pass_rate=c_ok / len(samp),
+                   maj=majority_vote([s["extracted"] for s in samp], [s["label"] for s in samp]))
+    return rec
+
+
 def evaluate(backend: Backend, problems: Sequence[Problem], verifier: Any, *, samples: int = 8,
              temperature: float = 0.8, top_p: float = 0.95, max_new_tokens: int = 256, seed: int = 0,
              batch_size: int = 16, keep_completions: bool = False, progress: bool = True) -> dict[str, Any]:
     """Evaluate `backend` on `problems`: metrics (see selfplay.core.metrics) + per-problem records.
 
-    verifier: anything with verify_many(iterable of (gold, completion)) -> verdicts in order
-    (verifiers.MathVerifier, from selfplay.backends.resources).
-    batch_size: problems per generate call. The greedy completion text is always kept;
-    sampled texts only with keep_completions.
+    Paths are generated and labelled by the same loop as solving (selfplay/solve/paths.py): a
+    greedy path and `samples` sampled paths per problem, in one submission.
+    verifier: a verifiers.MathVerifier (from selfplay.backends.resources), or anything with
+    submit(gold, completion) -> a Future of a verdict.
+    batch_size: problems per generate call (a backend with continuous generation takes them all).
+    The greedy completion text is always kept; sampled texts only with keep_completions.
     """
     if samples < 1:
         raise ValueError(f"evaluate: samples must be >= 1, got {samples}")
@@ -76,38 +88,23 @@ def evaluate(backend: Backend, problems: Sequence[Problem], verifier: Any, *, sa
     greedy_params = SamplingParams(n=1, temperature=0.0, top_p=1.0, max_new_tokens=max_new_tokens, stop=SOLVE_STOP)
     sample_params = SamplingParams(n=samples, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
                                    stop=SOLVE_STOP)
+    kinds = [PathKind("cot", greedy_params, seeds=lambda p: [eval_seed(seed, p.id, GREEDY_INDEX)],
+                      messages=lambda p: solve_messages(p.question))]
+    if samples > 1:  # greedy and sampled paths in one submission
+        kinds.append(PathKind("cot", sample_params, seeds=lambda p: [eval_seed(seed, p.id, j) for j in range(samples)],
+                              messages=lambda p: solve_messages(p.question)))
     t0 = time.perf_counter()
-    records: list[dict[str, Any]] = []
+    by_index: dict[int, dict[str, Any]] = {}
     pbar = tqdm(total=len(problems), desc="eval", unit="problem", file=sys.stderr, disable=not progress,
                 dynamic_ncols=True)
     try:
-        for batch in batches(problems, batch_size):
-            prompts = [solve_messages(p.question) for p in batch]
-            jobs = [(prompts, greedy_params, [[eval_seed(seed, p.id, GREEDY_INDEX)] for p in batch])]
-            if samples > 1:
-                jobs.append((prompts, sample_params, [[eval_seed(seed, p.id, j) for j in range(samples)] for p in batch]))
-            greedy, *rest = generate_many(backend, jobs)  # greedy and sampled paths in one submission
-            sampled: list[list[Any]] = rest[0] if rest else [[] for _ in batch]
-            items = [(p.answer, g[0].text) for p, g in zip(batch, greedy)]
-            items += [(p.answer, c.text) for p, cs in zip(batch, sampled) for c in cs]
-            verdicts = iter(_verdicts(verifier, items))
-            greedy_v = [next(verdicts) for _ in batch]
-            for p, g, gv, cs in zip(batch, greedy, greedy_v, sampled):
-                samp = []
-                for j, c in enumerate(cs):
-                    r = _record(c, next(verdicts), keep_completions)
-                    r["seed"] = eval_seed(seed, p.id, j)
-                    samp.append(r)
-                rec: dict[str, Any] = {"id": p.id, "answer": p.answer, "greedy": _record(g[0], gv, True),
-                                       "samples": samp}
-                if samp:
-                    c_ok = sum(s["label"] == "correct" for s in samp)
-                    rec.update(n=len(samp), c=c_ok, pass_rate=c_ok / len(samp),
-                               maj=majority_vote([s["extracted"] for s in samp], [s["label"] for s in samp]))
-                records.append(rec)
-            pbar.update(len(batch))
+        for done in generate_labelled(backend, problems, kinds, verifier, batch_problems=batch_size):
+            for d in done:
+                by_index[d.index] = _problem_record(d, seed, keep_completions)
+            pbar.update(len(done))
     finally:
         pbar.close()
+    records = [by_index[i] for i in range(len(problems))]
     summary = summarize(records, seed=seed)
     return {"model": getattr(backend, "model", None), "backend": getattr(backend, "name", None),
             **summary,

@@ -1,4 +1,5 @@
 import re
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +50,11 @@ class FakeVerifier:
 
     def close(self):
         pass
+
+    def submit(self, gold, text, extract=True):  # the call the generate-and-label loop makes
+        fut = Future()
+        fut.set_result(next(iter(self.verify_many([(gold, text)]))))
+        return fut
 
     def verify_many(self, items):
         self.calls += 1

@@ -6,6 +6,7 @@ and evaluation voted differently."""
 from __future__ import annotations
 
 import re
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 import pytest
@@ -95,6 +96,11 @@ class Verdict:
 
 class KeyVerifier:
     """Fake: the boxed answer is correct when its key is the gold's (the real checker runs sympy)."""
+
+    def submit(self, gold, text, extract=True):  # the call the generate-and-label loop makes
+        fut = Future()
+        fut.set_result(next(iter(self.verify_many([(gold, text)]))))
+        return fut
 
     def verify_many(self, items):
         for gold, text in items:
