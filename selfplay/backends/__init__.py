@@ -23,7 +23,6 @@ def _hf(model: str, **kw: Any) -> Backend:
 
 
 def _vllm(model: str, **kw: Any) -> Backend:
-
     kw.pop("batch_size", None)  # the engine schedules its own batches
     kw.update(kw.pop("engine", None) or {})
     if kw.get("dtype") == "float32":
@@ -32,7 +31,6 @@ def _vllm(model: str, **kw: Any) -> Backend:
 
 
 def _scripted(model: str, **kw: Any) -> Backend:
-
     kw.pop("engine", None)
     return ScriptedBackend(model, **kw)
 

@@ -11,13 +11,7 @@ from __future__ import annotations
 import os
 from typing import Sequence
 
-from selfplay.backends.base import (
-    Completion,
-    Messages,
-    SamplingParams,
-    chat_token_ids,
-    cut_at_stop,
-)
+from selfplay.backends.base import Completion, Messages, SamplingParams, chat_token_ids, cut_at_stop
 from selfplay.backends.models import load_model, load_tokenizer, resolve_model
 from selfplay.core import faults
 

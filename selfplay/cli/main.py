@@ -25,7 +25,7 @@ from selfplay.run.context import eval_sets, heldout_problems, make_context
 from selfplay.run.layout import prepare_out, run_config
 from selfplay.run.loop import run_loop
 from selfplay.run.train_round import stage_train
-from selfplay.train.launch import world_size
+from selfplay.train.dist import world_size
 from selfplay.verify.reverify import invalidate_downstream, reverify_file
 
 
@@ -61,7 +61,6 @@ _MAKES = {"problems.jsonl": "problems", "rollouts.jsonl": "solve", "pairs.jsonl"
 
 
 def cmd_stage(args: argparse.Namespace) -> int:
-
     cfg, model = _stage_config(args)
     with runlog.session(Path(cfg.run.out), f"{args.cmd} --round {args.round}"):
         return _stage(args, _context(cfg, args.round, model))
@@ -75,7 +74,6 @@ def _say(msg: str) -> None:
 
 
 def _stage(args: argparse.Namespace, ctx: Any) -> int:
-
     try:
         for name in _NEEDS[args.cmd]:
             if not (ctx.dir / name).exists():
@@ -124,7 +122,6 @@ def _verifier_config(**verify: Any) -> Config:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-
     path = Path(args.rollouts)
     probs = Path(args.problems) if args.problems else path.with_name("problems.jsonl")
     run_dir = path.resolve().parent.parent
@@ -167,7 +164,6 @@ def _compare_file(path: str) -> dict[str, Any]:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-
     cfg = _eval_config(args.config)
     e = cfg.eval
     samples = e.samples if args.samples is None else args.samples
@@ -208,7 +204,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-
     if args.posed is not None:
 
         with build_verifier(_verifier_config(workers=1)) as verifier:
@@ -219,7 +214,6 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-
     out = Path(args.out)
     if not out.is_dir():
         raise ValueError(f"report: {out} is not a directory")
@@ -228,7 +222,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-
     s = run_status(args.out)
     if args.json:
         import orjson
@@ -240,7 +233,6 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-
     token = check_push(args.push_to_hub) if args.push_to_hub else None  # before anything is written
     out = Path(args.out)
     if not out.is_dir():
@@ -257,7 +249,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-
     overrides = overrides_from(args)
     out = Path(args.out or _cfg_default("run.out"))
     note = None

@@ -31,7 +31,6 @@ class _Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpF
 
 
 def _cfg_default(field: str) -> Any:
-
     value: Any = Config()
     for part in field.split("."):
         value = getattr(value, part)
@@ -49,7 +48,6 @@ def _version_action() -> type[argparse.Action]:
             super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kw)
 
         def __call__(self, parser: argparse.ArgumentParser, *a: Any) -> None:
-
             print(f"selfplay {__version__} (verifier {verifier_version()}, python {sys.version.split()[0]})")
             parser.exit()
 

@@ -17,20 +17,8 @@ from typing import TYPE_CHECKING, Iterator
 
 from seeds.loaders import parse_hf_spec
 from seeds.procedural import GENERATORS
-from selfplay.config.enums import (
-    BackendName,
-    DType,
-    Executor,
-    Launcher,
-    PoseKind,
-    Precision,
-    ReportTo,
-    SandboxMode,
-    SolveMode,
-    TrainOn,
-    Witness,
-    names,
-)
+from selfplay.config.enums import (BackendName, DType, Executor, Launcher, PoseKind, Precision, ReportTo, SandboxMode,
+                                   SolveMode, TrainOn, Witness, names)
 
 if TYPE_CHECKING:
     from selfplay.config.schema import Config

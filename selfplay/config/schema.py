@@ -11,19 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from selfplay.config.checks import checks
-from selfplay.config.enums import (
-    BackendName,
-    DType,
-    Executor,
-    Launcher,
-    PoseKind,
-    Precision,
-    ReportTo,
-    SandboxMode,
-    SolveMode,
-    TrainOn,
-    Witness,
-)
+from selfplay.config.enums import (BackendName, DType, Executor, Launcher, PoseKind, Precision, ReportTo, SandboxMode,
+                                   SolveMode, TrainOn, Witness)
 
 
 @dataclass

@@ -47,7 +47,6 @@ def file_hash(path: str | Path) -> str:
 
 
 def _source_version(sandbox: bool) -> str:
-
     root = Path(verifiers.__file__).parent
     h = hashlib.sha256()
     for f in sorted(root.glob("*.py")):

@@ -14,19 +14,10 @@ from typing import Any, Sequence
 
 from selfplay.core import io
 from selfplay.core.records import Pair, Problem, Rollout
-from selfplay.pair.pseudo import (
-    majority_witness,
-    majority_witnessed,
-    uses_majority_witness,
-)
+from selfplay.pair.pseudo import majority_witness, majority_witnessed, uses_majority_witness
 from selfplay.run.layout import run_config
 from selfplay.run.round import load_rollouts, paths_per_problem
-from selfplay.verify.crosscheck import (
-    CLASSES,
-    MathVerifyChecker,
-    classify_pairs,
-    pair_answer,
-)
+from selfplay.verify.crosscheck import CLASSES, MathVerifyChecker, classify_pairs, pair_answer
 
 
 def _load_pairs(path: Path) -> list[tuple[int, Pair]]:

@@ -18,16 +18,8 @@ from selfplay.core.fmt import pct_of
 from selfplay.core.io import atomic_write_bytes
 from selfplay.core.metrics import pass_counts, pass_rate
 from selfplay.inspect.plots import plot_heldout, plot_pass_rates, plot_verdicts
-from selfplay.inspect.report_tables import (
-    contam_cell,
-    eval_sets,
-    gain_section,
-    num,
-    quality_sections,
-    set_cell,
-    share,
-    table,
-)
+from selfplay.inspect.report_tables import (contam_cell, eval_sets, gain_section, num, quality_sections, set_cell,
+                                            share, table)
 from selfplay.run.summary import mode_cells, training_set_text
 
 START_EVAL_NAMES = ("eval_base.json", "eval_start.json")

@@ -107,7 +107,6 @@ class HeldoutMatcher:
 
     def __init__(self, heldout: Iterable[str], threshold: float = 0.8, *, num_perm: int = 64,
                  shingle: int = 3, seed: int = 0) -> None:
-    
         texts = sorted(set(heldout))  # sorted: index ids (and so results) never depend on set order
         self.n = len(texts)
         self.threshold = threshold

@@ -9,13 +9,7 @@ from selfplay.config import FiltersConfig
 from selfplay.core.metrics import pass_rate
 from selfplay.core.records import Pair, Problem, Rollout
 from selfplay.pair.diversity import diversity_metrics
-from selfplay.pair.filters import (
-    completion_hygiene,
-    dedup_problems,
-    keep_best,
-    perplexity_filter,
-    solve_rate_band,
-)
+from selfplay.pair.filters import completion_hygiene, dedup_problems, keep_best, perplexity_filter, solve_rate_band
 from selfplay.verify.crosscheck import crosscheck_filter
 
 

@@ -13,9 +13,7 @@ from typing import Any, Generic, Mapping, Sequence, TypeVar
 
 from selfplay.core.metrics import pass_rates
 from selfplay.core.records import Pair, Problem, Rollout
-from selfplay.pair.contamination import (
-    HeldoutMatcher,  # the same held-out test the round's gate uses
-)
+from selfplay.pair.contamination import HeldoutMatcher  # the same held-out test the round's gate uses
 from selfplay.pair.diversity import MinHashIndex, has_repetition, normalize_text
 from selfplay.prompts import copies_example
 from verifiers import answer_key

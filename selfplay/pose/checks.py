@@ -18,9 +18,7 @@ import tokenize
 from fractions import Fraction
 from typing import Any
 
-from seeds.text import (
-    normalize_question,  # the one normaliser (operators kept): also pose dedup's
-)
+from seeds.text import normalize_question  # the one normaliser (operators kept): also pose dedup's
 from selfplay.verify.label import printed_lines, program_answer
 from verifiers.normalize import strip_thousands
 

@@ -50,7 +50,7 @@ def shard_store(ctx: RoundContext) -> ShardStore[Rollout]:
 
 
 def batch_size(info: dict[str, Any], batch_problems: int, n: int, n_modes: int) -> int:
-    """Problems per shard: the local path's batch (generate_batches), so rows share their batch
+    """Problems per shard: the local path's batch (selfplay.solve.paths.generate_batches), so rows share their batch
     with the same neighbours on either executor; a streaming backend (vLLM) takes batch_problems
     or, for 0, a backend call's worth."""
     if batch_problems > 0:

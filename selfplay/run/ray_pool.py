@@ -89,7 +89,6 @@ class Worker:
 
     def _solve(self, problems: list[Problem], params: SamplingParams, kw: dict[str, Any],
                timing: dict[str, Any]) -> list[Rollout]:
-
         failing = set(filter(None, os.environ.get(FAIL_ENV, "").split(",")))
         for p in problems:
             if p.id in failing:

@@ -13,12 +13,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Sequence
 
-from seeds import (
-    load_hf_dataset,
-    load_jsonl_problems,
-    parse_hf_spec,
-    procedural_problems,
-)
+from seeds import load_hf_dataset, load_jsonl_problems, parse_hf_spec, procedural_problems
 from selfplay.backends.base import SamplingParams
 from selfplay.config import Config
 from selfplay.core import faults, io, provenance

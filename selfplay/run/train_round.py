@@ -74,9 +74,12 @@ def train_round(cfg: Config, out: Path, round_idx: int, base_model: str) -> dict
 def stage_train(cfg: Any, round_idx: int, model: str | None) -> dict[str, Any] | None:
     """`selfplay train --round K`: the round's training stage (train_round), alone or as every
     rank of a distributed launch. Returns the stats on rank 0, None on the other ranks."""
-    if world_size() == 1:
+    def on_rank_0() -> dict[str, Any]:
         out = prepare_out(cfg)
         return train_round(cfg, out, round_idx, resolve_model(model) if model else round_model(cfg, out, round_idx))
+
+    if world_size() == 1:
+        return on_rank_0()
     join_launch()
     if rank() != 0:
         while True:  # rank 0 says what to train; the same job on every rank
@@ -88,7 +91,6 @@ def stage_train(cfg: Any, round_idx: int, model: str | None) -> dict[str, Any] |
             except NoUsablePairs:  # every rank filters the same pairs; rank 0 records the round
                 pass
     try:
-        out = prepare_out(cfg)
-        return train_round(cfg, out, round_idx, resolve_model(model) if model else round_model(cfg, out, round_idx))
+        return on_rank_0()
     finally:
         broadcast(("done", None))

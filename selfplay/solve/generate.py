@@ -17,7 +17,6 @@ from selfplay.backends.base import Backend, Completion, SamplingParams
 from selfplay.core.records import Problem, Rollout
 from selfplay.core.rng import derive_seed
 from selfplay.prompts import solve_messages
-from selfplay.solve import paths
 from selfplay.solve.paths import Labelled, PathKind, generate_labelled
 
 
@@ -37,17 +36,6 @@ def solve_kinds(params: SamplingParams, modes: Sequence[str], *, seed: int, roun
     n = params.n
     return [PathKind(mode, params, seeds=lambda p, m=m: sample_seeds(seed, round_idx, p.id, n, m * n),
                      messages=lambda p, mode=mode: solve_messages(p.question, mode)) for m, mode in enumerate(modes)]
-
-
-def generate_batches(backend: Backend, problems: Sequence[Problem], params: SamplingParams, *, seed: int,
-                     round_idx: int, batch_problems: int, modes: Sequence[str] = ("cot",),
-                     ) -> Iterator[tuple[Sequence[Problem], list[list[Completion]]]]:
-    """Solve paths of batch_problems problems per backend call (<= 0: as many as fill one call),
-    unlabelled: (the batch, each problem's paths)."""
-    for _, batch, outs in paths.generate_batches(backend, problems, solve_kinds(params, modes, seed=seed,
-                                                                                round_idx=round_idx),
-                                                 batch_problems=batch_problems):
-        yield batch, outs
 
 
 def to_problem_rollouts(done: Sequence[Labelled], modes: Sequence[str]) -> list[Rollout]:
@@ -76,7 +64,7 @@ def solve_and_verify(backend: Backend, problems: Sequence[Problem], params: Samp
     in a thread while the previous batch is verified; the batch is the unit yielded.
 
     verifier: a `verifiers.MathVerifier`; sandbox: a `verifiers.sandbox.Sandbox` (pot paths).
-    modes: the kinds of path, params.n of each per problem (see generate_batches).
+    modes: the kinds of path, params.n of each per problem (see solve_kinds).
     progress: an optional tqdm bar advanced by samples, with tokens/s in its postfix.
     timing: when given, "verify_seconds" (time spent labelling, programs included, while the
     engine generates) and "programs" (pot paths) are added up in it.

@@ -26,24 +26,11 @@ from typing import Any, Callable, Sequence
 from selfplay.backends.models import load_tokenizer, resolve_model
 from selfplay.config import Config, TrainSection
 from selfplay.core import io
-from selfplay.train.data import (
-    NoUsablePairs,
-    filter_pairs,
-    load_pairs,
-    pair_order,
-    pair_tokens,
-    prompt_limit,
-)
+from selfplay.train.data import NoUsablePairs, filter_pairs, load_pairs, pair_order, pair_tokens, prompt_limit
 from selfplay.train.dist import full_state_dict, main_process
 from selfplay.train.head import completion_only_head as patch_head
 from selfplay.train.precision import resolve_precision
-from selfplay.train.trainer import (
-    LR_SCHEDULERS,
-    dpo_config,
-    progress_callback,
-    quiet_callbacks,
-    trainer_class,
-)
+from selfplay.train.trainer import LR_SCHEDULERS, dpo_config, progress_callback, quiet_callbacks, trainer_class
 
 log = logging.getLogger(__name__)
 

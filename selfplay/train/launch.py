@@ -26,14 +26,13 @@ from selfplay.train.data import NoUsablePairs
 from selfplay.train.dist import broadcast, join_launch, rank, world_size
 from selfplay.train.dpo import train_dpo
 
-__all__ = ["NO_USABLE_PAIRS_RC", "accelerate_command", "broadcast", "join_launch", "main", "make_job", "rank",
-           "run_job", "train", "world_size"]
+__all__ = ["NO_USABLE_PAIRS_RC", "accelerate_command", "main", "make_job", "run_job", "train"]
 
 NO_USABLE_PAIRS_RC = 3  # the launched job's exit status when every pair was filtered out
 
 
 def make_job(pair_files: Sequence[Path], base_model: str, out_dir: Path, tcfg: TrainSection, *, seed: int,
-        logging_dir: str | None, stats_path: Path) -> dict[str, Any]:
+             logging_dir: str | None, stats_path: Path) -> dict[str, Any]:
     """train_dpo's arguments as JSON: the [train] section, the round's seed and log dir, the paths."""
     return {"pair_files": [str(f) for f in pair_files], "base_model": base_model, "out_dir": str(out_dir),
             "train": dataclasses.asdict(tcfg), "seed": seed, "logging_dir": logging_dir,

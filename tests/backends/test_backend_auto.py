@@ -5,7 +5,8 @@ import selfplay.backends as backends
 from selfplay.backends import get_backend, rows_per_call
 from selfplay.backends.base import SamplingParams
 from selfplay.core.records import Problem
-from selfplay.solve.generate import generate_batches
+from selfplay.solve.generate import solve_kinds
+from selfplay.solve.paths import generate_batches
 
 
 class _Fake:
@@ -65,6 +66,6 @@ def test_batch_problems_zero_fills_one_backend_call():
     probs = [Problem(id=f"p{i}", question=f"What is {i} + 1?", answer=str(i + 1), origin="procedural",
                      source="add") for i in range(10)]
     params = SamplingParams(n=4, temperature=0.8, top_p=0.95, max_new_tokens=8)
-    list(generate_batches(Rec(), probs, params, seed=0, round_idx=0, batch_problems=0))
+    list(generate_batches(Rec(), probs, solve_kinds(params, ("cot",), seed=0, round_idx=0), batch_problems=0))
     assert calls == [6, 4]  # 24 rows per call / 4 samples = 6 problems
     assert rows_per_call(object()) == 64  # backends without the attribute: the hf default

@@ -2,16 +2,7 @@
 registry that implements them must hold exactly those names, so a config that validates always
 finds its implementation and no implementation is unreachable from a config."""
 from selfplay.backends import BACKENDS
-from selfplay.config.enums import (
-    BackendName,
-    Executor,
-    PoseKind,
-    Precision,
-    SolveMode,
-    TrainOn,
-    Witness,
-    names,
-)
+from selfplay.config.enums import BackendName, Executor, PoseKind, Precision, SolveMode, TrainOn, Witness, names
 from selfplay.pair.mixing import TRAIN_ON
 from selfplay.pose.witness import WITNESSES
 from selfplay.prompts import POSE_KINDS, SOLVE_MODES

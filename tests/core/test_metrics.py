@@ -2,17 +2,8 @@ import math
 
 import pytest
 
-from selfplay.core.metrics import (
-    bootstrap_ci,
-    maj_at_k,
-    majority_vote,
-    pass_at_k,
-    pass_counts,
-    pass_rate,
-    pass_rates,
-    summarize,
-    wilson_interval,
-)
+from selfplay.core.metrics import (bootstrap_ci, maj_at_k, majority_vote, pass_at_k, pass_counts, pass_rate, pass_rates,
+                                   summarize, wilson_interval)
 from selfplay.core.records import Rollout
 from verifiers import answer_key
 

@@ -8,19 +8,8 @@ import pytest
 
 from selfplay.backends.scripted import ScriptedBackend
 from selfplay.core.records import Problem
-from selfplay.evaluate.driver import (
-    eval_seed,
-    evaluate,
-    format_table,
-    load_eval_file,
-    run_eval_cli,
-    write_eval,
-)
-from selfplay.pair.contamination import (
-    ContaminationError,
-    check_contamination,
-    normalize_text,
-)
+from selfplay.evaluate.driver import eval_seed, evaluate, format_table, load_eval_file, run_eval_cli, write_eval
+from selfplay.pair.contamination import ContaminationError, check_contamination, normalize_text
 from selfplay.prompts import solve_messages
 from tests.conftest import SHARED_DATA
 from verifiers import answer_key

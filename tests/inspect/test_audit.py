@@ -5,12 +5,7 @@ from selfplay.cli.main import main
 from selfplay.core import io
 from selfplay.core.records import Pair, Problem, Rollout
 from selfplay.inspect.audit import audit_run
-from selfplay.verify.crosscheck import (
-    MathVerifyChecker,
-    classify_pairs,
-    crosscheck_filter,
-    mv_text,
-)
+from selfplay.verify.crosscheck import MathVerifyChecker, classify_pairs, crosscheck_filter, mv_text
 
 
 @pytest.fixture(scope="module")

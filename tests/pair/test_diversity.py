@@ -4,18 +4,8 @@ from __future__ import annotations
 import pytest
 
 from selfplay.core.records import Problem, Rollout
-from selfplay.pair.diversity import (
-    MinHashIndex,
-    collapse_warnings,
-    distinct_n,
-    diversity_metrics,
-    entropy_bits,
-    jaccard,
-    mean_pairwise_jaccard,
-    normalize_text,
-    round_warnings,
-    word_shingles,
-)
+from selfplay.pair.diversity import (MinHashIndex, collapse_warnings, distinct_n, diversity_metrics, entropy_bits,
+                                     jaccard, mean_pairwise_jaccard, normalize_text, round_warnings, word_shingles)
 from verifiers import answer_key
 
 

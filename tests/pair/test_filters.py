@@ -7,19 +7,9 @@ import pytest
 
 from selfplay.core.metrics import pass_counts, pass_rates
 from selfplay.core.records import Pair, Problem, Rollout
-from selfplay.pair.filters import (
-    QUALITY_WEIGHTS,
-    FilterResult,
-    completion_hygiene,
-    dedup_problems,
-    has_repetition,
-    keep_best,
-    majority_pseudo_labels,
-    perplexity_filter,
-    quality_components,
-    quality_score,
-    solve_rate_band,
-)
+from selfplay.pair.filters import (QUALITY_WEIGHTS, FilterResult, completion_hygiene, dedup_problems, has_repetition,
+                                   keep_best, majority_pseudo_labels, perplexity_filter, quality_components,
+                                   quality_score, solve_rate_band)
 
 LONG = ("A farmer has 48 sheep in the north field and 36 goats in the south field. Every morning "
         "he moves 5 sheep to the barn and feeds each goat two bundles of hay. After a week he "

@@ -23,25 +23,11 @@ from selfplay.inspect.audit import posed_sample, print_posed
 from selfplay.pair.mixing import build_training_set
 from selfplay.pair.pairs import make_pairs
 from selfplay.pair.pseudo import majority_witness
-from selfplay.pose.checks import (
-    check_posed,
-    clean_question,
-    digit_numbers,
-    ill_posed,
-    program_steps,
-)
+from selfplay.pose.checks import check_posed, clean_question, digit_numbers, ill_posed, program_steps
 from selfplay.pose.posing import pose_problems
 from selfplay.pose.witness import program_witness
-from selfplay.prompts import (
-    POSE_KINDS,
-    PROGRAM_STOP,
-    QUESTION_STOP,
-    answer_value,
-    level_hint,
-    pose_messages,
-    program_messages,
-    question_messages,
-)
+from selfplay.prompts import (POSE_KINDS, PROGRAM_STOP, QUESTION_STOP, answer_value, level_hint, pose_messages,
+                              program_messages, question_messages)
 from selfplay.run.context import RoundContext
 from selfplay.run.round import pose_level, posed_difficulty, stage_problems
 from verifiers.verdict import Verdict

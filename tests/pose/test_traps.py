@@ -11,15 +11,8 @@ from selfplay.backends.scripted import ScriptedBackend
 from selfplay.core.records import Problem, Rollout
 from selfplay.pair.filters import completion_hygiene
 from selfplay.pose.checks import check_posed, posed_answer
-from selfplay.prompts import (
-    SOLVE_EXAMPLE_ANSWER,
-    SOLVE_EXAMPLE_QUESTION,
-    SOLVE_EXAMPLE_SOLUTION,
-    SOLVE_STOP,
-    SOLVE_TEMPLATE,
-    copies_example,
-    solve_messages,
-)
+from selfplay.prompts import (SOLVE_EXAMPLE_ANSWER, SOLVE_EXAMPLE_QUESTION, SOLVE_EXAMPLE_SOLUTION, SOLVE_STOP,
+                              SOLVE_TEMPLATE, copies_example, solve_messages)
 from tests.conftest import FakeSandbox
 
 

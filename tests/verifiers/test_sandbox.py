@@ -15,14 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from verifiers.sandbox import (
-    DEFAULT_LIBRARIES,
-    UNSAFE,
-    ExecResult,
-    Sandbox,
-    SandboxUnavailable,
-    bwrap_available,
-)
+from verifiers.sandbox import DEFAULT_LIBRARIES, UNSAFE, ExecResult, Sandbox, SandboxUnavailable, bwrap_available
 
 BWRAP_OK = bwrap_available()
 needs_bwrap = pytest.mark.skipif(
