@@ -1,4 +1,5 @@
-"""Command line: ``python -m verifiers math IN.jsonl`` and ``python -m verifiers run-code F.py ...``."""
+"""Command line: ``python -m verifiers math IN.jsonl``, ``python -m verifiers steps IN.jsonl`` and
+``python -m verifiers run-code F.py ...``."""
 from __future__ import annotations
 
 import argparse
@@ -16,6 +17,8 @@ Verify model answers.
 
   math IN.jsonl      check every line's `pred` (a full completion or a bare answer) against its
                      `gold`; write each line back with verdict/reason/extracted/seconds
+  steps IN.jsonl     find and judge every arithmetic statement of each line's `text` (2 + 6 = 7,
+                     "3 plus 4 is 7", chains); write each line back with its steps
   run-code FILE.py [FILE.py ...]
                      run programs, in order, in one bubblewrap sandbox; print each one's stdout,
                      then one JSON line with its verdict (with --gold: last output line vs gold)
@@ -31,6 +34,16 @@ verdict unknown, reason parse_error ({"line": N, "raw": ...} when it is not a JS
 An input without records writes nothing and warns "IN.jsonl: no records" on stderr.
 Exit status 0 when the output was written (malformed lines and an empty input included), 2 on
 usage or I/O errors."""
+
+_STEPS_EPILOG = """\
+Output: every input line, in input order, with all its fields plus "steps" (a list of
+{start, end, text, verdict, reason, left, right}: verdict true / false / unknown, start/end
+character offsets into the text), "first_false" (the first false step or null), "counts"
+({true, false, unknown}) and "truncated". A malformed line (bad JSON, no string field --field)
+is reported on stderr as IN.jsonl:LINE: ... and written with "steps": null. The policy (what is
+a statement, when it is unknown): docs/verifiers.md, "Step checker". A summary line with the
+statements per second goes to stderr. Exit status 0 when the output was written, 2 on usage
+or I/O errors."""
 
 _RUN_EPILOG = """\
 Each program runs as a separate job of ONE sandbox server (workers=1), in the order given, as
@@ -55,8 +68,10 @@ def _dumps(obj: dict[str, Any]) -> bytes:
     return orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n"
 
 
-def _records(path: str, lines: Iterator[bytes]) -> Iterator[tuple[int, dict | None, str | None]]:
-    """(line number, record or None, error or None) for each non-blank line."""
+def _records(path: str, lines: Iterator[bytes], fields: tuple[str, ...] = ("gold", "pred"),
+             numbers: bool = True) -> Iterator[tuple[int, dict | None, str | None]]:
+    """(line number, record or None, error or None) for each non-blank line whose `fields` are
+    strings (or numbers, with `numbers`)."""
     import orjson
     for n, raw in enumerate(lines, 1):
         if not raw.strip():
@@ -71,12 +86,12 @@ def _records(path: str, lines: Iterator[bytes]) -> Iterator[tuple[int, dict | No
             yield n, {"line": n, "raw": raw.decode("utf-8", "replace").rstrip("\r\n")}, \
                 f"expected a JSON object, got {type(rec).__name__}"
             continue
-        missing = [k for k in ("gold", "pred") if k not in rec]
+        missing = [k for k in fields if k not in rec]
         if missing:
             yield n, rec, f"missing field {', '.join(repr(k) for k in missing)}"
             continue
-        bad = [k for k in ("gold", "pred") if not isinstance(rec[k], (str, int, float))
-               or isinstance(rec[k], bool)]
+        kinds = (str, int, float) if numbers else str
+        bad = [k for k in fields if not isinstance(rec[k], kinds) or isinstance(rec[k], bool)]
         if bad:
             yield n, rec, f"field {bad[0]!r} must be a string, got {type(rec[bad[0]]).__name__}"
             continue
@@ -91,6 +106,24 @@ def _open_out(path: str | None) -> tuple[IO[bytes], str | None]:
     d = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".tmp-" + os.path.basename(path) + ".", dir=d)
     return os.fdopen(fd, "wb"), tmp
+
+
+def _close_out(out: IO[bytes], tmp: str | None, target: str | None, ok: bool) -> int:
+    """Finish an output opened by _open_out: move the temp file into place (atomic: readers
+    never see a half-written file) when `ok`, else remove it. 2 when the move failed."""
+    if tmp is None:
+        return 0
+    out.close()
+    if not ok:
+        os.unlink(tmp)
+        return 0
+    try:
+        os.replace(tmp, target)
+    except OSError as e:  # e.g. the target became a directory meanwhile: one line, no temp left
+        os.unlink(tmp)
+        print(f"error: cannot write {target}: {e.strerror}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def cmd_math(args: argparse.Namespace) -> int:
@@ -148,22 +181,63 @@ def cmd_math(args: argparse.Namespace) -> int:
     finally:
         if fin is not sys.stdin.buffer:
             fin.close()
-        if tmp is not None:
-            out.close()
-            if ok:
-                try:
-                    os.replace(tmp, args.output)  # atomic: readers never see a half-written file
-                except OSError as e:  # e.g. the target became a directory meanwhile: one line, no temp left
-                    os.unlink(tmp)
-                    print(f"error: cannot write {args.output}: {e.strerror}", file=sys.stderr)
-                    return 2
-            else:
-                os.unlink(tmp)
+        if _close_out(out, tmp, args.output, ok) != 0:
+            return 2
     if not counts:
         print(f"{args.input}: no records", file=sys.stderr)
         return 0
     summary = ", ".join(f"{lab}/{why}={c}" for (lab, why), c in sorted(counts.items()))
     print(f"verifiers math: {sum(counts.values())} lines: {summary}", file=sys.stderr)
+    return 0
+
+
+def cmd_steps(args: argparse.Namespace) -> int:
+    import time
+
+    from .steps import check_steps
+    try:
+        fin = sys.stdin.buffer if args.input == "-" else open(args.input, "rb")
+    except OSError as e:
+        print(f"error: cannot read {args.input}: {e.strerror}", file=sys.stderr)
+        return 2
+    try:
+        out, tmp = _open_out(args.output)
+    except OSError as e:
+        print(f"error: cannot write {args.output}: {e.strerror}", file=sys.stderr)
+        fin.close()
+        return 2
+    counts: Counter = Counter()
+    lines, busy = 0, 0.0
+    ok = False
+    try:
+        for n, rec, err in _records(args.input, fin, fields=(args.field,), numbers=False):
+            lines += 1
+            if err is not None:
+                print(f"{args.input}:{n}: {err}", file=sys.stderr)
+                out.write(_dumps({**(rec or {}), "steps": None}))
+                continue
+            t0 = time.perf_counter()
+            report = check_steps(rec[args.field])
+            busy += time.perf_counter() - t0
+            counts.update(report.counts)
+            first = report.first_false
+            out.write(_dumps({**rec, "steps": [st.to_dict() for st in report.steps],
+                              "first_false": first.to_dict() if first else None,
+                              "counts": report.counts, "truncated": report.truncated}))
+        out.flush()
+        ok = True
+    finally:
+        if fin is not sys.stdin.buffer:
+            fin.close()
+        if _close_out(out, tmp, args.output, ok) != 0:
+            return 2
+    if not lines:
+        print(f"{args.input}: no records", file=sys.stderr)
+        return 0
+    total = sum(counts.values())
+    rate = f", {total / busy:.0f} statements/s" if busy > 0 and total else ""
+    print(f"verifiers steps: {lines} lines, {total} statements: true={counts['true']}, "
+          f"false={counts['false']}, unknown={counts['unknown']}{rate}", file=sys.stderr)
     return 0
 
 
@@ -223,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     libraries = ", ".join(DEFAULT_LIBRARIES)
     p = argparse.ArgumentParser(prog="python -m verifiers", description=_DESCRIPTION,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="command", required=True, metavar="{math,run-code}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{math,steps,run-code}")
     m = sub.add_parser("math", help="check gold/pred pairs from a JSONL file",
                        description="Check every (gold, pred) line of IN.jsonl in parallel.",
                        epilog=_MATH_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -237,6 +311,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="wall-clock budget per comparison in seconds (default: 3)")
     m.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     m.set_defaults(func=cmd_math)
+    st = sub.add_parser("steps", help="judge the arithmetic statements of texts from a JSONL file",
+                        description="Find and judge every arithmetic statement of each line's text.",
+                        epilog=_STEPS_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    st.add_argument("input", metavar="IN.jsonl", help="input JSONL with a string field `text` ('-' for stdin)")
+    st.add_argument("-o", "--output", metavar="OUT.jsonl", default=None,
+                    help="output file, written atomically (default: stdout)")
+    st.add_argument("--field", default="text", help="the field holding the text (default: text)")
+    st.set_defaults(func=cmd_steps)
     r = sub.add_parser("run-code", help="run programs in the sandbox",
                        description="Run each FILE.py in one bubblewrap sandbox, in order; print "
                        "its stdout and a JSON line with its verdict.",

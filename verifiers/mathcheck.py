@@ -30,6 +30,7 @@ from dataclasses import dataclass, field, replace
 from .extract import MATH_WORDS, box_groups, extract_answer, find_answer, find_boxed, has_prose
 from .normalize import normalize_answer
 from .numbers import numbers_match, parse_number, screen
+from .steps import stated_value
 from .structure import Node, atoms, compare_trees, parse_tree, too_large
 from .verdict import CORRECT, INCORRECT, UNKNOWN, Verdict
 
@@ -206,4 +207,5 @@ def check(gold: str | Gold, completion: str, *, extract: bool = True) -> Verdict
     if ans is None:
         return Verdict(INCORRECT, "no_answer", None, time.perf_counter() - t0)
     v = equivalent(gold, ans)
-    return replace(v, seconds=time.perf_counter() - t0)
+    # the record keeps the value stated ("1 + 9 = 10." -> "10"), not the sentence around it
+    return replace(v, extracted=stated_value(ans), seconds=time.perf_counter() - t0)

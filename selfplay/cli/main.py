@@ -16,7 +16,7 @@ from selfplay.core import io
 from selfplay.core import log as runlog
 from selfplay.core.log import log
 from selfplay.evaluate.driver import format_gains, run_eval_cli
-from selfplay.inspect.audit import audit_run, posed_sample, print_posed
+from selfplay.inspect.audit import audit_run, audit_steps, posed_sample, print_posed
 from selfplay.inspect.export import check_push, push_to_hub, write_export
 from selfplay.inspect.report import write_report
 from selfplay.inspect.status import format_status, run_status
@@ -208,6 +208,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
         with build_verifier(_verifier_config(workers=1)) as verifier:
             print_posed(posed_sample(args.out, args.posed, args.round, args.seed, verifier))
+        return 0
+    if args.steps:
+        audit_steps(args.out, args.round)
         return 0
     audit_run(args.out, args.round)
     return 0

@@ -173,14 +173,19 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("-o", "--out", help="write the result JSON here")
     aud = _sub(sub, "audit", "re-check every pair with math-verify, an independent checker",
                "Re-checks each pair's chosen and rejected answer against its gold with math-verify and prints\n"
-               "the disagreements by class (docs/filters.md). With --posed N it lists posed problems instead.",
-               "selfplay audit runs/mine --round 0\n  selfplay audit runs/mine --posed 50 > posed.md")
+               "the disagreements by class (docs/filters.md). With --posed N it lists posed problems instead;\n"
+               "with --steps, the chosen paths with a false or unreadable arithmetic step.",
+               "selfplay audit runs/mine --round 0\n  selfplay audit runs/mine --posed 50 > posed.md\n"
+               "  selfplay audit runs/mine --steps")
     aud.add_argument("out", metavar="OUT", help="the run directory")
     aud.add_argument("--round", type=int, help="only OUT/round_K (default: every round)")
     aud.add_argument("--posed", type=int, metavar="N",
                      help="instead: print N random posed problems with program, gold, second witness and "
                           "solver answers, as Markdown to judge by hand (docs/audits/posed.md)")
     aud.add_argument("--seed", type=int, default=0, help="the --posed draw's seed (default 0)")
+    aud.add_argument("--steps", action="store_true",
+                     help="instead: step-check every pair (verifiers.steps) and list the chosen with a false or "
+                          "unreadable statement or an unevaluated answer (docs/filters.md)")
     rep = _sub(sub, "report", "write OUT/report.md and PNG plots from a run directory",
                "One row per round (data, training, held-out accuracy with 95% intervals), paired gains,\n"
                "training sets, filters, diversity and plots.", "selfplay report --out runs/mine")

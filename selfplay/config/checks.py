@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Iterator
 
 from seeds.loaders import parse_hf_spec
 from seeds.procedural import GENERATORS
-from selfplay.config.enums import (BackendName, DType, Executor, Launcher, PoseKind, Precision, ReportTo, SandboxMode,
-                                   SolveMode, TrainOn, Witness, names)
+from selfplay.config.enums import (BackendName, DType, Executor, FlawedChosen, Launcher, PoseKind, Precision, ReportTo,
+                                   SandboxMode, SolveMode, TrainOn, Witness, names)
 
 if TYPE_CHECKING:
     from selfplay.config.schema import Config
@@ -33,6 +33,7 @@ REPORT_TO = names(ReportTo)
 POSE_KINDS = names(PoseKind)
 WITNESSES = names(Witness)
 TRAIN_ON = names(TrainOn)
+FLAWED_CHOSEN = names(FlawedChosen)
 PRECISIONS = names(Precision)
 Check = tuple[str, bool, str]
 
@@ -145,6 +146,8 @@ def checks(c: Config) -> Iterator[Check]:
     yield "verify.workers", c.verify.workers >= 0, "must be >= 0 (0 = one per core)"
     yield "verify.crosscheck", isinstance(c.verify.crosscheck, bool), "must be true or false"
     yield "pair.max_pairs_per_problem", c.pair.max_pairs_per_problem >= 1, "must be >= 1"
+    yield "pair.flawed_chosen", c.pair.flawed_chosen in FLAWED_CHOSEN, \
+        f"must be one of {list(FLAWED_CHOSEN)}, got {c.pair.flawed_chosen!r}"
     yield "pair.pseudo_agreement", 0 < c.pair.pseudo_agreement <= 1, "must be in (0, 1] (share of the top answer)"
 
     # The [train] section is the config the trainer takes (selfplay.train.dpo.train_dpo validates

@@ -18,6 +18,7 @@ SolveMode = Literal["cot", "pot", "mixed"]  # solve.mode; mixed samples both kin
 PoseKind = Literal["fewshot", "program_first", "mutation", "composition"]  # pose.prompts
 Witness = Literal["auto", "program", "majority", "both", "none"]  # pose.witness
 TrainOn = Literal["all", "seed", "posed"]  # guard.train_on
+FlawedChosen = Literal["drop", "rejected"]  # pair.flawed_chosen (selfplay/pair/process.py)
 Launcher = Literal["none", "accelerate"]  # train.launcher (selfplay/train/launch.py)
 ReportTo = Literal["none", "tensorboard", "trackio", "wandb"]  # train.report_to, passed to TRL
 Precision = Literal["auto", "fp32", "bf16"]  # train.precision

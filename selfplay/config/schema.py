@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from selfplay.config.checks import checks
-from selfplay.config.enums import (BackendName, DType, Executor, Launcher, PoseKind, Precision, ReportTo, SandboxMode,
-                                   SolveMode, TrainOn, Witness)
+from selfplay.config.enums import (BackendName, DType, Executor, FlawedChosen, Launcher, PoseKind, Precision, ReportTo,
+                                   SandboxMode, SolveMode, TrainOn, Witness)
 
 
 @dataclass
@@ -136,6 +136,13 @@ class PairConfig:
     # program when pose.require_program is false) are labelled by majority vote of their paths,
     # kept only when the top answer has at least this share (selfplay/pair/pseudo.py)
     pseudo_agreement: float = 0.5
+    # a chosen path must be right all the way: no false arithmetic statement and, when the gold is
+    # a number, an answer that is a value, not a computation left undone ("3 + 7")
+    # (selfplay/pair/process.py, verifiers/steps.py; docs/filters.md)
+    clean_chosen: bool = True
+    flawed_chosen: FlawedChosen = "drop"  # drop | rejected: a flawed right-answer path may be a rejected
+    require_boxed: bool = False  # a chosen cot path must write its answer in \boxed{}
+    step_pairs: bool = False  # also write step-level pairs (Step-DPO style) for the rejected with a known first error
 
 
 @dataclass

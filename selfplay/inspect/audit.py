@@ -4,6 +4,8 @@
 prints the disagreements by class (the harness and the classes: selfplay.verify.crosscheck, which
 the pair stage's `verify.crosscheck = true` uses too). `selfplay audit OUT --posed N` draws N posed
 problems with what a person needs to judge their gold (posed_sample, print_posed).
+`selfplay audit OUT --steps` step-checks every cot pair (verifiers.steps) and lists the chosen with
+a false or unreadable statement, or an unevaluated answer (audit_steps).
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from selfplay.pair.pseudo import majority_witness, majority_witnessed, uses_majo
 from selfplay.run.layout import run_config
 from selfplay.run.round import load_rollouts, paths_per_problem
 from selfplay.verify.crosscheck import CLASSES, MathVerifyChecker, classify_pairs, pair_answer
+from verifiers.steps import FALSE, UNKNOWN_STEP, check_steps, is_unevaluated, is_value
 
 
 def _load_pairs(path: Path) -> list[tuple[int, Pair]]:
@@ -34,11 +37,8 @@ def _load_pairs(path: Path) -> list[tuple[int, Pair]]:
     return out
 
 
-def audit_run(out: str | Path, round_idx: int | None = None, *, show: int = 20,
-              checker: MathVerifyChecker | None = None) -> dict[str, Any]:
-    """Re-check every pair of OUT (or of OUT/round_K) with math-verify; print the disagreements by
-    class (at most `show` examples per class and round) and return the counts. A missing
-    directory or a bad pairs file raises ValueError naming it."""
+def _loaded(out: str | Path, round_idx: int | None) -> list[tuple[Path, list[tuple[int, Pair]]]]:
+    """The pairs of OUT/round_K (or of every round), every file read (and refused) before any check."""
     out = Path(out)
     if not out.is_dir():
         raise ValueError(f"audit: {out} is not a directory")
@@ -51,7 +51,53 @@ def audit_run(out: str | Path, round_idx: int | None = None, *, show: int = 20,
         files = [d / "pairs.jsonl" for _k, d in rounds if (d / "pairs.jsonl").is_file()]
         if not files:
             raise ValueError(f"audit: no round_K/pairs.jsonl under {out}")
-    loaded = [(f, _load_pairs(f)) for f in files]  # every file is read (and refused) before any check
+    return [(f, _load_pairs(f)) for f in files]
+
+
+def audit_steps(out: str | Path, round_idx: int | None = None, *, show: int = 20) -> dict[str, int]:
+    """Step-check every cot pair of OUT (or of OUT/round_K): print the chosen with a false
+    statement, with a statement the checker cannot read (unknown), or with an unevaluated answer
+    (at most `show` of each per round, with file:line), and return the counts over all rounds,
+    rejected with a false statement included."""
+    total = {"pairs": 0, "chosen_false": 0, "chosen_unknown": 0, "chosen_unevaluated": 0, "rejected_false": 0}
+    for f, rows in _loaded(out, round_idx):
+        hits: dict[str, list[str]] = {"chosen_false": [], "chosen_unknown": [], "chosen_unevaluated": []}
+        n_cot = rejected_false = 0
+        for n, p in rows:
+            if p.metadata.get("mode", "cot") != "cot":
+                continue
+            n_cot += 1
+            where = f"{f.parent.name}/{f.name}:{n} {p.metadata.get('problem_id')}"
+            chosen = check_steps(str(p.chosen[-1]["content"]))
+            for verdict, key in ((FALSE, "chosen_false"), (UNKNOWN_STEP, "chosen_unknown")):
+                bad = [st for st in chosen.steps if st.verdict == verdict]
+                if bad:
+                    hits[key].append(f"{where}: {bad[0].text!r} ({bad[0].reason})")
+            answer = p.metadata.get("chosen_extracted")
+            if is_value(str(p.metadata.get("gold", ""))) and is_unevaluated(answer):
+                hits["chosen_unevaluated"].append(f"{where}: answer {answer!r}, gold {p.metadata.get('gold')!r}")
+            rejected_false += check_steps(str(p.rejected[-1]["content"])).first_false is not None
+        total["pairs"] += n_cot
+        total["rejected_false"] += rejected_false
+        print(f"{f.parent.name}: {n_cot} cot pairs; chosen with a false statement {len(hits['chosen_false'])}, "
+              f"an unreadable one {len(hits['chosen_unknown'])}, an unevaluated answer "
+              f"{len(hits['chosen_unevaluated'])}; rejected with a false statement {rejected_false}")
+        for key, lines in hits.items():
+            total[key] += len(lines)
+            for line in lines[:show]:
+                print(f"  {key}: {line}")
+            if len(lines) > show:
+                print(f"  {key}: ... and {len(lines) - show} more")
+    print("total: " + ", ".join(f"{k} {v}" for k, v in total.items()))
+    return total
+
+
+def audit_run(out: str | Path, round_idx: int | None = None, *, show: int = 20,
+              checker: MathVerifyChecker | None = None) -> dict[str, Any]:
+    """Re-check every pair of OUT (or of OUT/round_K) with math-verify; print the disagreements by
+    class (at most `show` examples per class and round) and return the counts. A missing
+    directory or a bad pairs file raises ValueError naming it."""
+    loaded = _loaded(out, round_idx)
     own = checker is None
     checker = checker or MathVerifyChecker()
     total = {"pairs": 0, "agree": 0, **{c: 0 for c in CLASSES}}

@@ -111,6 +111,8 @@ def flatten(pair: dict[str, Any], k: int, programs: dict[str, str], model: tuple
         "pass_rate": md.get("pass_rate"), "chosen_tokens": md.get("chosen_tokens"),
         "rejected_tokens": md.get("rejected_tokens"), "chosen_logprob": md.get("chosen_logprob"),
         "rejected_logprob": md.get("rejected_logprob"), "crosscheck": md.get("crosscheck"),
+        "granularity": md.get("granularity", "path"),
+        "first_error": (md.get("first_error") or {}).get("statement"),
         "model": model[0], "model_fingerprint": model[1],
         "sampling_temperature": s.get("temperature"), "sampling_top_p": s.get("top_p"),
         "sampling_max_new_tokens": s.get("max_new_tokens"), "sampling_n": s.get("n"),
@@ -122,7 +124,7 @@ def collect(out: Path, rounds: Sequence[int]) -> tuple[list[dict[str, Any]], dic
     records: list[dict[str, Any]] = []
     seen: set[str] = set()
     info: dict[str, Any] = {"rounds": list(rounds), "per_round": {}, "duplicates": 0, "models": [],
-                            "filters": {}, "crosscheck": {}, "verifiers": {}}
+                            "filters": {}, "crosscheck": {}, "verifiers": {}, "steps": {}}
     for k in rounds:
         rdir = out / f"round_{k}"
         programs = _programs(rdir)
@@ -154,6 +156,9 @@ def collect(out: Path, rounds: Sequence[int]) -> tuple[list[dict[str, Any]], dic
         filters = (io.read_json(rdir / "filters.json") if (rdir / "filters.json").exists() else {}) or {}
         info["filters"][k] = {name: c for name, c in filters.items()
                               if isinstance(c, dict) and not name.endswith(("_info", "_precision"))}
+        steps = {name: filters[name] for name in ("steps", "steps_info", "format_info") if filters.get(name)}
+        if steps:
+            info["steps"][k] = steps
         cross = {name: filters[name] for name in ("crosscheck", "crosscheck_info", "pseudo_label_precision")
                  if isinstance(filters.get(name), dict) and filters[name]}
         if cross:

@@ -13,6 +13,7 @@ from typing import Any
 from selfplay import __version__
 from selfplay.core import io
 from selfplay.inspect.export_schema import COLUMNS, EMBEDDED_HUB_ID
+from selfplay.inspect.report_tables import step_check_section
 
 
 def size_category(n: int) -> str:
@@ -55,6 +56,7 @@ def card_text(out: Path, records: list[dict[str, Any]], info: dict[str, Any], *,
                      "versions": {"run_selfplay": run_versions.get("selfplay"), **_versions()}},
         "filters": {str(k): v for k, v in info["filters"].items()},
         "label_crosscheck": {str(k): v for k, v in info["crosscheck"].items()},
+        "step_check": {str(k): v for k, v in info["steps"].items()},
     }
     data = DatasetCardData(
         license=license, language=["en"], pretty_name=name, size_categories=[size_category(len(records))],
@@ -92,6 +94,7 @@ def card_text(out: Path, records: list[dict[str, Any]], info: dict[str, Any], *,
              "## Filters (drops by reason)", "", "| round | filter | dropped |", "|---|---|---|"]
     for k, fl in info["filters"].items():
         body += [f"| {k} | {name} | {_fmt_counts(c)} |" for name, c in fl.items()] or [f"| {k} | - | none |"]
+    body += [""] + step_check_section(info["steps"])[:-1] if info["steps"] else []
     if info["crosscheck"]:
         body += ["", "## Label cross-check", ""]
         body += [f"- round {k}: " + "; ".join(f"{_CHECKS.get(name, name)}: {_fmt_counts(c)}" for name, c in cc.items())

@@ -28,6 +28,8 @@ COLUMNS = {  # name -> (datasets type, meaning) ; the card's field table is made
     "chosen_logprob": ("float64", "mean token log-probability of chosen under the sampling model"),
     "rejected_logprob": ("float64", "mean token log-probability of rejected under the sampling model"),
     "crosscheck": ("string", "math-verify's class when the run cross-checked labels (verify.crosscheck)"),
+    "granularity": ("string", "path (whole reasoning paths) or step (pair.step_pairs: a shared prefix, then one step each)"),
+    "first_error": ("string", "rejected (cot): its first false arithmetic statement, found by the step checker"),
     "model": ("string", "sampling model: hub id, or path relative to the run directory"),
     "model_fingerprint": ("string", "content hash of the sampling model's files (none for a hub id)"),
     "sampling_temperature": ("float64", "sampling temperature"),

@@ -72,6 +72,8 @@ def quality_sections(run: dict[str, Any]) -> list[str]:
         md += ["## Pseudo-labels (majority vote)", "", "Problems without a gold labelled by the vote of their "
                "paths; the same vote on problems with a gold measures its precision (majority = gold).", "",
                table(["round", "pseudo-labelled", "gold problems voted", "majority = gold", "precision"], prows), ""]
+    md += step_check_section({k: {name: (st.get("filters") or {}).get(name) for name in ("steps", "steps_info", "format_info")}
+                              for k, st in stats if (st.get("filters") or {}).get("steps_info")})
     drows = [[str(k)] + [num((st.get("diversity") or {}).get(key)) for key in _DIVERSITY_KEYS]
              for k, st in stats if st.get("diversity")]
     if drows:
@@ -81,6 +83,27 @@ def quality_sections(run: dict[str, Any]) -> list[str]:
     if warns:
         md += ["## Collapse warnings", ""] + warns + [""]
     return md
+
+
+def step_check_section(steps: dict[int, dict[str, Any]]) -> list[str]:
+    """Per round: the chosen step check (paths checked, statements by verdict, flawed right-answer
+    paths by flaw and what was done with them) and \\boxed{} adherence."""
+    if not steps:
+        return []
+    out = ["## Chosen paths: right all the way", "",
+           "Every correct reasoning path was step-checked before pairing (selfplay's `verifiers.steps`): a path "
+           "with a false arithmetic statement (`false_step`) or whose answer is a computation left undone "
+           "(`unevaluated_answer`, e.g. \"the answer is 3 + 7\") is never `chosen`.", "",
+           "| round | paths checked | statements true / false / unknown | flawed (never chosen) | kept as rejected "
+           "| boxed: paths / chosen | step pairs |", "|---|---|---|---|---|---|---|"]
+    for k, st in steps.items():
+        si, fi = st.get("steps_info") or {}, st.get("format_info") or {}
+        stm = si.get("statements") or {}
+        flawed = ", ".join(f"{a}: {b}" for a, b in (st.get("steps") or {}).items() if b) or "none"
+        out.append(f"| {k} | {si.get('checked', '-')} | {stm.get('true', '-')} / {stm.get('false', '-')} / "
+                   f"{stm.get('unknown', '-')} | {flawed} | {si.get('kept_as_rejected', 0)} | "
+                   f"{fi.get('paths_boxed', '-')} / {fi.get('chosen_boxed', '-')} | {fi.get('step_pairs', 0)} |")
+    return out + [""]
 
 
 def gains(run: dict[str, Any], sets: list[str]) -> list[dict[str, Any]]:

@@ -234,11 +234,12 @@ def stage_pair(ctx: RoundContext, problems: Sequence[Problem], rollouts: dict[st
 
     def make(p: Problem, rs: list[Rollout], rate: float | None) -> list[Pair]:
         return make_pairs(p, rs, max_pairs=ctx.cfg.pair.max_pairs_per_problem, round_idx=ctx.round_idx,
-                          seed=ctx.cfg.run.seed, model=ctx.model, sampling=sampling, rate=rate)
-
+                          seed=ctx.cfg.run.seed, model=ctx.model, sampling=sampling, rate=rate,
+                          step_pairs=ctx.cfg.pair.step_pairs)
 
     problems, rollouts, pseudo = pseudo_label(problems, rollouts, ctx.verifier(), ctx.cfg)
-    pairs, counts = curate_pairs(problems, rollouts, ctx.cfg.filters, make, crosscheck=ctx.cfg.verify.crosscheck)
+    pairs, counts = curate_pairs(problems, rollouts, ctx.cfg.filters, make, crosscheck=ctx.cfg.verify.crosscheck,
+                                 pair=ctx.cfg.pair)
     counts.update(pseudo)
     io.write_json(ctx.dir / "filters.json", counts)
     faults.point("pair:filters")  # filters.json written, pairs.jsonl not yet
