@@ -42,6 +42,8 @@ MAX_CHARS = 20_000  # text checked per completion; the rest is reported as trunc
 MAX_STATEMENTS = 256
 MAX_DIGITS = 40  # a number longer than this is too_large
 MAX_EXPONENT = 64
+MAX_NESTING = 40  # parentheses, minus signs and powers nested in one side
+MAX_SIDE_TOKENS = 400
 
 
 @dataclass(frozen=True)
@@ -137,6 +139,10 @@ def _rewrite(text: str, lo: int, hi: int, out: list[str], pos: list[int], depth:
             emit("^" if power else "  ", i)
             i += 2
             continue
+        if c == "–" and i > lo and text[i - 1] == " " and i + 1 < hi and text[i + 1] == " ":
+            emit("-", i)  # "5/5 – 1/5": a spaced en dash is a minus sign (unspaced, "3–5" is a range)
+            i += 1
+            continue
         emit(_CHARS.get(c, c), i)
         i += 1
 
@@ -146,9 +152,9 @@ def _rewrite(text: str, lo: int, hi: int, out: list[str], pos: list[int], depth:
 NUM, OP, LP, RP, REL, WORD, PUNCT, GLUED = "num", "op", "lp", "rp", "rel", "word", "punct", "glued"
 
 _TOKEN_RE = re.compile(
-    r"(?P<which>,?[ \t]*\b(?:which|that)[ \t]+(?:is|equals|gives|makes)(?:[ \t]+equal[ \t]+to)?\b)"
+    r"(?P<which>,?[ \t]*\bwhich[ \t]+(?:is|equals|gives|makes)(?:[ \t]+equal[ \t]+to)?\b)"
     r"|(?P<num>(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)(?P<pct>[ \t]*(?:%|percent\b))?"
-    r"|(?P<rel>=+|≈|\bis[ \t]+equal[ \t]+to\b|\bequal[ \t]+to\b|\bequals\b|\bis[ \t]+approximately\b|"
+    r"|(?P<rel>=+|≈|\bis[ \t]+equal[ \t]+to\b|\bis[ \t]+equivalent[ \t]+to\b|\bequal[ \t]+to\b|\bequals\b|\bis[ \t]+approximately\b|"
     r"\bis\b|\bmakes\b|\bgives\b)"
     r"|(?P<wop>\bplus\b|\bminus\b|\btimes\b|\bmultiplied[ \t]+by\b|\bdivided[ \t]+by\b)"
     r"|(?P<op>[-+*/^])|(?P<lp>\()|(?P<rp>\))"
@@ -166,6 +172,7 @@ class _Tok:
     pct: bool = False
     approx: bool = False  # a relation: ≈, "is approximately"
     weak: bool = False  # a relation in words (is, makes, gives, which is): needs a computation on its left
+    word: bool = False  # an operator or relation written as a word (plus, divided by; is, equals)
 
 
 def _number(s: str) -> Fraction | None:
@@ -185,18 +192,20 @@ def _tokens(s: str) -> list[_Tok]:
         if kind == "num":
             val = _number(m.group("num"))
             after_x = bool(toks) and toks[-1].kind == OP and toks[-1].end == a
-            glued = (a > 0 and (s[a - 1].isalpha() or s[a - 1] in "_\\") and not after_x) or (
+            digits = m.group("num")
+            glued = (len(digits) > 1 and digits[0] == "0" and digits[1].isdigit()) or (  # "0900": a time
+                a > 0 and (s[a - 1].isalpha() or s[a - 1] in "_\\") and not after_x) or (
                 b < len(s) and (s[b].isalpha() or s[b] == "_") and not _times_x(s, b))
-            toks.append(_Tok(GLUED if glued or val is None else NUM, m.group("num"), a, b, val,
+            toks.append(_Tok(GLUED if glued else NUM, m.group("num"), a, b, val,
                              pct=m.group("pct") is not None))
         elif kind == "which":
-            toks.append(_Tok(REL, "which", a, b, weak=True))
+            toks.append(_Tok(REL, "which", a, b, weak=True, word=True))
         elif kind == "rel":
             t = " ".join(m.group(0).lower().split())
             toks.append(_Tok(REL, "=", a, b, approx=t in ("≈", "is approximately"),
-                             weak=t in ("is", "makes", "gives", "is approximately")))
+                             weak=t in ("is", "makes", "gives", "is approximately"), word=t[0].isalpha()))
         elif kind == "wop":
-            toks.append(_Tok(OP, _WORD_OPS[m.group(0).split()[0].lower()], a, b))
+            toks.append(_Tok(OP, _WORD_OPS[m.group(0).split()[0].lower()], a, b, word=True))
         elif kind == "op":
             bullet = m.group(0) in "-*+" and b < len(s) and s[b] in " \t" and _line_start(s, a)
             toks.append(_Tok(PUNCT if bullet else OP, m.group(0), a, b))  # "- 7 + 6 = 13": a list item
@@ -204,7 +213,9 @@ def _tokens(s: str) -> list[_Tok]:
             toks.append(_Tok(LP if kind == "lp" else RP, m.group(0), a, b))
         elif kind == "word":
             w = m.group(0).lower()
-            if w == "x" and toks and toks[-1].kind in (NUM, RP) and _next_is_number(s, b):
+            after_quantity = toks and (toks[-1].kind in (NUM, RP) or (
+                toks[-1].kind == WORD and len(toks) > 1 and toks[-2].kind == NUM))  # "2.5 liter x 8"
+            if w == "x" and after_quantity and _next_is_number(s, b):
                 toks.append(_Tok(OP, "*", a, b))
             elif w == "of" and toks and (toks[-1].pct or toks[-1].kind == RP) and _next_is_number(s, b):
                 toks.append(_Tok(OP, "*", a, b))  # "50% of 20", "(1/2) of 10"
@@ -246,6 +257,10 @@ _LEFT_MODIFIERS = frozenset({"of", "by", "than", "from", "times", "plus", "minus
                              "per", "over", "into", "each", "every", "squared", "cubed", "point"})
 # A word before a run that joins it to a number before it only when its first side is bare:
 # "the sum of 3 and 4 = 7" (not a claim that 4 = 7).
+# A word before a number that makes it a label, not a quantity ("day 1 * 2", "Week 4 = ...").
+_LABELS = frozenset({"day", "week", "weeks", "step", "steps", "page", "pages", "year", "chapter", "grade", "level",
+                     "part", "room", "number", "no", "question", "problem", "round", "line", "item", "month",
+                     "months", "days", "years", "hour", "hours", "minute", "minutes", "row", "column", "floor"})
 _LEFT_JOINERS = frozenset({"and", "or", "to", "with", "between", "plus", "add", "subtract", "minus"})
 # A word after a run that changes its last side: "= 5 more than 3", "= 2 hundred", "= 3 r 1".
 _RIGHT_MODIFIERS = frozenset({"more", "less", "than", "times", "of", "plus", "minus", "x", "hundred",
@@ -253,7 +268,7 @@ _RIGHT_MODIFIERS = frozenset({"more", "less", "than", "times", "of", "plus", "mi
                               "halves", "third", "thirds", "quarter", "quarters", "fifth", "fifths",
                               "squared", "cubed", "divided", "multiplied", "over", "per", "point",
                               "remainder", "r", "with", "hundreds", "thousands", "millions", "fewer",
-                              "to"})
+                              "to", "cents", "cent", "pence", "penny", "pennies"})
 # After "of", a side is read as is ("a total of 6 + 4 = 10") unless "of" follows a number or a
 # word that multiplies ("half of", "3 times of", "2 dozen of").
 _OF_MULTIPLIERS = _RIGHT_MODIFIERS | {"twice", "double", "triple", "thrice", "percent", "fraction", "product"}
@@ -270,7 +285,8 @@ _IN_RUN = (NUM, OP, LP, RP, REL)
 
 
 def _unit(w: str) -> bool:
-    return w not in _MULTIPLIER_UNITS and w not in _NOT_UNITS and w not in _MATH_FUNCTIONS
+    """A word that may name a unit; one letter is a variable ("4 W^2"), not a unit."""
+    return len(w) > 1 and w not in _MULTIPLIER_UNITS and w not in _NOT_UNITS and w not in _MATH_FUNCTIONS
 
 
 def _runs(toks: list[_Tok]) -> Iterator[tuple[int, int, list[str]]]:
@@ -290,7 +306,7 @@ def _runs(toks: list[_Tok]) -> Iterator[tuple[int, int, list[str]]]:
                     break
                 j += 1
             elif (nxt.kind == WORD and toks[j].kind == NUM and _unit(nxt.text) and j + 2 < n
-                  and toks[j + 2].kind in (OP, REL) and toks[j + 2].text != "which"):
+                  and toks[j + 2].kind in (OP, REL) and toks[j + 2].text not in ("which", "^")):
                 units.append(nxt.text)
                 j += 2  # the unit and the operator or relation after it
             else:
@@ -371,12 +387,18 @@ def _parse(toks: list[_Tok], pct_scale: Fraction) -> tuple[Fraction, bool]:
         return base
 
     def atom() -> Fraction:
-        nonlocal pos
+        nonlocal pos, has_op
         t = peek()
         if t is None:
             raise _Unreadable("side ends early")
-        if t.kind == NUM and t.value is not None:
+        if t.kind == NUM:
+            if t.value is None:
+                raise _TooLarge()  # over MAX_DIGITS digits
             pos += 1
+            if not t.pct and pos + 1 < len(toks) and _tight_fraction(t, toks[pos], toks[pos + 1]):
+                pos += 2  # "28 / 1/5": a fraction written without spaces is one number
+                has_op = True
+                return t.value / toks[pos - 1].value
             return t.value * pct_scale if t.pct else t.value
         if t.kind == LP:
             pos += 1
@@ -396,6 +418,11 @@ def _parse(toks: list[_Tok], pct_scale: Fraction) -> tuple[Fraction, bool]:
     return value, has_op
 
 
+def _tight_fraction(a: _Tok, slash: _Tok, b: _Tok) -> bool:
+    return (slash.kind == OP and slash.text == "/" and b.kind == NUM and not b.pct and b.value
+            and a.end == slash.start and slash.end == b.start)
+
+
 def _bound(v: Fraction) -> None:
     if abs(v.numerator).bit_length() > 4 * MAX_DIGITS or v.denominator.bit_length() > 4 * MAX_DIGITS:
         raise _TooLarge()
@@ -406,27 +433,32 @@ _PERCENT, _LABEL = Fraction(1, 100), Fraction(1)
 
 def _side(toks: list[_Tok]) -> tuple[dict[Fraction, Fraction] | None, bool, str]:
     """Values of a side per reading of % ({scale: value}), whether it has an operator, and the
-    reason when it does not parse (values None). A % inside a computation is always /100; a
-    side that is one bare n% may also be a label ("= 20%" after "0.2 * 100"), read both ways."""
-    bare_pct = len(toks) == 1 and toks[0].pct
+    reason when it does not parse (values None). A side with a % is read both ways: n/100
+    ("50% of 20") and n with % as a label ("0.2 * 100 = 20%", "1.2 x 100% = 120")."""
+    has_pct = any(t.pct for t in toks)
+    depth = deepest = 0
+    for k, t in enumerate(toks):  # bounded recursion: the parser nests per parenthesis, unary minus and power
+        unary = t.kind == OP and t.text == "-" and (k == 0 or toks[k - 1].kind in (OP, LP))
+        depth += (t.kind == LP or unary or (t.kind == OP and t.text == "^")) - (t.kind == RP)
+        deepest = max(deepest, depth)
+    if deepest > MAX_NESTING or len(toks) > MAX_SIDE_TOKENS:
+        return None, any(t.kind == OP for t in toks), "too_large"
     values: dict[Fraction, Fraction] = {}
     has_op = False
-    for scale in (_PERCENT, _LABEL) if bare_pct else (_PERCENT,):
+    for scale in (_PERCENT, _LABEL) if has_pct else (_PERCENT,):
         try:
             values[scale], has_op = _parse(toks, scale)
-        except _TooLarge:
-            return None, False, "too_large"
-        except _Unreadable:
-            return None, False, "unreadable"
+        except (_TooLarge, _Unreadable) as e:  # still a computation when it has an operator
+            return None, any(t.kind == OP for t in toks), "too_large" if isinstance(e, _TooLarge) else "unreadable"
     return values, has_op, ""
 
 
 # ---------------------------------------------------------------- 5. judge
 
 def _decimals(toks: list[_Tok]) -> int | None:
-    """Decimal places of a side that is one decimal literal (no %), else None."""
-    if len(toks) == 1 and toks[0].kind == NUM and not toks[0].pct and "." in toks[0].text:
-        return len(toks[0].text.split(".", 1)[1])
+    """Decimal places of a side that is one decimal literal, else None (33.3% has 3: it is 0.333)."""
+    if len(toks) == 1 and toks[0].kind == NUM and "." in toks[0].text:
+        return len(toks[0].text.split(".", 1)[1]) + (2 if toks[0].pct else 0)
     return None
 
 
@@ -439,8 +471,10 @@ def _compare(a: Fraction, b: Fraction, a_toks: list[_Tok], b_toks: list[_Tok], a
         ulp = Fraction(1, 10 ** max(places))
         if diff <= ulp / 2:
             return TRUE, "rounded"
-        if diff <= ulp:
-            return UNKNOWN_STEP, "truncated"
+        exact, shown = (b, a) if _decimals(a_toks) is not None else (a, b)
+        cut = Fraction(int(abs(exact) / ulp)) * ulp * (1 if exact >= 0 else -1)
+        if shown == cut:
+            return UNKNOWN_STEP, "truncated"  # digits cut, not rounded: sloppy, not surely false
     if approx:
         scale = max(abs(a), abs(b))
         if scale and diff / scale <= Fraction(1, 100):
@@ -487,6 +521,63 @@ def _balanced(toks: list[_Tok]) -> list[_Tok]:
     return [t for k, t in enumerate(toks) if k not in drop]
 
 
+def _rel_depths(run: list[_Tok]) -> list[int]:
+    """The parenthesis depth at each relation of a run."""
+    depth, out = 0, []
+    for t in run:
+        depth += (t.kind == LP) - (t.kind == RP)
+        if t.kind == REL:
+            out.append(depth)
+    return out
+
+
+def _opens_inside(raw: list[_Tok], first: bool) -> bool:
+    """The first side closes a parenthesis opened before the run ("(age - 1) x 2"), or opens one
+    after its start ("600/(3+1=4)"); the last side opens one it does not close ("= 4 (2 + 2"...)."""
+    unmatched_close, opened_at = False, []
+    for k, t in enumerate(raw):
+        if t.kind == LP:
+            opened_at.append(k)
+        elif t.kind == RP:
+            if opened_at:
+                opened_at.pop()
+            else:
+                unmatched_close = True
+    if first:
+        return unmatched_close or any(k > 0 for k in opened_at)
+    return bool(opened_at) and any(k < len(raw) - 1 for k in opened_at)
+
+
+def _range(toks: list[_Tok]) -> bool:
+    """a-b with no spaces after a word: a range ("Weeks 1-2"), not a subtraction."""
+    return (len(toks) == 3 and toks[0].kind == NUM and toks[1].text == "-" and toks[2].kind == NUM
+            and toks[0].end == toks[1].start and toks[1].end == toks[2].start)
+
+
+def _share(toks: list[_Tok]) -> bool:
+    """A side that is one fraction a/b or one percent: in words it names a share of something."""
+    core = [t for t in toks if t.kind not in (LP, RP)]
+    return (len(core) == 1 and core[0].pct) or (
+        len(core) == 3 and core[0].kind == NUM == core[2].kind and core[1].text == "/" and not core[1].word)
+
+
+def _mixed_forms(a: list[_Tok], b: list[_Tok], rel: _Tok) -> bool:
+    """An operator in words on one side of a symbolic "=" whose other side is symbolic
+    ("8*45 = 360 divided by 5 is 72"): the words start a new sentence, not this side."""
+    def ops(toks: list[_Tok], word: bool) -> bool:
+        return any(t.kind == OP and t.word == word for t in toks)
+    return not rel.word and ((ops(a, True) and ops(b, False)) or (ops(b, True) and ops(a, False)))
+
+
+def _unit_label(a_raw: list[_Tok], a_op: bool, b_raw: list[_Tok], b_op: bool) -> bool:
+    """A bare quantity with a unit set equal to a computation without units ("8 coins = 8 * 10",
+    "1 apples = 1 * 2"): the writer converts or relabels; what is claimed is not arithmetic."""
+    def unit(raw: list[_Tok]) -> bool:
+        return any(t.kind == WORD for t in raw)
+    return (not a_op and unit(a_raw) and b_op and not unit(b_raw)) or (not b_op and unit(b_raw) and a_op
+                                                                       and not unit(a_raw))
+
+
 def _of_multiplies(toks: list[_Tok], k: int) -> bool:
     """Whether the "of" at k takes a multiplier before it ("half of", "20% of"), not a noun."""
     before = toks[k - 1] if k > 0 else None
@@ -503,7 +594,8 @@ def _and_continues(toks: list[_Tok], k: int) -> bool:
 
 
 def _fraction_only(toks: list[_Tok]) -> bool:
-    """toks start with a/b that no relation follows: the fraction of a mixed number."""
+    """toks start with a/b (or (a/b)) that no relation follows: the fraction of a mixed number."""
+    toks = [t for t in toks if t.kind != LP]
     kinds = [t.kind for t in toks[:3]]
     return (kinds == [NUM, OP, NUM] and toks[1].text == "/"
             and not (len(toks) > 3 and toks[3].kind in (REL, OP)))
@@ -529,28 +621,47 @@ def _statements(s: str, toks: list[_Tok]) -> Iterator[tuple[int, int, str, str, 
             or (prev.kind == WORD and prev.text == "and" and i >= 2 and toks[i - 2].kind == NUM
                 and len(side_toks[0]) == 3 and side_toks[0][1].text == "/")  # "3 and 1/2 = 3.5"
             or (prev.kind == PUNCT and prev.text in ".:,/!" and prev.start > 0 and s[prev.start - 1].isdigit()
-                and prev.end == run[0].start))
+                and prev.end == run[0].start)
+            or (prev.kind == PUNCT and prev.text == "," and prev.start > 0 and s[prev.start - 1].isdigit()
+                and run[0].kind == NUM and len(run[0].text) == 3)  # "14, 400": a thousands comma and a stray space
+            or (prev.kind == WORD and _range(side_toks[0]))  # "Weeks 1-2", "pages 3-5"
+            or (prev.kind == WORD and prev.text in _LABELS)  # "on day 1 * 2 = 20"
+            or (prev.kind == PUNCT and prev.text in ".," and i >= 2 and toks[i - 2].kind == OP)  # ".8 + . 84"
+            or _opens_inside(run[cuts[0] + 1:cuts[1]], first=True))
         right_partial = after is not None and (
             after.kind == GLUED or (after.kind == WORD and after.text in _RIGHT_MODIFIERS)
             or (after.kind == WORD and after.text == "and" and _and_continues(toks, j + 1))
-            or (after.kind == PUNCT and after.text in "/:!" and after.start == run[-1].end))
+            or (after.kind == PUNCT and after.text in "/:!" and after.start == run[-1].end)
+            or (after.kind == PUNCT and after.start == run[-1].end and s.startswith("...", after.start))  # 8.333...%
+            or _opens_inside(run[cuts[-2] + 1:cuts[-1]], first=False))
         any_op = any(sd[1] for sd in sides)
+        nested = len(set(_rel_depths(run))) > 1  # "600/(3+1=4) = 150": a relation inside a side
         mixed_units = len({u[:-1] if u.endswith("s") else u for u in units}) > 1
         for k in range(len(sides) - 1):
             a, b = sides[k], sides[k + 1]
             rel = run[rels[k]]
             if not side_toks[k] or not side_toks[k + 1]:
                 continue  # "x = 5", "The answer is 3 + 7": a relation with an empty side
+            if k == 0 and side_toks[0][0].kind == OP and (side_toks[0][0].text != "-" or (
+                    prev is not None and prev.kind in (WORD, GLUED, RP))):
+                continue  # "2x + 3 = 13", "(age - 1) x 2 = 15": the left side began in words before the run
             if not any_op and not (a[1] or b[1]):
                 continue  # two bare numbers outside any computation: not a statement
-            if rel.weak and k == 0 and not a[1]:
-                continue  # "Step 2 is 5 + 3", "2, which is ...": words, not a claim about 2
+            if k == 0 and not a[1] and prev is not None and prev.kind == WORD:
+                continue  # "Week 4 = 48 + 48", "costs 8 = ...": a number that labels or belongs to the words
+            if rel.word and (_share(side_toks[k]) or _share(side_toks[k + 1])):
+                continue  # "2/3 is equal to $20", "1% is $4.50": a share of some quantity, not arithmetic
+            if rel.weak and not a[1] and (k == 0 or not side_toks[k - 1]):
+                continue  # "Step 2 is 5 + 3", "the coin is 4, which is ...": words, not a claim about 2 or 4
+            if _unit_label(run[cuts[k] + 1:cuts[k + 1]], a[1], run[cuts[k + 1] + 1:cuts[k + 2]], b[1]):
+                yield side_toks[k][0].start, side_toks[k + 1][-1].end, UNKNOWN_STEP, "units", _fmt(a[0]), _fmt(b[0])
+                continue
             first, last = k == 0, k + 1 == len(sides) - 1
             lp, rp = first and left_partial, last and right_partial
             start, end = side_toks[k][0].start, side_toks[k + 1][-1].end
             if (lp and not a[1]) or (rp and not a[1] and not b[1]):
                 continue  # a bare number that belongs to the words around it
-            if lp or rp:
+            if lp or rp or nested or _mixed_forms(side_toks[k], side_toks[k + 1], rel):
                 yield start, end, UNKNOWN_STEP, "partial", _fmt(a[0]), _fmt(b[0])
             elif mixed_units:
                 yield start, end, UNKNOWN_STEP, "units", _fmt(a[0]), _fmt(b[0])

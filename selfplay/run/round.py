@@ -217,7 +217,6 @@ def stage_solve(ctx: RoundContext, problems: Sequence[Problem]) -> tuple[dict[st
 
 def stage_pair(ctx: RoundContext, problems: Sequence[Problem], rollouts: dict[str, list[Rollout]]) -> list[Pair]:
     """Filter, pair and keep the best; filters.json (drop counts) is written before pairs.jsonl."""
-
     path = ctx.dir / "pairs.jsonl"
     todo = missing_rollouts(problems, rollouts)
     if todo:  # pairs from a partial round would be kept as final by every later run
@@ -229,22 +228,28 @@ def stage_pair(ctx: RoundContext, problems: Sequence[Problem], rollouts: dict[st
         return io.read_records(path, Pair.from_dict)
     provenance.record(path, entry)
     faults.point("pair:recorded")
-    s = ctx.cfg.solve
-    sampling = {"temperature": s.temperature, "top_p": s.top_p, "max_new_tokens": s.max_new_tokens, "n": s.samples}
-
-    def make(p: Problem, rs: list[Rollout], rate: float | None) -> list[Pair]:
-        return make_pairs(p, rs, max_pairs=ctx.cfg.pair.max_pairs_per_problem, round_idx=ctx.round_idx,
-                          seed=ctx.cfg.run.seed, model=ctx.model, sampling=sampling, rate=rate,
-                          step_pairs=ctx.cfg.pair.step_pairs)
-
-    problems, rollouts, pseudo = pseudo_label(problems, rollouts, ctx.verifier(), ctx.cfg)
-    pairs, counts = curate_pairs(problems, rollouts, ctx.cfg.filters, make, crosscheck=ctx.cfg.verify.crosscheck,
-                                 pair=ctx.cfg.pair)
-    counts.update(pseudo)
+    pairs, counts = pair_round(ctx.cfg, problems, rollouts, ctx.verifier(), round_idx=ctx.round_idx, model=ctx.model)
     io.write_json(ctx.dir / "filters.json", counts)
     faults.point("pair:filters")  # filters.json written, pairs.jsonl not yet
     io.write_jsonl(path, pairs)
     return pairs
+
+
+def pair_round(cfg: Config, problems: Sequence[Problem], rollouts: dict[str, list[Rollout]], verifier: Any, *,
+               round_idx: int, model: str) -> tuple[list[Pair], dict[str, Any]]:
+    """The pair stage's work, without its files: pseudo-labels and witnesses, filters, the step
+    check, pairing and keep-the-best; the pairs and filters.json's counts."""
+    s = cfg.solve
+    sampling = {"temperature": s.temperature, "top_p": s.top_p, "max_new_tokens": s.max_new_tokens, "n": s.samples}
+
+    def make(p: Problem, rs: list[Rollout], rate: float | None) -> list[Pair]:
+        return make_pairs(p, rs, max_pairs=cfg.pair.max_pairs_per_problem, round_idx=round_idx, seed=cfg.run.seed,
+                          model=model, sampling=sampling, rate=rate, step_pairs=cfg.pair.step_pairs)
+
+    problems, rollouts, pseudo = pseudo_label(problems, rollouts, verifier, cfg)
+    pairs, counts = curate_pairs(problems, rollouts, cfg.filters, make, crosscheck=cfg.verify.crosscheck, pair=cfg.pair)
+    counts.update(pseudo)
+    return pairs, counts
 
 
 def round_stats(ctx: RoundContext, problems: Sequence[Problem], rollouts: dict[str, list[Rollout]],

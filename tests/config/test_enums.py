@@ -26,6 +26,7 @@ def test_a_name_outside_the_enum_is_refused_with_its_field():
     from selfplay.config import load_config
 
     for field, value in [("run.executor", "slurm"), ("model.backend", "tgi"), ("pose.witness", "judge"),
-                         ("guard.train_on", "mixed"), ("train.precision", "fp8"), ("train.launcher", "torchrun")]:
+                         ("guard.train_on", "mixed"), ("train.precision", "fp8"), ("train.launcher", "torchrun"),
+                         ("pair.flawed_chosen", "keep")]:
         with pytest.raises(ValueError, match=f"config: {field}: "):
             load_config(None, {field: value})

@@ -4,7 +4,7 @@ import pytest
 from selfplay.cli.main import main
 from selfplay.core import io
 from selfplay.core.records import Pair, Problem, Rollout
-from selfplay.inspect.audit import audit_run
+from selfplay.inspect.audit import audit_run, audit_steps
 from selfplay.verify.crosscheck import MathVerifyChecker, classify_pairs, crosscheck_filter, mv_text
 
 
@@ -155,3 +155,21 @@ def test_crosscheck_is_off_by_default_and_validated(tmp_path):
         load_config(f)
     f.write_text("[verify]\ncrosscheck = true\n")
     assert load_config(f).verify.crosscheck is True
+
+
+def test_audit_steps_lists_chosen_with_false_or_unreadable_steps(tmp_path, capsys):
+    out = tmp_path / "run"
+    clean = pair("8", "8", "9", pid="clean")
+    false = Pair(prompt=clean.prompt, chosen=[{"role": "assistant", "content": "2 + 6 = 7, so 2 + 6 = 8."}],
+                 rejected=[{"role": "assistant", "content": "2 + 6 = 9."}],
+                 metadata={"problem_id": "false", "gold": "8", "chosen_extracted": "8", "rejected_extracted": "9"})
+    echo = Pair(prompt=clean.prompt, chosen=[{"role": "assistant", "content": "twice 2 + 6 = 16. So it is 2 + 6."}],
+                rejected=clean.rejected, metadata={"problem_id": "echo", "gold": "8", "chosen_extracted": "2 + 6",
+                                                   "rejected_extracted": "9"})
+    io.write_jsonl(out / "round_0" / "pairs.jsonl", [clean, false, echo])
+    total = audit_steps(out)
+    assert total == {"pairs": 3, "chosen_false": 1, "chosen_unknown": 1, "chosen_unevaluated": 1, "rejected_false": 1}
+    text = capsys.readouterr().out
+    assert "round_0/pairs.jsonl:2 false: '2 + 6 = 7' (wrong)" in text and "(partial)" in text
+    assert main(["audit", str(out), "--steps", "--round", "0"]) == 0
+    assert main(["audit", str(tmp_path / "nothing"), "--steps"]) == 2

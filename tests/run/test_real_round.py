@@ -1,6 +1,7 @@
 """One real round on the real embedded model with a tiny budget: pose (real sandbox), solve,
-verify (real verifier), pair, and checks that the pairs load with `datasets` and re-check
-independently with math-verify."""
+verify (real verifier), pair (step pairs on), and checks that the pairs load with `datasets`,
+re-check independently with math-verify, and that no chosen holds a false arithmetic statement
+or an unevaluated answer by a second, independently written checker (tests/independent_arith.py)."""
 import shutil
 
 import pytest
@@ -25,6 +26,8 @@ max_new_tokens = 96
 samples = 6
 max_new_tokens = 64
 batch_problems = 6
+[pair]
+step_pairs = true
 [train]
 enabled = false
 [eval]
@@ -50,6 +53,16 @@ def test_real_round_on_embedded_model(tmp_path):
 
     ds = datasets.load_dataset("json", data_files=str(rd / "pairs.jsonl"), split="train")
     assert len(ds) == len(pairs) and set(ds.column_names) >= {"prompt", "chosen", "rejected"}
+    from tests.independent_arith import false_statements, unevaluated_answer
+
+    filters = io.read_json(rd / "filters.json")
+    assert filters["steps_info"]["checked"] >= 1  # pairs exist, so correct paths were step-checked
+    assert set(filters["steps"]) == {"false_step", "unevaluated_answer", "no_boxed"}
+    for pr in pairs:
+        md = pr["metadata"]
+        if md["mode"] == "cot":
+            assert false_statements(pr["chosen"][0]["content"]) == [], pr["chosen"][0]["content"]
+            assert not unevaluated_answer(md["chosen_extracted"], md["gold"]), md["chosen_extracted"]
     for pr in pairs:  # independent re-check: chosen equals gold, rejected differs
         gold = parse(f"${pr['metadata']['gold']}$")
         assert verify(gold, parse(f"${pr['metadata']['chosen_extracted']}$"))

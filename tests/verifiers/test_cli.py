@@ -82,10 +82,30 @@ def test_missing_input_is_a_usage_error(tmp_path: Path) -> None:
     assert res.returncode == 2 and "nope.jsonl" in res.stderr
 
 
+def test_steps_batch_judges_each_text_and_reports_bad_lines(tmp_path: Path) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"text": "2 + 6 = 7. Then 2 + 6 = 8.", "id": 1}\n'
+                   "not json\n"
+                   '{"text": 5}\n'
+                   '{"body": "3 plus 4 is 7"}\n')
+    out = tmp_path / "out.jsonl"
+    res = _run("steps", str(src), "-o", str(out))
+    assert res.returncode == 0, res.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 4 and rows[0]["id"] == 1
+    assert [s["verdict"] for s in rows[0]["steps"]] == ["false", "true"]
+    assert rows[0]["first_false"]["text"] == "2 + 6 = 7" and rows[0]["counts"] == {"true": 1, "false": 1, "unknown": 0}
+    assert rows[1]["steps"] is None and rows[2]["steps"] is None and rows[3]["steps"] is None
+    assert f"{src}:2: invalid JSON" in res.stderr and f"{src}:3: field 'text' must be a string" in res.stderr
+    assert "verifiers steps: 4 lines, 2 statements: true=1, false=1, unknown=0" in res.stderr
+    res = _run("steps", str(src), "--field", "body")
+    assert res.returncode == 0 and json.loads(res.stdout.splitlines()[3])["counts"]["true"] == 1
+
+
 def test_help_lists_both_commands() -> None:
     res = _run("--help")
     assert res.returncode == 0
-    assert "math IN.jsonl" in res.stdout and "run-code FILE.py" in res.stdout
+    assert "math IN.jsonl" in res.stdout and "run-code FILE.py" in res.stdout and "steps IN.jsonl" in res.stdout
     sub = _run("math", "--help")
     assert all(opt in sub.stdout for opt in ("-o OUT.jsonl", "--workers", "--timeout"))
     sub = _run("run-code", "--help")
