@@ -8,6 +8,7 @@ import sys
 import tempfile
 from collections import Counter, deque
 from concurrent.futures import Future
+from contextlib import contextmanager
 from typing import IO, Any, Iterator
 
 from .verdict import UNKNOWN, Verdict
@@ -108,6 +109,47 @@ def _open_out(path: str | None) -> tuple[IO[bytes], str | None]:
     return os.fdopen(fd, "wb"), tmp
 
 
+class _IOFailed(Exception):
+    """An input or output could not be opened or moved into place (its one error line is printed)."""
+
+
+@contextmanager
+def _jsonl_io(args: argparse.Namespace) -> Iterator[tuple[IO[bytes], IO[bytes]]]:
+    """(input, output) of a JSONL command: args.input ('-': stdin), args.output (atomic, see
+    _open_out / _close_out). Raises _IOFailed after printing `error: cannot read/write ...`."""
+    try:
+        fin = sys.stdin.buffer if args.input == "-" else open(args.input, "rb")
+    except OSError as e:
+        print(f"error: cannot read {args.input}: {e.strerror}", file=sys.stderr)
+        raise _IOFailed from None
+    try:
+        out, tmp = _open_out(args.output)
+    except OSError as e:
+        print(f"error: cannot write {args.output}: {e.strerror}", file=sys.stderr)
+        if fin is not sys.stdin.buffer:
+            fin.close()
+        raise _IOFailed from None
+    ok = False
+    try:
+        yield fin, out
+        out.flush()
+        ok = True
+    finally:
+        if fin is not sys.stdin.buffer:
+            fin.close()
+        failed = _close_out(out, tmp, args.output, ok) != 0
+    if failed:
+        raise _IOFailed
+
+
+def _count_lines(path: str) -> int | None:
+    """Non-blank lines of a file (None for stdin): one cheap pass so a bar can show an ETA."""
+    if path == "-":
+        return None
+    with open(path, "rb") as f:
+        return sum(1 for line in f if line.strip())
+
+
 def _close_out(out: IO[bytes], tmp: str | None, target: str | None, ok: bool) -> int:
     """Finish an output opened by _open_out: move the temp file into place (atomic: readers
     never see a half-written file) when `ok`, else remove it. 2 when the move failed."""
@@ -130,25 +172,10 @@ def cmd_math(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .pool import MathVerifier
-    try:
-        fin = sys.stdin.buffer if args.input == "-" else open(args.input, "rb")
-    except OSError as e:
-        print(f"error: cannot read {args.input}: {e.strerror}", file=sys.stderr)
-        return 2
-    total = None
-    if fin is not sys.stdin.buffer:
-        with open(args.input, "rb") as f:  # one cheap pass so the bar can show an ETA
-            total = sum(1 for line in f if line.strip())
-    try:
-        out, tmp = _open_out(args.output)
-    except OSError as e:
-        print(f"error: cannot write {args.output}: {e.strerror}", file=sys.stderr)
-        return 2
     counts: Counter = Counter()
-    ok = False
     try:
-        with MathVerifier(workers=args.workers, timeout=args.timeout) as mv, \
-                tqdm(total=total, unit="line", file=sys.stderr, disable=args.quiet,
+        with _jsonl_io(args) as (fin, out), MathVerifier(workers=args.workers, timeout=args.timeout) as mv, \
+                tqdm(total=_count_lines(args.input), unit="line", file=sys.stderr, disable=args.quiet,
                      dynamic_ncols=True) as bar:
             window: deque[tuple[dict, Future | Verdict]] = deque()
             # Lines wait here, in input order, until their verdict is known. The bound is
@@ -176,13 +203,8 @@ def cmd_math(args: argparse.Namespace) -> int:
                     window.append((rec, mv.submit(str(rec["gold"]), str(rec["pred"]))))
                 flush(block=False)
             flush(block=True)
-        out.flush()
-        ok = True
-    finally:
-        if fin is not sys.stdin.buffer:
-            fin.close()
-        if _close_out(out, tmp, args.output, ok) != 0:
-            return 2
+    except _IOFailed:
+        return 2
     if not counts:
         print(f"{args.input}: no records", file=sys.stderr)
         return 0
@@ -195,42 +217,26 @@ def cmd_steps(args: argparse.Namespace) -> int:
     import time
 
     from .steps import check_steps
-    try:
-        fin = sys.stdin.buffer if args.input == "-" else open(args.input, "rb")
-    except OSError as e:
-        print(f"error: cannot read {args.input}: {e.strerror}", file=sys.stderr)
-        return 2
-    try:
-        out, tmp = _open_out(args.output)
-    except OSError as e:
-        print(f"error: cannot write {args.output}: {e.strerror}", file=sys.stderr)
-        fin.close()
-        return 2
     counts: Counter = Counter()
     lines, busy = 0, 0.0
-    ok = False
     try:
-        for n, rec, err in _records(args.input, fin, fields=(args.field,), numbers=False):
-            lines += 1
-            if err is not None:
-                print(f"{args.input}:{n}: {err}", file=sys.stderr)
-                out.write(_dumps({**(rec or {}), "steps": None}))
-                continue
-            t0 = time.perf_counter()
-            report = check_steps(rec[args.field])
-            busy += time.perf_counter() - t0
-            counts.update(report.counts)
-            first = report.first_false
-            out.write(_dumps({**rec, "steps": [st.to_dict() for st in report.steps],
-                              "first_false": first.to_dict() if first else None,
-                              "counts": report.counts, "truncated": report.truncated}))
-        out.flush()
-        ok = True
-    finally:
-        if fin is not sys.stdin.buffer:
-            fin.close()
-        if _close_out(out, tmp, args.output, ok) != 0:
-            return 2
+        with _jsonl_io(args) as (fin, out):
+            for n, rec, err in _records(args.input, fin, fields=(args.field,), numbers=False):
+                lines += 1
+                if err is not None:
+                    print(f"{args.input}:{n}: {err}", file=sys.stderr)
+                    out.write(_dumps({**(rec or {}), "steps": None}))
+                    continue
+                t0 = time.perf_counter()
+                report = check_steps(rec[args.field])
+                busy += time.perf_counter() - t0
+                counts.update(report.counts)
+                first = report.first_false
+                out.write(_dumps({**rec, "steps": [st.to_dict() for st in report.steps],
+                                  "first_false": first.to_dict() if first else None,
+                                  "counts": report.counts, "truncated": report.truncated}))
+    except _IOFailed:
+        return 2
     if not lines:
         print(f"{args.input}: no records", file=sys.stderr)
         return 0

@@ -503,11 +503,10 @@ def _fmt(vals: dict[Fraction, Fraction] | None) -> str | None:
     return str(v.numerator) if v.denominator == 1 else f"{v.numerator}/{v.denominator}"
 
 
-def _balanced(toks: list[_Tok]) -> list[_Tok]:
-    """A side without its unit words and without parentheses that close or open outside it
-    ("(2 + 6 = 8)": the sides are "2 + 6" and "8")."""
-    toks = [t for t in toks if t.kind != WORD]
-    drop: set[int] = set()
+def _unmatched(toks: list[_Tok]) -> tuple[list[int], list[int]]:
+    """Indices of the closing parentheses with no opening one before them, and of the opening
+    ones never closed."""
+    closes: list[int] = []
     opened: list[int] = []
     for k, t in enumerate(toks):
         if t.kind == LP:
@@ -516,8 +515,16 @@ def _balanced(toks: list[_Tok]) -> list[_Tok]:
             if opened:
                 opened.pop()
             else:
-                drop.add(k)
-    drop.update(opened)
+                closes.append(k)
+    return closes, opened
+
+
+def _balanced(toks: list[_Tok]) -> list[_Tok]:
+    """A side without its unit words and without parentheses that close or open outside it
+    ("(2 + 6 = 8)": the sides are "2 + 6" and "8")."""
+    toks = [t for t in toks if t.kind != WORD]
+    closes, opens = _unmatched(toks)
+    drop = set(closes) | set(opens)
     return [t for k, t in enumerate(toks) if k not in drop]
 
 
@@ -534,18 +541,10 @@ def _rel_depths(run: list[_Tok]) -> list[int]:
 def _opens_inside(raw: list[_Tok], first: bool) -> bool:
     """The first side closes a parenthesis opened before the run ("(age - 1) x 2"), or opens one
     after its start ("600/(3+1=4)"); the last side opens one it does not close ("= 4 (2 + 2"...)."""
-    unmatched_close, opened_at = False, []
-    for k, t in enumerate(raw):
-        if t.kind == LP:
-            opened_at.append(k)
-        elif t.kind == RP:
-            if opened_at:
-                opened_at.pop()
-            else:
-                unmatched_close = True
+    closes, opens = _unmatched(raw)
     if first:
-        return unmatched_close or any(k > 0 for k in opened_at)
-    return bool(opened_at) and any(k < len(raw) - 1 for k in opened_at)
+        return bool(closes) or any(k > 0 for k in opens)
+    return any(k < len(raw) - 1 for k in opens)
 
 
 def _range(toks: list[_Tok]) -> bool:
