@@ -19,10 +19,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from selfplay.backends.base import SamplingParams  # noqa: E402
-from selfplay.config import load_config  # noqa: E402
 from selfplay.backends.models import resolve_model  # noqa: E402
-from selfplay.pose.posing import pose_problems  # noqa: E402
 from selfplay.backends.resources import build_backend, build_sandbox  # noqa: E402
+from selfplay.config import load_config  # noqa: E402
+from selfplay.pose.posing import pose_problems  # noqa: E402
 
 
 def main() -> int:
@@ -40,7 +40,7 @@ def main() -> int:
                       {"model.backend": args.backend, "run.seed": args.seed})
     from selfplay.pair.contamination import HeldoutGate, HeldoutMatcher
     from selfplay.run.round import seed_problems
-    from verifiers.sandbox import Sandbox
+    from selfplay_verifiers.sandbox import Sandbox
 
     seeds = seed_problems(cfg, 0, HeldoutGate(HeldoutMatcher(set(), cfg.filters.near_threshold)))
     backend = build_backend(cfg, resolve_model(args.model))

@@ -15,7 +15,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from verifiers.sandbox import DEFAULT_LIBRARIES, Sandbox  # noqa: E402
+from selfplay_verifiers.sandbox import DEFAULT_LIBRARIES, Sandbox  # noqa: E402
 
 PROGRAMS = {
     "trivial": ("print(1)", "1\n"),

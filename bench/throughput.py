@@ -84,7 +84,7 @@ def raw_engine(backend, problems, params, seeds) -> dict:
 def stage(backend, problems, params, args) -> dict:
     """(b) our solve + verify stage on the vllm backend."""
     from selfplay.solve.generate import solve_and_verify
-    from verifiers import MathVerifier
+    from selfplay_verifiers import MathVerifier
 
     with MathVerifier(timeout=3.0) as mv:
         mv.verify("1", "\\boxed{1}")  # start the worker processes outside the timed region
@@ -177,11 +177,11 @@ def engine_run(bind: str, problems, params, seeds, args) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    from seeds.procedural import procedural_problems
     from selfplay.backends.base import SamplingParams
     from selfplay.config import VLLMSection
     from selfplay.prompts import SOLVE_STOP
     from selfplay.solve.generate import sample_seeds
+    from selfplay_seeds.procedural import procedural_problems
 
     problems = procedural_problems(args.problems, ["add", "sub", "word_add", "word_sub", "two_step"],
                                    [int(x) for x in args.levels.split(",")], seed=args.seed, split="bench")

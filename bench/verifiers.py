@@ -7,7 +7,7 @@
 Cases are JSONL with string ``gold`` and ``pred`` (a completion or a bare answer) and an optional
 ``expected`` (correct/incorrect). In one run it measures:
 
-- ours: ``verifiers.MathVerifier`` with default workers, cases streamed through ``verify_many``
+- ours: ``selfplay_verifiers.MathVerifier`` with default workers, cases streamed through ``verify_many``
   after the pool is warm (the one-time worker start is reported separately); each problem's
   gold is parsed once, as the library is meant to be used;
 - math-verify: ``math_verify.parse`` + ``math_verify.verify`` with their defaults, one process,
@@ -15,7 +15,7 @@ Cases are JSONL with string ``gold`` and ``pred`` (a completion or a bare answer
   reads only the last number of a LaTeX answer);
 - agreement of each with ``expected``; an ``unknown`` verdict counts as disagreement;
 - the slowest case of each, and whether any of ours ran past its budget + 0.5 s;
-- sandbox executions/s of ``print(1)`` through ``verifiers.sandbox.Sandbox`` (skipped, with a
+- sandbox executions/s of ``print(1)`` through ``selfplay_verifiers.sandbox.Sandbox`` (skipped, with a
   note, when bubblewrap is unavailable).
 
 The last line is machine-readable:
@@ -27,14 +27,14 @@ negative: anything but correct where ``expected`` is correct). Rows that carry m
 options (``match_types``, ``precision``, ``strict``, ``allow_set_relation_comp``; see
 bench/make_peer_suite.py) run math-verify exactly as its own test does.
 
-``--speed`` times whole processes, start-up included: ``python -m verifiers math`` (ours; with
+``--speed`` times whole processes, start-up included: ``python -m selfplay_verifiers math`` (ours; with
 ``--ours-root`` another copy of the package, e.g. the code before a change; repeat it to time
 several copies) against a one-shot math-verify script (``--mathverify-oneshot``), on FILE's rows
 (default bench/cases.jsonl) repeated to ``--repeat-to`` lines. The programs run in turn, round
 after round, so that each sees the same machine load; the best round of each is compared. It
 also times the CLI's start-up alone (one fast-path line; one line that needs sympy, i.e. the
 worker start). The last line is
-``whole_process_speedup=X (python -m verifiers math A s from ROOT, math-verify one-shot B s, N lines)``
+``whole_process_speedup=X (python -m selfplay_verifiers math A s from ROOT, math-verify one-shot B s, N lines)``
 for the first root (this tree by default), preceded by ``whole_process_speedup[ROOT]=X`` for the
 others.
 """
@@ -65,7 +65,7 @@ def load(path: Path) -> list[dict]:
 
 
 def run_ours(cases: list[dict], workers: int | None, timeout: float) -> dict:
-    from verifiers import MathVerifier
+    from selfplay_verifiers import MathVerifier
     t0 = time.perf_counter()
     mv = MathVerifier(workers=workers, timeout=timeout)
     mv.verify("x^2-1", "(x-1)(x+1)")  # start the workers outside the timed loop
@@ -138,7 +138,7 @@ def tally(labels: list[str], cases: list[dict]) -> str:
 
 
 def run_suites(paths: list[Path], workers: int | None, timeout: float, show: bool) -> None:
-    from verifiers import MathVerifier
+    from selfplay_verifiers import MathVerifier
     with MathVerifier(workers=workers, timeout=timeout) as mv:
         for path in paths:
             cases = [c for c in load(path) if c.get("expected")]
@@ -178,7 +178,7 @@ def run_speed(path: Path, repeat_to: int, ours_roots: list[Path], rounds: int) -
         envs.append(env)
     fast = json.dumps({"gold": "18", "pred": "So the answer is 18."}) + "\n"
     slow = json.dumps({"gold": "x^2-1", "pred": "(x-1)(x+1)"}) + "\n"
-    cli = [sys.executable, "-m", "verifiers", "math", "-", "-q"]
+    cli = [sys.executable, "-m", "selfplay_verifiers", "math", "-", "-q"]
     times: dict[str, list[float]] = {}
     for _ in range(rounds):
         for root, env in zip(roots, envs):
@@ -187,7 +187,7 @@ def run_speed(path: Path, repeat_to: int, ours_roots: list[Path], rounds: int) -
             times.setdefault(f"{root} start, one sympy case", []).append(
                 _timed(cli, env, root, slow))
             times.setdefault(str(root), []).append(
-                _timed([sys.executable, "-m", "verifiers", "math", f.name, "-q"], env, root))
+                _timed([sys.executable, "-m", "selfplay_verifiers", "math", f.name, "-q"], env, root))
         times.setdefault("math-verify", []).append(
             _timed([sys.executable, str(Path(__file__).resolve()), "--mathverify-oneshot", f.name]))
     os.unlink(f.name)
@@ -199,7 +199,7 @@ def run_speed(path: Path, repeat_to: int, ours_roots: list[Path], rounds: int) -
     theirs = best["math-verify"]
     for root in roots[1:]:
         print(f"whole_process_speedup[{root}]={theirs / best[str(root)]:.1f}")
-    print(f"whole_process_speedup={theirs / best[str(roots[0])]:.1f} (python -m verifiers math "
+    print(f"whole_process_speedup={theirs / best[str(roots[0])]:.1f} (python -m selfplay_verifiers math "
           f"{best[str(roots[0])]:.2f} s from {roots[0]}, math-verify one-shot {theirs:.2f} s, "
           f"{len(rows)} lines)")
 
@@ -212,9 +212,9 @@ def mathverify_oneshot(path: Path) -> None:
 
 def run_sandbox(seconds: float) -> tuple[float | None, str]:
     try:
-        from verifiers.sandbox import Sandbox
+        from selfplay_verifiers.sandbox import Sandbox
     except ImportError as e:
-        return None, f"sandbox skipped: verifiers.sandbox not importable ({e})"
+        return None, f"sandbox skipped: selfplay_verifiers.sandbox not importable ({e})"
     try:
         sb = Sandbox(timeout=5.0)
     except Exception as e:  # SandboxUnavailable: bubblewrap missing or unusable

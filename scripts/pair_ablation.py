@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tomllib
 from pathlib import Path
 
-from seeds import load_jsonl_problems
+import tomllib
+
 from selfplay.backends.resources import build_verifier
 from selfplay.core import io
 from selfplay.core.metrics import gain_points, greedy_gain
@@ -30,6 +30,7 @@ from selfplay.run.context import eval_sets, round_model
 from selfplay.run.layout import run_config
 from selfplay.run.round import load_rollouts, pair_round, paths_per_problem
 from selfplay.train import launch as train_launch
+from selfplay_seeds import load_jsonl_problems
 
 
 def parse_variant(text: str) -> tuple[str, dict[str, object]]:

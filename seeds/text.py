@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from verifiers.normalize import strip_thousands
+from selfplay_verifiers.normalize import strip_thousands
 
 # Typographic variants of one operator map to one token, so "7 × 4" equals "7 * 4".
 _SAME_OP = str.maketrans({"×": "*", "·": "*", "∗": "*", "÷": "/", "∕": "/", "−": "-", "–": "-"})

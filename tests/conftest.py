@@ -104,7 +104,7 @@ class FakeSandbox:
         self.outputs = list(outputs)
 
     def run(self, code):
-        from verifiers.verdict import Verdict
+        from selfplay_verifiers.verdict import Verdict
 
         out = self.outputs.pop(0)
         label = "correct" if out is not None else "incorrect"

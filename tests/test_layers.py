@@ -13,7 +13,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 LINT = Path(sys.executable).parent / "lint-imports"
-OWN = ("selfplay", "seeds", "verifiers")
+# the project's import names and the folders they are installed from (pyproject [tool.setuptools])
+PACKAGES = {"selfplay": "selfplay", "selfplay_seeds": "seeds", "selfplay_verifiers": "verifiers"}
+OWN = tuple(PACKAGES)
 
 
 def _lint(cwd: Path, pythonpath: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -30,8 +32,8 @@ def test_the_import_contracts_hold():
 def test_a_climbing_import_breaks_the_contract(tmp_path):
     """The contract is not vacuous: a core module importing the CLI (a layer climb and a cycle)
     fails it, naming the import."""
-    for pkg in OWN:
-        shutil.copytree(ROOT / pkg, tmp_path / pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    for name, folder in PACKAGES.items():
+        shutil.copytree(ROOT / folder, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
     rng = tmp_path / "selfplay" / "core" / "rng.py"
     rng.write_text(rng.read_text() + "\nimport selfplay.cli.main  # noqa: E402,F401\n")

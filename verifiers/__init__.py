@@ -8,9 +8,9 @@
 - ``answer_key(answer)``: the one comparable form of an extracted answer, for every vote (maj@k,
   pseudo-labels, answer diversity): "1,000", "1000" and "1000.0" are one vote.
 - ``parse_gold(gold)``: parse a gold answer once, reuse it for all its predictions.
-- ``Sandbox`` (``verifiers.sandbox``): run generated programs (imported lazily).
+- ``Sandbox`` (``selfplay_verifiers.sandbox``): run generated programs (imported lazily).
 
-Policies are in ``verifiers.mathcheck`` and docs/verifiers.md. Importing this package does not
+Policies are in ``selfplay_verifiers.mathcheck`` and docs/verifiers.md. Importing this package does not
 import sympy; only workers (or an in-process slow comparison) do.
 """
 from __future__ import annotations
@@ -31,4 +31,4 @@ def __getattr__(name: str) -> Any:
     if name in ("Sandbox", "ExecResult"):
         from . import sandbox  # written separately; imported only when asked for
         return getattr(sandbox, name)
-    raise AttributeError(f"module 'verifiers' has no attribute {name!r}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

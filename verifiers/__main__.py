@@ -1,5 +1,5 @@
-"""Command line: ``python -m verifiers math IN.jsonl``, ``python -m verifiers steps IN.jsonl`` and
-``python -m verifiers run-code F.py ...``."""
+"""Command line: ``python -m selfplay_verifiers math IN.jsonl``, ``python -m selfplay_verifiers steps IN.jsonl`` and
+``python -m selfplay_verifiers run-code F.py ...``."""
 from __future__ import annotations
 
 import argparse
@@ -301,7 +301,7 @@ def cmd_run_code(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from .sandbox import DEFAULT_LIBRARIES
     libraries = ", ".join(DEFAULT_LIBRARIES)
-    p = argparse.ArgumentParser(prog="python -m verifiers", description=_DESCRIPTION,
+    p = argparse.ArgumentParser(prog="python -m selfplay_verifiers", description=_DESCRIPTION,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True, metavar="{math,steps,run-code}")
     m = sub.add_parser("math", help="check gold/pred pairs from a JSONL file",

@@ -1,8 +1,8 @@
-"""Parent-side handles for the verifier's worker processes (see ``verifiers.pool``).
+"""Parent-side handles for the verifier's worker processes (see ``selfplay_verifiers.pool``).
 
 ``_Zygote`` is a warm process started with ``subprocess``; ``_Slot`` is one worker forked from
 it, with its socket and (where the kernel has them) a pidfd so that a kill can never hit a
-recycled pid. The child side of both lives in ``verifiers._worker``.
+recycled pid. The child side of both lives in ``selfplay_verifiers._worker``.
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ class _Zygote:
         env = dict(os.environ)
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "verifiers._worker", str(theirs.fileno()), str(memory_mb),
+            [sys.executable, "-m", "selfplay_verifiers._worker", str(theirs.fileno()), str(memory_mb),
              str(os.getpid())],
             pass_fds=[theirs.fileno()], env=env, stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,  # never mix into a caller's stdout (the CLI writes JSONL)

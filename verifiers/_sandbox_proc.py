@@ -1,4 +1,4 @@
-"""Parent-side plumbing for verifiers.sandbox: bwrap command line, server processes, framing.
+"""Parent-side plumbing for selfplay_verifiers.sandbox: bwrap command line, server processes, framing.
 
 The server itself is verifiers/_sandbox_server.py; its source is passed with `python -c`, so
 nothing under the project directory has to be visible inside the sandbox.

@@ -1,7 +1,7 @@
 """Fork-per-job server that runs inside the sandbox. Stdlib only; never imported by the parent.
 Over 350 lines on purpose: its source goes whole into the sandboxed interpreter as one stdlib-only file.
 
-verifiers.sandbox passes this file's *source* to `python -S -s -B -c SRC CONFIG_JSON` (so nothing
+selfplay_verifiers.sandbox passes this file's *source* to `python -S -s -B -c SRC CONFIG_JSON` (so nothing
 under /work has to be mounted). Protocol: requests on fd 0, responses on fd 1, each frame a 4-byte
 big-endian length + UTF-8 JSON. The first response is a ready message.
 

@@ -1,5 +1,5 @@
-"""Worker processes of ``verifiers.pool``: the sympy half of a check, under an address-space
-limit. ``python -m verifiers._worker FD MEMORY_MB PARENT_PID`` runs the *zygote*: it imports
+"""Worker processes of ``selfplay_verifiers.pool``: the sympy half of a check, under an address-space
+limit. ``python -m selfplay_verifiers._worker FD MEMORY_MB PARENT_PID`` runs the *zygote*: it imports
 sympy and the LaTeX parser once, runs one parse and one comparison, then forks one worker per
 request, so every worker (and every replacement after a kill) starts in milliseconds. The rest
 of the warm-up (the parser's other paths) runs in the zygote once it has been idle for 1 s.

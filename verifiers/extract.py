@@ -22,7 +22,7 @@ something wins):
 Ambiguity: every box group and every explicit statement that reads as mathematics is a final
 answer statement. If any of them differs from the chosen answer (after normalization), the
 completion is ambiguous: "the answer is 8 ... So, the answer is 9" is never correct. Identical
-repeats are fine. ``normalize_answer`` (``verifiers.normalize``) then canonicalizes the text.
+repeats are fine. ``normalize_answer`` (``selfplay_verifiers.normalize``) then canonicalizes the text.
 """
 from __future__ import annotations
 
@@ -30,9 +30,9 @@ import re
 import unicodedata
 from fractions import Fraction
 
-from verifiers.normalize import normalize_answer
-from verifiers.numbers import parse_number
-from verifiers.texutil import MATH_WORDS, match_braces, strip_text_wrappers
+from selfplay_verifiers.normalize import normalize_answer
+from selfplay_verifiers.numbers import parse_number
+from selfplay_verifiers.texutil import MATH_WORDS, match_braces, strip_text_wrappers
 
 __all__ = ["extract_answer", "find_answer", "find_boxed", "box_groups", "normalize_answer", "answer_key",
            "strip_text_wrappers", "has_prose", "match_braces", "MATH_WORDS", "AMBIGUOUS"]

@@ -1,8 +1,8 @@
 """Math answer checking: ``check(gold, completion)`` and ``equivalent(gold, pred)``, gold first.
 
-Pipeline: extract (``verifiers.extract``) -> normalize -> screen sizes (``numbers.screen``) ->
-shape (``verifiers.structure``) -> exact fast path for numbers (``verifiers.numbers``) -> sympy
-only for what is left (``verifiers.symbolic``).
+Pipeline: extract (``selfplay_verifiers.extract``) -> normalize -> screen sizes (``numbers.screen``) ->
+shape (``selfplay_verifiers.structure``) -> exact fast path for numbers (``selfplay_verifiers.numbers``) -> sympy
+only for what is left (``selfplay_verifiers.symbolic``).
 
 Verdicts (label/reason):
   correct/ok, incorrect/wrong, incorrect/no_answer (nothing extractable: a completion that
@@ -18,7 +18,7 @@ Policies, in one place (details in the modules named):
   - algebraically equal forms are equal; equations are equal up to a nonzero factor.
 
 These functions run in the calling process with no hard time or memory bound beyond the size
-screen. For untrusted completions at scale use ``verifiers.MathVerifier``, which runs the sympy
+screen. For untrusted completions at scale use ``selfplay_verifiers.MathVerifier``, which runs the sympy
 part in killable worker processes. Neither raises.
 """
 from __future__ import annotations

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import re
 
-from verifiers.chains import collapse_chain
-from verifiers.texutil import MATH_WORDS, match_braces, strip_text_wrappers
+from selfplay_verifiers.chains import collapse_chain
+from selfplay_verifiers.texutil import MATH_WORDS, match_braces, strip_text_wrappers
 
 __all__ = ["normalize_answer", "UNIT_WORDS", "strip_name", "strip_thousands"]
 

@@ -10,7 +10,7 @@ Design (why not ProcessPoolExecutor: it cannot kill one stuck task):
   clock from that moment; an overrunning worker is SIGKILLed, replaced, and the task's verdict
   is unknown/timeout. Each worker runs under ``RLIMIT_AS = memory_mb`` (MemoryError ->
   unknown/too_large; a worker that dies -> unknown/error, replaced).
-- Workers are forked from a warm "zygote" process (``verifiers._worker``) started with
+- Workers are forked from a warm "zygote" process (``selfplay_verifiers._worker``) started with
   ``subprocess``: sympy and the LaTeX parser are imported once, a replacement after a kill is
   ready in milliseconds, nothing forks this threaded process, the caller's ``__main__`` is
   never re-imported (multiprocessing's spawn/forkserver would), and it works inside daemonic

@@ -79,9 +79,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from verifiers._sandbox_proc import (UNSAFE, Died, SandboxUnavailable, Server, Spawner,
-                                     bwrap_path, probe_bwrap, seccomp_filter, server_command)
-from verifiers.verdict import CORRECT, INCORRECT, UNKNOWN, Verdict
+from selfplay_verifiers._sandbox_proc import (
+    UNSAFE,
+    Died,
+    SandboxUnavailable,
+    Server,
+    Spawner,
+    bwrap_path,
+    probe_bwrap,
+    seccomp_filter,
+    server_command,
+)
+from selfplay_verifiers.verdict import CORRECT, INCORRECT, UNKNOWN, Verdict
 
 __all__ = ["DEFAULT_LIBRARIES", "ExecResult", "Sandbox", "SandboxUnavailable", "UNSAFE",
            "bwrap_available"]
@@ -388,7 +397,7 @@ def _tree_cpu(pid: int) -> float:
     return total
 
 
-if __name__ == "__main__":  # rate check: python -m verifiers.sandbox [N] [WORKERS] [MODE]
+if __name__ == "__main__":  # rate check: python -m selfplay_verifiers.sandbox [N] [WORKERS] [MODE]
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
     w = int(sys.argv[2]) if len(sys.argv) > 2 else 1
     mode = sys.argv[3] if len(sys.argv) > 3 else "bwrap"

@@ -3,13 +3,13 @@
 
 Policy (also in docs/verifiers.md):
 
-- Atoms are parsed by ``verifiers.texparse`` (the common subset, fast) or by
+- Atoms are parsed by ``selfplay_verifiers.texparse`` (the common subset, fast) or by
   latex2sympy2_extended (an ANTLR parser); neither ``eval``s model text. Plain-text forms
   (``sqrt(2)``, ``**``, ``pi``, ``inf``) are rewritten to LaTeX first. Letters are case-folded
   (``X`` == ``x``). Decimals inside expressions are read exactly.
 - Numbers: the difference evaluates to zero at 60 significant digits (this also covers closed
   forms that ``simplify`` cannot prove equal). A prediction that *is* a decimal literal is
-  judged by the precision rule of :mod:`verifiers.numbers` against the gold's numeric value
+  judged by the precision rule of :mod:`selfplay_verifiers.numbers` against the gold's numeric value
   (``\\pi`` vs ``3.1416`` is correct, vs ``3.14`` is not).
 - Expressions: equality at three fixed random-looking rational points (probabilistic identity
   testing: any disagreement is a mismatch, agreement at two or more defined points is a match);

@@ -13,8 +13,8 @@ from selfplay.backends import get_backend
 from selfplay.backends.base import Backend
 from selfplay.config import Config
 from selfplay.core.log import log
-from verifiers import MathVerifier
-from verifiers.sandbox import Sandbox
+from selfplay_verifiers import MathVerifier
+from selfplay_verifiers.sandbox import Sandbox
 
 
 def backend_kwargs(cfg: Config) -> dict[str, Any]:

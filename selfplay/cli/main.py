@@ -22,11 +22,11 @@ from selfplay.inspect.report import write_report
 from selfplay.inspect.status import format_status, run_status
 from selfplay.run import round as rnd
 from selfplay.run.context import eval_sets, heldout_problems, make_context
-from selfplay.run.layout import prepare_out, run_config
+from selfplay.run.layout import pair_files, prepare_out, run_config
 from selfplay.run.loop import run_loop
 from selfplay.run.train_round import stage_train
 from selfplay.train.dist import world_size
-from selfplay.verify.reverify import invalidate_downstream, reverify_file
+from selfplay.verify.reverify import apply_relabel, downstream, relabel_file
 
 
 def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
@@ -63,6 +63,11 @@ _MAKES = {"problems.jsonl": "problems", "rollouts.jsonl": "solve", "pairs.jsonl"
 def cmd_stage(args: argparse.Namespace) -> int:
     cfg, model = _stage_config(args)
     with runlog.session(Path(cfg.run.out), f"{args.cmd} --round {args.round}"):
+        rdir = Path(cfg.run.out) / f"round_{args.round}"
+        for name in _NEEDS[args.cmd]:  # before OUT is touched: a refused stage leaves nothing behind
+            if not (rdir / name).exists():
+                raise ValueError(f"{args.cmd}: {rdir / name} not found; run `selfplay {_MAKES[name]} "
+                                 f"--round {args.round}` first")
         return _stage(args, _context(cfg, args.round, model))
 
 
@@ -75,10 +80,6 @@ def _say(msg: str) -> None:
 
 def _stage(args: argparse.Namespace, ctx: Any) -> int:
     try:
-        for name in _NEEDS[args.cmd]:
-            if not (ctx.dir / name).exists():
-                raise ValueError(f"{args.cmd}: {ctx.dir / name} not found; run `selfplay {_MAKES[name]} "
-                                 f"--round {args.round}` first")
         ctx.dir.mkdir(parents=True, exist_ok=True)
         problems = rnd.stage_problems(ctx)
         if args.cmd == "problems":
@@ -91,10 +92,18 @@ def _stage(args: argparse.Namespace, ctx: Any) -> int:
             return 0
         pairs = rnd.stage_pair(ctx, problems, rollouts)
         rnd.write_stats(ctx.dir, rnd.round_stats(ctx, problems, rollouts, pairs, timing))
-        _say(f"{len(pairs)} pairs -> {ctx.dir / 'pairs.jsonl'}" if args.cmd == "pair" else f"stats -> {ctx.dir / 'stats.json'}")
+        _say(f"{len(pairs)} pairs -> {ctx.dir / 'pairs.jsonl'}" if args.cmd == "pair"
+             else f"stats -> {ctx.dir / 'stats.json'}")
         return 0
     finally:
         ctx.close()
+
+
+def _check_pairs(cfg: Any, round_idx: int) -> None:
+    """Round K trains on the pairs of rounds 0..K: refused before OUT is touched when one is missing."""
+    for path in pair_files(Path(cfg.run.out), round_idx):
+        if not path.exists():
+            raise ValueError(f"train: {path} not found; run `selfplay pair --round {path.parent.name[6:]}` first")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -104,9 +113,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     cfg, model = _stage_config(args)
     if world_size() > 1 and os.environ.get("RANK", "0") != "0":
+        _check_pairs(cfg, args.round)  # refused on every rank alike: none waits for a rank 0 that stopped
         stage_train(cfg, args.round, model)  # a helper rank: trains what rank 0 hands it, writes nothing
         return 0
     with runlog.session(Path(cfg.run.out), f"train --round {args.round}"):
+        _check_pairs(cfg, args.round)
         stats = stage_train(cfg, args.round, model) or {}
         if stats.get("trained") is False:
             _say(f"round {args.round}: not trained ({stats.get('reason')})")
@@ -125,16 +136,28 @@ def cmd_verify(args: argparse.Namespace) -> int:
     path = Path(args.rollouts)
     probs = Path(args.problems) if args.problems else path.with_name("problems.jsonl")
     run_dir = path.resolve().parent.parent
-    logged = runlog.session(run_dir, f"verify {path}") if (run_dir / "config.json").exists() else nullcontext()
-    with logged:  # inside a run: logged to OUT/run.log
+    in_run = runlog.holds_run(run_dir)
+    logged = runlog.session(run_dir, f"verify {path}") if in_run and not args.dry_run else nullcontext()
+    with logged:  # inside a run: logged to OUT/run.log (a dry run writes nothing, not even there)
         with build_verifier(_verifier_config(timeout=args.timeout)) as verifier:
-            changed, total = reverify_file(path, probs, verifier)
-        _say(f"re-verified {total} rollouts in {path}: {changed} labels changed")
-        moved = invalidate_downstream(path)
+            r = relabel_file(path, probs, verifier)
+        verdicts = f"{r.verdicts_changed} verdicts (label, reason or extracted answer)"
+        if args.dry_run:
+            print(f"dry run: re-verifying {len(r.new)} rollouts in {path} would change {r.labels_changed} labels, "
+                  f"{verdicts}; nothing written", flush=True)
+            would = downstream(path) if r.verdicts_changed else []
+            if r.verdicts_changed:
+                print(f"would rewrite {path}", flush=True)
+            print(f"would move to {run_dir / 'stale'}/: " + ", ".join(str(p.relative_to(run_dir)) for p in would)
+                  if would else "would move nothing", flush=True)
+            return 0
+        moved = apply_relabel(r)
+        _say(f"re-verified {len(r.new)} rollouts in {path}: {r.labels_changed} labels changed, {verdicts} changed")
         if moved:
-            _say(f"made from the old labels, moved to {path.resolve().parents[1] / 'stale'}/: "
-                 + ", ".join(str(p.relative_to(path.resolve().parents[1])) for p in moved)
-                 + "; `selfplay run` remakes them")
+            _say(f"made from the old labels, moved to {run_dir / 'stale'}/: "
+                 + ", ".join(str(p.relative_to(run_dir)) for p in moved) + "; `selfplay run` remakes them")
+        elif in_run and not r.verdicts_changed:
+            _say("no verdict changed: nothing moved; the rollouts' provenance names the current verifier")
     return 0
 
 

@@ -79,7 +79,8 @@ def _round_args(p: argparse.ArgumentParser, stage: bool = True) -> None:
         p.add_argument("--round", type=int, default=0, help="round index K (files in OUT/round_K)")
     p.add_argument("--problems", type=int, help=_from_cfg("procedural seed problems per round", "seeds.problems"))
     p.add_argument("--samples", type=int, help=_from_cfg("reasoning paths per problem", "solve.samples"))
-    p.add_argument("--max-new-tokens", type=int, help=_from_cfg("token budget per reasoning path", "solve.max_new_tokens"))
+    p.add_argument("--max-new-tokens", type=int,
+                   help=_from_cfg("token budget per reasoning path", "solve.max_new_tokens"))
     p.add_argument("--temperature", type=float, help=_from_cfg("sampling temperature for solving", "solve.temperature"))
     p.add_argument("--top-p", type=float, help=_from_cfg("nucleus sampling top-p for solving", "solve.top_p"))
     p.add_argument("--pose-attempts", type=int,
@@ -184,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "solver answers, as Markdown to judge by hand (docs/audits/posed.md)")
     aud.add_argument("--seed", type=int, default=0, help="the --posed draw's seed (default 0)")
     aud.add_argument("--steps", action="store_true",
-                     help="instead: step-check every pair (verifiers.steps) and list the chosen with a false or "
+                     help="instead: step-check every pair (selfplay_verifiers.steps) and list the chosen with a false or "
                           "unreadable statement or an unevaluated answer (docs/filters.md)")
     rep = _sub(sub, "report", "write OUT/report.md and PNG plots from a run directory",
                "One row per round (data, training, held-out accuracy with 95% intervals), paired gains,\n"
@@ -193,7 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     st = _sub(sub, "status", "what a run has done, is doing, and how long it still needs",
               "Per round: which stages are done (problems, solve, pair, train, eval), which is in progress,\n"
               "the counts so far (the records in its files) and an ETA from the rates in OUT/run.log or an\n"
-              "earlier round's stats. Reads files only; safe while the run is going.", "selfplay status runs/mine")
+              "earlier round's stats; the run's state (from its `run` and stage commands) with the command that\n"
+              "resumes it, and apart, how the last export and verify went. Reads files only; safe while the run\n"
+              "is going.", "selfplay status runs/mine")
     st.add_argument("out", metavar="OUT", help="the run directory")
     st.add_argument("--json", action="store_true", help="print the status as JSON")
     exp = _sub(sub, "export", "export the run's pairs as a Hub dataset with a dataset card",
@@ -213,9 +216,16 @@ def build_parser() -> argparse.ArgumentParser:
                      "`hf auth login` or HF_TOKEN)")
     exp.add_argument("--private", action="store_true", help="with --push-to-hub: create the repo private")
     ver = _sub(sub, "verify", "re-verify a rollouts.jsonl with the current verifier (in place, atomic)",
-               "Relabels every rollout; inside a run, what was made from the old labels moves to OUT/stale/\n"
-               "and `selfplay run` remakes it.", "selfplay verify runs/mine/round_0/rollouts.jsonl")
+               "Relabels every rollout. When a verdict (label, reason or extracted answer) changed, the file\n"
+               "is rewritten and, inside a run, what was made from the old verdicts (round K's pairs, training\n"
+               "set, model, eval, stats, and every later round) moves to OUT/stale/; `selfplay run` remakes it.\n"
+               "When none changed, nothing is rewritten or moved: the rollouts' provenance then names the\n"
+               "current verifier, so `selfplay run` accepts them and goes on.",
+               "selfplay verify runs/mine/round_0/rollouts.jsonl --dry-run")
     ver.add_argument("rollouts", help="OUT/round_K/rollouts.jsonl")
     ver.add_argument("--problems", help="problems.jsonl with the gold answers (default: beside rollouts)")
     ver.add_argument("--timeout", type=float, default=3.0, help="seconds per answer comparison")
+    ver.add_argument("--dry-run", action="store_true",
+                     help="relabel in memory and print how many labels would change and what would move to "
+                          "OUT/stale/; write nothing (not even OUT/run.log)")
     return ap

@@ -15,10 +15,23 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
-from seeds.loaders import parse_hf_spec
-from seeds.procedural import GENERATORS
-from selfplay.config.enums import (BackendName, DType, Executor, FlawedChosen, Launcher, PoseKind, Precision, ReportTo,
-                                   SandboxMode, SolveMode, TrainOn, Witness, names)
+from selfplay.config.enums import (
+    BackendName,
+    DType,
+    Executor,
+    FlawedChosen,
+    Launcher,
+    PoseKind,
+    Precision,
+    ReportTo,
+    SandboxMode,
+    SolveMode,
+    TrainOn,
+    Witness,
+    names,
+)
+from selfplay_seeds.loaders import load_jsonl_problems, parse_hf_spec
+from selfplay_seeds.procedural import GENERATORS
 
 if TYPE_CHECKING:
     from selfplay.config.schema import Config
@@ -36,6 +49,16 @@ TRAIN_ON = names(TrainOn)
 FLAWED_CHOSEN = names(FlawedChosen)
 PRECISIONS = names(Precision)
 Check = tuple[str, bool, str]
+
+
+def _file_error(path: str, *, unlabelled: bool, limit: int | None = None) -> str:
+    """The one-line reason a problems file would be refused when the run reads it ("" if none), so
+    the run stops before it writes anything (selfplay_seeds.loaders.load_jsonl_problems reads it then)."""
+    try:
+        load_jsonl_problems(path, unlabelled=unlabelled, limit=limit)
+    except ValueError as e:
+        return str(e)
+    return ""
 
 
 def _finite(cfg: Config) -> Iterator[Check]:
@@ -103,6 +126,7 @@ def checks(c: Config) -> Iterator[Check]:
     yield "seeds.levels", bool(s.levels) and all(lv >= 1 for lv in s.levels), "non-empty, each >= 1"
     for fn in s.files:
         yield "seeds.files", Path(fn).is_file(), f"{fn} not found"
+        yield "seeds.files", not (err := _file_error(fn, unlabelled=True)), err
     seed_stems = [Path(fn).stem for fn in s.files]  # problem ids are "<stem>-<line index>"
     yield "seeds.files", len(set(seed_stems)) == len(seed_stems), \
         f"two files share a stem (their ids would collide): {seed_stems}"
@@ -191,6 +215,7 @@ def checks(c: Config) -> Iterator[Check]:
     yield "eval.heldout_problems", e.heldout_problems >= 0, "must be >= 0"
     for fn in e.files:
         yield "eval.files", Path(fn).is_file(), f"{fn} not found"
+        yield "eval.files", not (err := _file_error(fn, unlabelled=False, limit=e.file_limit)), err
     stems = [Path(fn).stem for fn in e.files]
     yield "eval.files", len(set(stems)) == len(stems), f"two files share a set name (file stem): {stems}"
     yield "eval.file_limit", e.file_limit >= 1, "must be >= 1 problem per file"

@@ -4,9 +4,10 @@ rates after the fact.
 
 One line per event: `<ISO time> [<pid>] <LEVEL> <message>`, LEVEL one of INFO, WARNING, ERROR.
 `log(msg)` is the one way the tool reports progress: one line to stderr and, inside a session, to
-run.log. A session (`session(out, command)`) writes a START line, every `append` (`log`, the
-`selfplay.*` loggers such as DPO training's step lines) while it is open, and an END line saying
-how it ended: ok, error (with the error's one line), interrupted. A process killed with SIGKILL
+run.log (only a directory that holds a run, OUT/config.json, gets one). A session
+(`session(out, command)`) writes a START line, every `append` (`log`, the `selfplay.*` loggers
+such as DPO training's step lines) while it is open, and an END line saying how it ended: ok,
+error (with the error's one line), interrupted. A process killed with SIGKILL
 writes no END line; `selfplay status` reports such a run as stopped.
 
 The log is appended to, never rewritten; a line is written with one `write` call to a file opened
@@ -28,6 +29,7 @@ from typing import Any, Iterator
 from selfplay import __version__
 
 LOG_NAME = "run.log"
+RUN_CONFIG = "config.json"  # what makes a directory a run (selfplay.run.layout writes it)
 _TIME = "%Y-%m-%dT%H:%M:%S%z"
 _LINE = re.compile(r"^(\S+) \[(\d+)\] (INFO|WARNING|ERROR) (.*)$")
 
@@ -40,6 +42,11 @@ def stamp(t: float | None = None) -> str:
     return time.strftime(_TIME, time.localtime(time.time() if t is None else t))
 
 
+def holds_run(out: Path) -> bool:
+    """OUT holds a run: its resolved config (OUT/config.json, written once a command accepts OUT)."""
+    return (out / RUN_CONFIG).is_file()
+
+
 def append(msg: str, level: str | None = None) -> None:
     """Append `msg` (one line per line of it) to the open session's log; nothing outside one.
     The level defaults to WARNING / ERROR when the message starts with that word, else INFO."""
@@ -50,7 +57,7 @@ def append(msg: str, level: str | None = None) -> None:
         level = head if head in ("WARNING", "ERROR") else "INFO"
     now, pid = stamp(), os.getpid()
     _pending.extend(f"{now} [{pid}] {level} {line}\n" for line in msg.splitlines() or [""])
-    if not _path.parent.is_dir():  # OUT is made later in the command (or never, if it is refused)
+    if not holds_run(_path.parent):  # OUT becomes a run later in the command (or never: it was refused)
         return
     data = "".join(_pending)
     _pending.clear()
@@ -82,9 +89,11 @@ class _Handler(logging.Handler):
 
 @contextlib.contextmanager
 def session(out: str | Path, command: str) -> Iterator[None]:
-    """Log one command's work on OUT. It never creates OUT: lines logged before the command made
-    OUT are written once it exists, and dropped when it never does (a command refused before OUT
-    exists leaves nothing behind). Exceptions are logged and re-raised.
+    """Log one command's work on OUT. It never creates OUT and never writes into a directory that
+    holds no run: lines logged before OUT holds one (OUT/config.json, written once the command
+    accepts OUT) are written once it does, and dropped when it never does (a command refused
+    before that, or one pointed at a directory that is not a run, leaves nothing behind).
+    Exceptions are logged and re-raised.
     Nested sessions (a command inside another, in one process) log into the outer one."""
     global _path, _depth
     if _depth:

@@ -3,7 +3,7 @@
 - pass@k: the unbiased estimator of Chen et al. 2021 (Codex paper) from n samples with c correct:
   1 - C(n-c, k) / C(n, k), computed as a product to stay exact for large n.
 - maj@k: majority vote over the extracted answers of the first k samples, compared by
-  `verifiers.answer_key` (the one key of every vote: the pair stage's pseudo-labels and answer
+  `selfplay_verifiers.answer_key` (the one key of every vote: the pair stage's pseudo-labels and answer
   diversity use it too). Samples without an extracted answer do not vote. Ties are broken by the
   answer that appeared first (lowest sample index), so the result is deterministic. The vote is
   correct when any sample in the winning group was verified correct (they share one answer, so one
@@ -23,7 +23,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from selfplay.core.records import Rollout
-from verifiers import answer_key
+from selfplay_verifiers import answer_key
 
 Z95 = 1.959963984540054
 

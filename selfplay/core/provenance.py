@@ -7,15 +7,21 @@ each a flat dict of what went in: the code version, the verifier's source finger
 config hash, the model path or id with a fingerprint of its files, and hashes of input files.
 The entry is written BEFORE the stage produces its output, so an output never exists without
 its record (a crash in between leaves a record and no output: the stage simply runs).
+
+Entries compare content, not path strings, so a run can be moved or named by another path: a
+model inside OUT is recorded relative to OUT (`round_0/model`), and a local model directory is
+identified by its fingerprint alone (an older entry naming it by an absolute or cwd-relative
+path still matches); a hub id, whose fingerprint is `id:NAME`, compares by name.
 """
 from __future__ import annotations
 
 import functools
 import hashlib
+import os
 from pathlib import Path
 from typing import Any
 
-import verifiers
+import selfplay_verifiers
 from selfplay import __version__
 from selfplay.core import io
 
@@ -47,7 +53,7 @@ def file_hash(path: str | Path) -> str:
 
 
 def _source_version(sandbox: bool) -> str:
-    root = Path(verifiers.__file__).parent
+    root = Path(selfplay_verifiers.__file__).parent
     h = hashlib.sha256()
     for f in sorted(root.glob("*.py")):
         if ("sandbox" in f.name) == sandbox:
@@ -93,6 +99,31 @@ def model_fingerprint(model: str) -> str:
     return _dir_fingerprint(str(p.resolve()), stamp)
 
 
+def is_content_fingerprint(fingerprint: Any) -> bool:
+    """A fingerprint of a local model's files (not `id:NAME`, a hub id or a directory that is gone)."""
+    return isinstance(fingerprint, str) and not fingerprint.startswith("id:")
+
+
+def relative_to_out(model: str, out: str | Path) -> str:
+    """How an entry names `model`: an existing path inside OUT relative to OUT (`round_0/model`,
+    the same however OUT is reached or wherever it moves), anything else as given."""
+    if not Path(model).exists():
+        return model
+    for m, o in ((Path(os.path.abspath(model)), Path(os.path.abspath(out))),
+                 (Path(model).resolve(), Path(out).resolve())):  # OUT or the model reached through a link
+        if m != o and m.is_relative_to(o):
+            return m.relative_to(o).as_posix()
+    return model
+
+
+def locate(model: str, out: str | Path) -> str:
+    """The path a stored model name (relative_to_out) stands for now: OUT/NAME when NAME is a
+    relative path that exists under OUT, else NAME as stored (a hub id, a path outside OUT)."""
+    if not Path(model).is_absolute() and (Path(out) / model).exists():
+        return str(Path(out) / model)
+    return model
+
+
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """{"a": {"b": 1}} -> {"a.b": 1}"""
     out: dict[str, Any] = {}
@@ -110,11 +141,12 @@ def config_hash(cfg: Any) -> str:
 
 
 def key(cfg: Any, *, model: str | None = None, labels: bool = False, **inputs: Any) -> dict[str, Any]:
-    """The provenance entry of one stage: code and config always, the model (with fingerprint)
-    when the stage generates or trains, the verifier when it labels, plus named input hashes."""
+    """The provenance entry of one stage: code and config always, the model (with fingerprint;
+    named relative to OUT, cfg.run.out, when it lies inside) when the stage generates or trains,
+    the verifier when it labels, plus named input hashes."""
     k: dict[str, Any] = {"code": __version__, "config": config_hash(cfg)}
     if model is not None:
-        k["model"] = model
+        k["model"] = relative_to_out(model, cfg.run.out)
         k["model_fingerprint"] = model_fingerprint(model)
     if labels:
         k["verifier"] = verifier_version()
@@ -145,14 +177,24 @@ def forget(output: Path) -> None:
 def check(output: Path, entry: dict[str, Any], *, hint: str = "") -> bool:
     """True when `output` exists and was made from exactly `entry`'s inputs; False when it does
     not exist (the caller runs the stage and calls `record` first). Refuses (StaleOutput, one
-    line naming the output and the first input that differs) when it exists from other inputs."""
+    line naming the output and the first input that differs) when it exists from other inputs.
+
+    A local model (either side's fingerprint taken from files) is compared by fingerprint only:
+    the same files reached by another path string (a moved run, an older entry's absolute or
+    cwd-relative path) match, other files do not, wherever they are."""
     if not output.exists():
         return False
     old = read(output.parent).get(output.name)
     how = hint or "use another --out, or delete it to redo the stage"
     if old is None:
         raise StaleOutput(f"{output}: no provenance record (made by an older selfplay or by hand); {how}")
+    by_content = "model" in entry and (is_content_fingerprint(entry.get("model_fingerprint"))
+                                       or is_content_fingerprint(old.get("model_fingerprint")))
     for name, value in entry.items():
-        if old.get(name) != value:
-            raise StaleOutput(f"{output}: made with {name}={old.get(name)!r}, now {value!r}; {how}")
+        if (name == "model" and by_content) or old.get(name) == value:
+            continue
+        if name == "model_fingerprint" and by_content:
+            raise StaleOutput(f"{output}: made with model_fingerprint={old.get(name)!r} (model {old.get('model')!r}), "
+                              f"now {value!r} (model {entry.get('model')!r}); {how}")
+        raise StaleOutput(f"{output}: made with {name}={old.get(name)!r}, now {value!r}; {how}")
     return True

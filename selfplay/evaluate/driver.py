@@ -17,8 +17,6 @@ from typing import Any, Callable, Sequence
 
 from tqdm import tqdm
 
-from seeds.loaders import load_jsonl_problems
-from seeds.text import normalize_question
 from selfplay.backends import problems_per_call
 from selfplay.backends.base import Backend, SamplingParams
 from selfplay.backends.resources import Resources
@@ -31,6 +29,8 @@ from selfplay.core.records import Problem
 from selfplay.core.rng import derive_seed
 from selfplay.prompts import SOLVE_STOP, solve_messages
 from selfplay.solve.paths import Labelled, PathKind, generate_labelled
+from selfplay_seeds.loaders import load_jsonl_problems
+from selfplay_seeds.text import normalize_question
 
 GREEDY_INDEX = -1  # the sample index the greedy path's (unused) seed derives from
 
@@ -72,7 +72,7 @@ def evaluate(backend: Backend, problems: Sequence[Problem], verifier: Any, *, sa
 
     Paths are generated and labelled by the same loop as solving (selfplay/solve/paths.py): a
     greedy path and `samples` sampled paths per problem, in one submission.
-    verifier: a verifiers.MathVerifier (from selfplay.backends.resources), or anything with
+    verifier: a selfplay_verifiers.MathVerifier (from selfplay.backends.resources), or anything with
     submit(gold, completion) -> a Future of a verdict.
     batch_size: problems per generate call (a backend with continuous generation takes them all).
     The greedy completion text is always kept; sampled texts only with keep_completions.
@@ -117,7 +117,7 @@ def evaluate(backend: Backend, problems: Sequence[Problem], verifier: Any, *, sa
 
 def load_eval_file(path: str | Path) -> list[Problem]:
     """Held-out problems from GSM8K, SVAMP, MAWPS or generic {"question", "answer"} JSONL: the one
-    loader in seeds.loaders (a bad line raises ValueError naming file:line:field)."""
+    loader in selfplay_seeds.loaders (a bad line raises ValueError naming file:line:field)."""
     return load_jsonl_problems(path)
 
 

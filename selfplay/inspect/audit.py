@@ -4,7 +4,7 @@
 prints the disagreements by class (the harness and the classes: selfplay.verify.crosscheck, which
 the pair stage's `verify.crosscheck = true` uses too). `selfplay audit OUT --posed N` draws N posed
 problems with what a person needs to judge their gold (posed_sample, print_posed).
-`selfplay audit OUT --steps` step-checks every cot pair (verifiers.steps) and lists the chosen with
+`selfplay audit OUT --steps` step-checks every cot pair (selfplay_verifiers.steps) and lists the chosen with
 a false or unreadable statement, or an unevaluated answer (audit_steps).
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ from selfplay.pair.pseudo import majority_witness, majority_witnessed, uses_majo
 from selfplay.run.layout import run_config
 from selfplay.run.round import load_rollouts, paths_per_problem
 from selfplay.verify.crosscheck import CLASSES, MathVerifyChecker, classify_pairs, pair_answer
-from verifiers.steps import FALSE, UNKNOWN_STEP, check_steps, is_unevaluated, is_value
+from selfplay_verifiers.steps import FALSE, UNKNOWN_STEP, check_steps, is_unevaluated, is_value
 
 
 def _load_pairs(path: Path) -> list[tuple[int, Pair]]:

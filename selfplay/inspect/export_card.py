@@ -1,14 +1,17 @@
 """The dataset card (README.md) of `selfplay export`: YAML front matter that the Hub and
-`huggingface_hub.DatasetCard.load` read (licence, size category, the data files, and a `selfplay`
-block: rounds, models, verifier and versions, filter drop counts, label cross-checks), then the
-text: what the pairs are, how to load them and train with TRL, the fields, models, verifier,
-filters, cross-checks and licence."""
+`huggingface_hub.DatasetCard.load` read (licence, size category, the data files, the columns'
+`datasets` features in `dataset_info`, and a `selfplay` block: rounds, models, verifier and versions,
+filter drop counts, label cross-checks), then the text: what the pairs are, how to load them and
+train with TRL (code that runs as it is, GPU or CPU), the fields, models, verifier, filters,
+cross-checks and licence."""
 from __future__ import annotations
 
 from collections import Counter
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from selfplay import __version__
 from selfplay.core import io
@@ -39,7 +42,10 @@ def _fmt_counts(d: dict[str, Any]) -> str:
 
 
 def card_text(out: Path, records: list[dict[str, Any]], info: dict[str, Any], *, license: str,
-              data_path: str, name: str) -> str:
+              data_path: str, name: str, features: Any) -> str:
+    """`features`: the data file's `datasets.Features`, declared in the YAML (`dataset_info`) so that
+    `load_dataset` reads a jsonl export with the parquet one's types, not types guessed from values."""
+    from datasets.info import DatasetInfo, DatasetInfosDict
     from huggingface_hub import DatasetCardData
 
     run_cfg = io.read_json(out / "config.json") if (out / "config.json").exists() else {}
@@ -48,11 +54,13 @@ def card_text(out: Path, records: list[dict[str, Any]], info: dict[str, Any], *,
     modes = Counter(r["mode"] for r in records)
     outside = sorted({str(r["source"]) for r in records if r["origin"] in ("file", "hf")})
     meta = {
-        "rounds": info["rounds"], "pairs": len(records), "pairs_per_round": {str(k): v for k, v in info["per_round"].items()},
+        "rounds": info["rounds"], "pairs": len(records),
+        "pairs_per_round": {str(k): v for k, v in info["per_round"].items()},
         "duplicates_dropped": info["duplicates"], "problems": len({(r["round"], r["problem_id"]) for r in records}),
         "origins": dict(origins), "modes": dict(modes),
         "models": info["models"],
-        "verifier": {"run": run_versions.get("verifier"), "per_round": {str(k): v for k, v in info["verifiers"].items()},
+        "verifier": {"run": run_versions.get("verifier"),
+                     "per_round": {str(k): v for k, v in info["verifiers"].items()},
                      "versions": {"run_selfplay": run_versions.get("selfplay"), **_versions()}},
         "filters": {str(k): v for k, v in info["filters"].items()},
         "label_crosscheck": {str(k): v for k, v in info["crosscheck"].items()},
@@ -63,22 +71,18 @@ def card_text(out: Path, records: list[dict[str, Any]], info: dict[str, Any], *,
         task_categories=["text-generation"],
         tags=["dpo", "preference", "math", "reasoning", "synthetic", "self-play", "trl"],
         configs=[{"config_name": "default", "data_files": [{"split": "train", "path": data_path}]}],
-        selfplay=meta)
+        selfplay=orjson.loads(orjson.dumps(meta)))  # copies: no YAML anchors where two entries share a dict
+    DatasetInfosDict({"default": DatasetInfo(features=features)}).to_dataset_card_data(data)
     rounds = f"{info['rounds'][0]}-{info['rounds'][-1]}" if len(info["rounds"]) > 1 else str(info["rounds"][0])
     body = [f"# {name}", "",
             f"{len(records)} math-reasoning preference pairs (DPO) from rounds {rounds} of a selfplay run "
             f"(`selfplay export`, selfplay {__version__}): a model posed and solved problems, sampled "
             f"{_paths(records)} reasoning paths per problem, a verifier labelled each final answer "
             f"against the gold answer, and each pair is a correct path (chosen) against an incorrect one "
-            f"(rejected) for the same prompt. {meta['problems']} problems; pairs by origin: {_fmt_counts(dict(origins))}; "
+            f"(rejected) for the same prompt. {meta['problems']} problems; "
+            f"pairs by origin: {_fmt_counts(dict(origins))}; "
             f"by mode: {_fmt_counts(dict(modes))}; {info['duplicates']} pairs found in two rounds were kept once.", "",
-            "## Load it, train with TRL", "", "```python", "from datasets import load_dataset",
-            "from trl import DPOConfig, DPOTrainer", "",
-            'ds = load_dataset("<this repo id or directory>", split="train")',
-            "# prompt / chosen / rejected are TRL's conversational format: DPOTrainer takes them as they are",
-            f'trainer = DPOTrainer(model="{EMBEDDED_HUB_ID}", train_dataset=ds,',
-            '                      args=DPOConfig(output_dir="dpo", loss_type=["sigmoid", "sft"], loss_weights=[1.0, 1.0]))',
-            "trainer.train()", "```", "",
+            "## Load it, train with TRL", "", "```python", *train_snippet(), "```", "",
             "## Fields", "", "| field | type | meaning |", "|---|---|---|"]
     body += [f"| `{c}` | {t} | {m} |" for c, (t, m) in COLUMNS.items()]
     body += ["", "## Models", "", "| round | sampling model | fingerprint |", "|---|---|---|"]
@@ -89,7 +93,8 @@ def card_text(out: Path, records: list[dict[str, Any]], info: dict[str, Any], *,
              "## Verifier", "",
              f"Answers were labelled by selfplay's verifier (sympy-based equivalence; source fingerprint "
              f"{run_versions.get('verifier') or '-'} at the run's start"
-             + (f", per round: {_fmt_counts({f'round {k}': v for k, v in info['verifiers'].items()})}" if info["verifiers"] else "")
+             + (f", per round: {_fmt_counts({f'round {k}': v for k, v in info['verifiers'].items()})}"
+                if info["verifiers"] else "")
              + "). Package versions at export: " + _fmt_counts(meta["verifier"]["versions"]) + ".", "",
              "## Filters (drops by reason)", "", "| round | filter | dropped |", "|---|---|---|"]
     for k, fl in info["filters"].items():
@@ -106,6 +111,24 @@ def card_text(out: Path, records: list[dict[str, Any]], info: dict[str, Any], *,
              "model, and the reasoning paths were written by the model"
              + (f"; questions from {', '.join(outside)} keep the licence of their source" if outside else "") + "."]
     return f"---\n{data.to_yaml()}\n---\n" + "\n".join(body) + "\n"
+
+
+DATASET_PLACEHOLDER = "<this repo id or directory>"
+
+
+def train_snippet() -> list[str]:
+    """The card's load-and-train code, runnable as it is on a GPU or a CPU (TRL's DPOConfig asks for
+    bf16 by default, which transformers refuses without an accelerator that has it)."""
+    return ["from datasets import load_dataset",
+            "from transformers.utils import is_torch_bf16_gpu_available",
+            "from trl import DPOConfig, DPOTrainer", "",
+            f'ds = load_dataset("{DATASET_PLACEHOLDER}", split="train")',
+            "# prompt / chosen / rejected are TRL's conversational format: DPOTrainer takes them as they are",
+            'args = DPOConfig(output_dir="dpo", num_train_epochs=1,',
+            '                 loss_type=["sigmoid", "sft"], loss_weights=[1.0, 1.0],',
+            "                 bf16=is_torch_bf16_gpu_available())  # bf16 where the GPU has it, else fp32 (a CPU too)",
+            f'trainer = DPOTrainer(model="{EMBEDDED_HUB_ID}", train_dataset=ds, args=args)',
+            "trainer.train()"]
 
 
 _CHECKS = {"crosscheck": "pairs math-verify (an independent checker) disputed, dropped",

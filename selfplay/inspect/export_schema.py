@@ -10,9 +10,11 @@ COLUMNS = {  # name -> (datasets type, meaning) ; the card's field table is made
     "chosen": ("messages", "a reasoning path the verifier labelled correct"),
     "rejected": ("messages", "a reasoning path the verifier labelled incorrect"),
     "round": ("int32", "self-play round that made the pair"),
-    "problem_id": ("string", "problem id within the run"),
+    "problem_id": ("string", ("problem id qualified by its round (`r0/train-sub-L1-000001`): a round's ids may "
+                              "name another question in another round, so one id is one question only with its round")),
     "origin": ("string", "procedural, file, hf or posed"),
-    "source": ("string", "generator, file or dataset name, or the posing model"),
+    "source": ("string", ("generator, file name, dataset hub id (`local:NAME` for a local copy), or the "
+                          "posing model named like `model`")),
     "level": ("int32", "difficulty level of procedural problems"),
     "question": ("string", "the problem text"),
     "gold": ("string", "gold answer"),
@@ -28,9 +30,11 @@ COLUMNS = {  # name -> (datasets type, meaning) ; the card's field table is made
     "chosen_logprob": ("float64", "mean token log-probability of chosen under the sampling model"),
     "rejected_logprob": ("float64", "mean token log-probability of rejected under the sampling model"),
     "crosscheck": ("string", "math-verify's class when the run cross-checked labels (verify.crosscheck)"),
-    "granularity": ("string", "path (whole reasoning paths) or step (pair.step_pairs: a shared prefix, then one step each)"),
+    "granularity": ("string", ("path (whole reasoning paths) or step (pair.step_pairs: a shared prefix, then one "
+                               "step each)")),
     "first_error": ("string", "rejected (cot): its first false arithmetic statement, found by the step checker"),
-    "model": ("string", "sampling model: hub id, or path relative to the run directory"),
+    "model": ("string", ("sampling model: hub id, path relative to the run directory (`round_K/model`), or "
+                         "`local:NAME` for a directory outside the run")),
     "model_fingerprint": ("string", "content hash of the sampling model's files (none for a hub id)"),
     "sampling_temperature": ("float64", "sampling temperature"),
     "sampling_top_p": ("float64", "nucleus top-p"),

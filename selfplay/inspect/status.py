@@ -1,6 +1,8 @@
 """`selfplay status OUT`: which stages of each round are done, what is in progress, the counts so
 far and an ETA, read from the files a run leaves (its markers), never from the processes, plus
-OUT/run.log for the run's state and its rates.
+OUT/run.log for the run's state and its rates. The run's state is that of its own last command
+(`run` or a stage command); side commands (export, verify) are listed apart with how each last
+went, so a failed export never makes a finished run look stopped.
 
 A stage is done when its output file exists (outputs are written atomically, last). A stage is in
 progress when it has begun: its provenance entry is written before it starts (selfplay.core.provenance),
@@ -12,8 +14,10 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,22 +47,79 @@ def _records(path: Path) -> list[dict[str, Any]]:
     return out
 
 
-def _run_state(out: Path, events: list[runlog.Event]) -> dict[str, Any]:
-    starts = [i for i, e in enumerate(events) if e.msg.startswith("START ")]
-    if not starts:
+# the commands that do the run's own work; any other (export, verify) is a side command, whose
+# outcome is listed apart and never taken for the run's state
+RUN_COMMANDS = frozenset({"run", "problems", "solve", "pair", "stats", "train"})
+
+
+@dataclass(frozen=True)
+class Session:
+    """One command's lines in run.log: from its START to its END (same pid), if it wrote one."""
+
+    start: int  # index of its START event
+    pid: int
+    command: str  # as logged: "run", "export --to DIR", "solve --round 0", ...
+    end: runlog.Event | None
+    error: str | None  # its last ERROR line before END
+
+    @property
+    def name(self) -> str:
+        return self.command.split(" ", 1)[0]
+
+
+def sessions(events: list[runlog.Event]) -> list[Session]:
+    """Every command session in the log, in the order they started (several may overlap: a side
+    command run while the run is going)."""
+    out = []
+    for i, e in enumerate(events):
+        if not e.msg.startswith("START "):
+            continue
+        end, err = None, None
+        for f in events[i + 1:]:
+            if f.pid != e.pid:
+                continue
+            if f.msg.startswith("START "):  # the pid began another session: this one never ended
+                break
+            if f.msg.startswith("END "):
+                end = f
+                break
+            if f.level == "ERROR":
+                err = f.msg
+        out.append(Session(i, e.pid, e.msg[6:].split(" (selfplay", 1)[0], end, err))
+    return out
+
+
+def _state(s: Session, events: list[runlog.Event]) -> dict[str, Any]:
+    since = events[s.start].time.isoformat()
+    if s.end is not None:
+        how = (f"`{s.command}` ended with an error: {s.error}" if s.error
+               else f"`{s.command}` ended: {s.end.msg[4:]}")
+        return {"state": "finished" if s.end.msg.startswith("END ok") else "stopped", "pid": s.pid,
+                "how": how, "since": since}
+    alive = _alive(s.pid)
+    return {"state": "running" if alive else "stopped", "pid": s.pid, "since": since,
+            "how": f"`{s.command}`" + ("" if alive else f" (pid {s.pid}) stopped without an END line: killed")}
+
+
+def _run_state(events: list[runlog.Event], found: list[Session]) -> dict[str, Any]:
+    """The state of the run's own work: its last run or stage command."""
+    own = [s for s in found if s.name in RUN_COMMANDS]
+    if not own:
         return {"state": "no log", "pid": None}
-    last = events[starts[-1]:]
-    pid = last[0].pid
-    end = next((e for e in last if e.pid == pid and e.msg.startswith("END ")), None)
-    command = last[0].msg[6:].split(" (selfplay", 1)[0]
-    if end is not None:
-        err = [e.msg for e in last if e.pid == pid and e.level == "ERROR" and not e.msg.startswith("END ")]
-        how = f"`{command}` ended with an error: {err[-1]}" if err else f"`{command}` ended: {end.msg[4:]}"
-        return {"state": "finished" if end.msg.startswith("END ok") else "stopped", "pid": pid,
-                "how": how, "since": last[0].time.isoformat()}
-    alive = _alive(pid)
-    return {"state": "running" if alive else "stopped", "pid": pid, "since": last[0].time.isoformat(),
-            "how": f"`{command}`" + ("" if alive else f" (pid {pid}) stopped without an END line: killed")}
+    return _state(own[-1], events)
+
+
+def _side_commands(events: list[runlog.Event], found: list[Session]) -> dict[str, dict[str, Any]]:
+    """The last session of each side command (export, verify): how it went."""
+    last = {s.name: s for s in found if s.name not in RUN_COMMANDS}
+    out = {}
+    for name, s in sorted(last.items(), key=lambda kv: kv[1].start):
+        st = _state(s, events)
+        outcome = ("running" if st["state"] == "running" else "ok" if st["state"] == "finished"
+                   else "interrupted" if s.end is not None and s.end.msg.startswith("END interrupted")
+                   else "failed" if s.end is not None else "killed")
+        out[name] = {"command": s.command, "outcome": outcome, "error": s.error, "pid": s.pid, "since": st["since"]}
+    return out
 
 
 def _alive(pid: int) -> bool:
@@ -73,9 +134,21 @@ def _alive(pid: int) -> bool:
     return b"selfplay" in cmd or b"python" in cmd  # a reused pid would run something else
 
 
-def _session(events: list[runlog.Event]) -> list[runlog.Event]:
-    starts = [i for i, e in enumerate(events) if e.msg.startswith("START ")]
-    return events[starts[-1]:] if starts else []
+def _run_session(events: list[runlog.Event], found: list[Session]) -> list[runlog.Event]:
+    """The log from the run's last own session on (its rates and progress lines)."""
+    own = [s for s in found if s.name in RUN_COMMANDS]
+    return events[own[-1].start:] if own else []
+
+
+def resume_command(out: Path) -> str:
+    """`selfplay run --out OUT` typed in the current directory: OUT relative to it when under it,
+    else absolute (shell-quoted)."""
+    full = Path(os.path.abspath(out))
+    try:
+        where = str(full.relative_to(Path.cwd()))
+    except ValueError:
+        where = str(full)
+    return f"selfplay run --out {shlex.quote(where)}"
 
 
 def _stage(done: bool, begun: bool) -> str:
@@ -96,7 +169,8 @@ def _solve_rate(out: Path, k: int, n_now: int, session: list[runlog.Event]) -> f
         if n_now > n0 and dt > 0:
             return (n_now - n0) / dt
     for j in range(k - 1, -1, -1):
-        rate = ((io.read_json_or_none(out / f"round_{j}" / "stats.json") or {}).get("timing") or {}).get("samples_per_s")
+        stats = io.read_json_or_none(out / f"round_{j}" / "stats.json") or {}
+        rate = (stats.get("timing") or {}).get("samples_per_s")
         if isinstance(rate, (int, float)) and rate > 0:
             return float(rate)
     return None
@@ -177,12 +251,13 @@ def round_status(out: Path, k: int, cfg: dict[str, Any], session: list[runlog.Ev
         left = counts["samples_expected"] - len(rollouts)
         st["rate"] = rate
         if rate:
-            since = time.time() - (d / "rollouts.jsonl").stat().st_mtime if running and (d / "rollouts.jsonl").exists() else 0.0
+            rpath = d / "rollouts.jsonl"
+            since = time.time() - rpath.stat().st_mtime if running and rpath.exists() else 0.0
             st["eta_s"] = max(0.0, left / rate - since)
     elif current == "train" and stages["train"] == RUNNING:
         st["progress"], st["eta_s"] = _train_eta(out, k, cfg, session, running)
     elif current == "eval" and stages["eval"] == RUNNING:
-        prev = io.read_json_or_none(out / f"round_{k - 1}" / "eval.json") if k else io.read_json_or_none(out / "eval_base.json")
+        prev = io.read_json_or_none(out / f"round_{k - 1}" / "eval.json" if k else out / "eval_base.json")
         st["eta_s"] = _eval_seconds(prev)
         begun = [e for e in session if e.msg.startswith("evaluating ")]
         if st["eta_s"] is not None and begun and running:
@@ -208,20 +283,22 @@ def run_status(out: str | Path) -> dict[str, Any]:
     if cfg is None:
         raise ValueError(f"status: {out} holds no run (no readable config.json)")
     events = runlog.read(out)
-    session = _session(events)
+    found = sessions(events)
+    session = _run_session(events, found)
     planned = int((cfg.get("run") or {}).get("rounds", 1))
     existing = [int(m.group(1)) for p in out.iterdir() if (m := re.fullmatch(r"round_(\d+)", p.name)) and p.is_dir()]
     n = max([planned] + [k + 1 for k in existing])
     base = "off"
     if eval_enabled(cfg):
-        base = _stage((out / "eval_base.json").exists(), "eval_base.json" in (io.read_json_or_none(out / "provenance.json") or {}))
+        base = _stage((out / "eval_base.json").exists(),
+                      "eval_base.json" in (io.read_json_or_none(out / "provenance.json") or {}))
     last = events[-1] if events else None
-    state = _run_state(out, events)
+    state = _run_state(events, found)
     running = state["state"] == "running"
     return {"out": str(out), "rounds_planned": planned, "config": {
                 "seed": (cfg.get("run") or {}).get("seed"), "model": (cfg.get("model") or {}).get("name"),
                 "backend": (cfg.get("model") or {}).get("backend"), "samples": (cfg.get("solve") or {}).get("samples")},
-            **state,
+            **state, "resume": resume_command(out), "side_commands": _side_commands(events, found),
             "last_log": {"time": last.time.isoformat(), "level": last.level, "msg": last.msg} if last else None,
             "base_eval": base, "rounds": [round_status(out, k, cfg, session, running) for k in range(n)]}
 
@@ -260,12 +337,17 @@ def format_status(s: dict[str, Any]) -> str:
     if state == "running":
         lines.append(f"state: running: {s['how']} (pid {s['pid']}, since {s['since']})")
     elif state == "no log":
-        lines.append("state: unknown (no run.log: made by an older selfplay)")
+        lines.append("state: unknown (run.log records no run: made by an older selfplay)")
     else:
         lines.append(f"state: {state}: {s['how']}")
     if state != "running":
         lines.append(f"{done} of {len(s['rounds'])} rounds complete" + (
-            "" if done == len(s["rounds"]) else f"; `selfplay run --out {s['out']}` resumes the run"))
+            "" if done == len(s["rounds"]) else f"; `{s['resume']}` resumes the run"))
+    for name, side in s["side_commands"].items():
+        how = f"{side['outcome']} ({side['error']})" if side["error"] else side["outcome"]
+        if side["outcome"] in ("running", "killed"):
+            how += f" (pid {side['pid']})"
+        lines.append(f"last {name}: {how}; `{side['command']}`, started {side['since']}")
     if s["last_log"]:
         ago = time.time() - _iso_ts(s["last_log"]["time"])
         lines.append(f"last log line ({fmt.seconds(ago)} ago): {s['last_log']['level']} {s['last_log']['msg']}")

@@ -1,6 +1,6 @@
 """Held-out contamination check: no held-out question may appear in any training pair's prompt.
 
-Texts are compared after `normalize_text` (seeds.text.normalize_question, the one question
+Texts are compared after `normalize_text` (selfplay_seeds.text.normalize_question, the one question
 normaliser: NFKC, lowercase, prose punctuation dropped, operators kept as tokens), so punctuation,
 case, spacing and line breaks can't hide a copy, and "7 - 4" is still not "7 + 4". A pair leaks when a
 held-out question's normalized word sequence occurs as a contiguous word sequence of the pair's
@@ -20,10 +20,10 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from seeds.text import normalize_question
 from selfplay.core.io import iter_jsonl
 from selfplay.core.records import Problem
 from selfplay.pair.diversity import MinHashIndex
+from selfplay_seeds.text import normalize_question
 
 KEY_WORDS = 8  # index held-out questions by their first 8 normalized words
 

@@ -16,15 +16,15 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from seeds.text import normalize_question
 from selfplay.core.records import Problem, Rollout
-from verifiers import answer_key
+from selfplay_seeds.text import normalize_question
+from selfplay_verifiers import answer_key
 
 _PRIME = 4294967291  # largest prime < 2**32: (a * x + b) stays below 2**64 in uint64 arithmetic
 
 
 # One normaliser for every question comparison (pose dedup, filters, contamination, eval
-# --exclude): seeds.text. Shingles and distinct-question counts use it too, so "7 - 4" and
+# --exclude): selfplay_seeds.text. Shingles and distinct-question counts use it too, so "7 - 4" and
 # "7 + 4" are different questions here as well.
 normalize_text = normalize_question
 
@@ -228,7 +228,7 @@ def diversity_metrics(problems: Sequence[Problem], rollouts: Sequence[Rollout], 
     posed = [p.question for p in sorted(problems, key=lambda p: p.id) if p.origin == "posed"]
     completions = [r.completion for r in rollouts]
     by_problem: dict[str, list[str]] = defaultdict(list)
-    for r in rollouts:  # answers compared as every vote compares them (verifiers.answer_key)
+    for r in rollouts:  # answers compared as every vote compares them (selfplay_verifiers.answer_key)
         key = answer_key(r.extracted)
         if key is not None:
             by_problem[r.problem_id].append(key)

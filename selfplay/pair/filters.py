@@ -16,7 +16,7 @@ from selfplay.core.records import Pair, Problem, Rollout
 from selfplay.pair.contamination import HeldoutMatcher  # the same held-out test the round's gate uses
 from selfplay.pair.diversity import MinHashIndex, has_repetition, normalize_text
 from selfplay.prompts import copies_example
-from verifiers import answer_key
+from selfplay_verifiers import answer_key
 
 __all__ = ["FilterResult", "MinHashIndex", "normalize_text", "dedup_problems",
            "solve_rate_band", "has_repetition", "completion_hygiene", "perplexity_filter",
@@ -182,7 +182,7 @@ def needs_label(p: Problem) -> bool:
 def majority_pseudo_labels(problems: Sequence[Problem], rollouts: Sequence[Rollout],
                            min_agreement: float = 0.5, only_without_gold: bool = True, *,
                            min_votes: int = 2) -> FilterResult[Problem]:
-    """Majority vote over the extracted answers (compared by verifiers.answer_key, the key maj@k
+    """Majority vote over the extracted answers (compared by selfplay_verifiers.answer_key, the key maj@k
     votes with too; answers without a key do not vote) of each problem without
     a trusted gold (answer "" or meta["gold_trusted"] is False). Kept problems get the majority
     answer as gold and meta agreement / votes / gold_source="majority" (gold_trusted stays False;

@@ -2,7 +2,7 @@
 the way, not only in its last answer (docs/filters.md, "Chosen paths: right all the way").
 
 A cot path whose final answer is correct is *flawed* when
-- `false_step`: one of its arithmetic statements is false (verifiers.steps.check_steps);
+- `false_step`: one of its arithmetic statements is false (selfplay_verifiers.steps.check_steps);
 - `unevaluated_answer`: the gold is a number and the path's answer is a computation left undone
   ("So the answer is 3 + 7.": the answer checker evaluates it to 10, a reader does not);
 - `no_boxed` (only with pair.require_boxed): it does not write its answer in \\boxed{}.
@@ -22,7 +22,7 @@ from typing import Any, Mapping, Sequence
 
 from selfplay.core.records import Problem, Rollout
 from selfplay.pair.filters import FilterResult
-from verifiers.steps import FALSE, TRUE, UNKNOWN_STEP, StepReport, check_steps, is_unevaluated, is_value
+from selfplay_verifiers.steps import FALSE, TRUE, UNKNOWN_STEP, StepReport, check_steps, is_unevaluated, is_value
 
 FLAWS = ("false_step", "unevaluated_answer", "no_boxed")
 BOXED = "\\boxed"

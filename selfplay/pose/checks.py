@@ -18,9 +18,9 @@ import tokenize
 from fractions import Fraction
 from typing import Any
 
-from seeds.text import normalize_question  # the one normaliser (operators kept): also pose dedup's
 from selfplay.verify.label import printed_lines, program_answer
-from verifiers.normalize import strip_thousands
+from selfplay_seeds.text import normalize_question  # the one normaliser (operators kept): also pose dedup's
+from selfplay_verifiers.normalize import strip_thousands
 
 MAX_QUESTION_CHARS = 600
 _MARKER = re.compile(r"(?:New\s+)?(?:Problem|Question)\s*:\s*(?:\*\*)?", re.I)

@@ -16,13 +16,13 @@ import time
 from collections import Counter
 from typing import Any, Callable, Iterable, Sequence
 
-from seeds.text import normalize_question  # the one normaliser (operators kept): also pose dedup's
 from selfplay.backends.base import Backend, SamplingParams
 from selfplay.core.records import Problem
 from selfplay.core.rng import derive_seed, rng_for
 from selfplay.pose.checks import check_posed, clean_question, program_steps
 from selfplay.pose.witness import WITNESSES, expression_witness, program_witness
 from selfplay.prompts import POSE_KINDS, PROGRAM_STOP, QUESTION_STOP, pose_messages, program_messages, question_messages
+from selfplay_seeds.text import normalize_question  # the one normaliser (operators kept): also pose dedup's
 
 
 def _texts(backend: Backend, prompts: Sequence[Any], temperature: float, top_p: float, max_new_tokens: int,

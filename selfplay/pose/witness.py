@@ -16,7 +16,7 @@ from selfplay.config.enums import Witness, names
 from selfplay.core.records import Problem
 from selfplay.pose.checks import run_answer
 from selfplay.prompts import answer_value
-from verifiers.normalize import strip_thousands
+from selfplay_verifiers.normalize import strip_thousands
 
 # auto: a second program always; then a question that states one arithmetic expression is
 # witnessed by its exact value, any other question by the solver majority (docs/posing.md)

@@ -3,19 +3,20 @@ model (round K samples from round K-1's trained model) and the held-out sets who
 training problem may copy."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from seeds import load_jsonl_problems, procedural_problems
 from selfplay.backends.base import Backend
 from selfplay.backends.models import resolve_model
 from selfplay.backends.resources import Resources
 from selfplay.config import Config
 from selfplay.core import io, provenance
 from selfplay.core.records import Problem
-from verifiers import MathVerifier
-from verifiers.sandbox import Sandbox
+from selfplay_seeds import load_jsonl_problems, procedural_problems
+from selfplay_verifiers import MathVerifier
+from selfplay_verifiers.sandbox import Sandbox
 
 
 @dataclass
@@ -79,11 +80,27 @@ def round_model(cfg: Config, out: Path, round_idx: int) -> str:
     stats_path = prev / "train_stats.json"
     stats = io.read_json(stats_path) if stats_path.exists() else {}
     if stats.get("trained") is False:
-        return str(stats["start_model"])
+        return start_model(out, prev, str(stats["start_model"]))
     if stats and (prev / "model" / "config.json").exists():
         return str(prev / "model")
     raise RoundNotReady(f"round {round_idx}: round {round_idx - 1} is not trained yet ({stats_path} missing); "
                         f"finish it with `selfplay run --rounds {round_idx}`, or pass --model")
+
+
+def start_model(out: Path, rdir: Path, stored: str) -> str:
+    """An untrained round's start_model (train_stats.json) as a path usable now: a model inside OUT
+    is stored relative to OUT (provenance.relative_to_out). An older run stored the path string it
+    was reached by (absolute, or relative to where it ran); when that names nothing now (the run
+    moved), the model is found by its place in the run (round_J/model) if its fingerprint is the
+    one train_stats.json's provenance recorded."""
+    model = provenance.locate(stored, out)
+    if Path(model).exists():
+        return model
+    m = re.search(r"(?:^|/)(round_\d+/model)/?$", stored)
+    recorded = (provenance.read(rdir).get("train_stats.json") or {}).get("model_fingerprint")
+    if m and (out / m.group(1)).is_dir() and provenance.model_fingerprint(str(out / m.group(1))) == recorded:
+        return str(out / m.group(1))
+    return model
 
 
 def make_context(cfg: Config, out: Path, round_idx: int,

@@ -13,7 +13,6 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Sequence
 
-from seeds import load_hf_dataset, load_jsonl_problems, parse_hf_spec, procedural_problems
 from selfplay.backends.base import SamplingParams
 from selfplay.config import Config
 from selfplay.core import faults, io, provenance
@@ -28,6 +27,7 @@ from selfplay.pair.pseudo import pseudo_label
 from selfplay.prompts import SOLVE_STOP, solve_modes
 from selfplay.run import executor
 from selfplay.run.context import RoundContext, solve_entry
+from selfplay_seeds import load_hf_dataset, load_jsonl_problems, parse_hf_spec, procedural_problems
 
 
 def seed_problems(cfg: Config, round_idx: int, gate: HeldoutGate) -> list[Problem]:
@@ -162,8 +162,8 @@ def load_rollouts(path: Path, samples: int) -> dict[str, list[Rollout]]:
     return done
 
 
-_VERIFY_HINT = ("relabel with `selfplay verify {path}` (it invalidates what was made from them), "
-                "or use another --out")
+_VERIFY_HINT = ("relabel with `selfplay verify {path}` (what was made from labels that change is moved to "
+                "OUT/stale/), or use another --out")
 
 
 def paths_per_problem(cfg: Config) -> int:

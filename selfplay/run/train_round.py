@@ -62,7 +62,9 @@ def train_round(cfg: Config, out: Path, round_idx: int, base_model: str) -> dict
         stats["trained"] = True
     except NoUsablePairs as e:  # the next round starts from this round's starting model
         log(f"round {round_idx}: NOT TRAINED ({e}); round {round_idx + 1} starts from {base_model}")
-        stats = {"trained": False, "reason": str(e), "start_model": base_model, "n_train": 0}
+        # a model inside OUT by its place in OUT (round_model finds it there, wherever OUT moves)
+        stats = {"trained": False, "reason": str(e), "start_model": provenance.relative_to_out(base_model, out),
+                 "n_train": 0}
     faults.point("train:saved")  # the model is in place, train_stats.json not yet
     stats["seconds"] = round(time.perf_counter() - t0, 1)
     stats["mix"] = mix

@@ -63,7 +63,7 @@ def solve_and_verify(backend: Backend, problems: Sequence[Problem], params: Samp
     sequence. Other backends (hf) generate batches of batch_problems problems, one batch ahead
     in a thread while the previous batch is verified; the batch is the unit yielded.
 
-    verifier: a `verifiers.MathVerifier`; sandbox: a `verifiers.sandbox.Sandbox` (pot paths).
+    verifier: a `selfplay_verifiers.MathVerifier`; sandbox: a `selfplay_verifiers.sandbox.Sandbox` (pot paths).
     modes: the kinds of path, params.n of each per problem (see solve_kinds).
     progress: an optional tqdm bar advanced by samples, with tokens/s in its postfix.
     timing: when given, "verify_seconds" (time spent labelling, programs included, while the

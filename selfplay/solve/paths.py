@@ -182,8 +182,8 @@ def generate_labelled(backend: Backend, problems: Sequence[Problem], kinds: Sequ
                       timing: dict[str, Any] | None = None) -> Iterator[list[Labelled]]:
     """Every problem's paths of every kind, labelled; lists of whole problems as soon as they are
     done (streaming backends: in finishing order; others: in order, a batch at a time).
-    verifier: a `verifiers.MathVerifier` (anything with submit(gold, text[, extract])); sandbox:
-    a `verifiers.sandbox.Sandbox`, needed for pot kinds. timing, when given, gets
+    verifier: a `selfplay_verifiers.MathVerifier` (anything with submit(gold, text[, extract])); sandbox:
+    a `selfplay_verifiers.sandbox.Sandbox`, needed for pot kinds. timing, when given, gets
     "verify_seconds" and "programs" added up in it."""
     timing = {} if timing is None else timing
     if hasattr(backend, "generate_stream"):

@@ -32,8 +32,8 @@ from dataclasses import replace
 from typing import Any, Sequence
 
 from selfplay.core.records import Pair
-from verifiers import extract_answer
-from verifiers.numbers import screen
+from selfplay_verifiers import extract_answer
+from selfplay_verifiers.numbers import screen
 
 CLASSES = {"chosen_disputed": "chosen called wrong by math-verify",
            "rejected_disputed": "rejected called right by math-verify",

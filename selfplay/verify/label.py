@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 from selfplay.core.records import Rollout
 from selfplay.prompts import extract_program
-from verifiers.verdict import INCORRECT, UNKNOWN, Verdict
+from selfplay_verifiers.verdict import INCORRECT, UNKNOWN, Verdict
 
 # Why a pot path has no answer: always labelled incorrect, so never a `chosen` (a program the
 # sandbox itself failed on is unknown/sandbox_error instead, and never paired).

@@ -2,10 +2,19 @@ import math
 
 import pytest
 
-from selfplay.core.metrics import (bootstrap_ci, maj_at_k, majority_vote, pass_at_k, pass_counts, pass_rate, pass_rates,
-                                   summarize, wilson_interval)
+from selfplay.core.metrics import (
+    bootstrap_ci,
+    maj_at_k,
+    majority_vote,
+    pass_at_k,
+    pass_counts,
+    pass_rate,
+    pass_rates,
+    summarize,
+    wilson_interval,
+)
 from selfplay.core.records import Rollout
-from verifiers import answer_key
+from selfplay_verifiers import answer_key
 
 
 @pytest.mark.parametrize("k,expected", [(1, 0.4), (2, 0.7), (3, 0.9), (4, 1.0), (5, 1.0)])
@@ -46,7 +55,7 @@ def test_bootstrap_is_seeded_and_brackets_mean():
     assert bootstrap_ci([0.5, 0.5]) == (0.5, 0.5)
 
 
-# maj@k votes with verifiers.answer_key (tests/pair/test_one_key.py has the table); since it is the
+# maj@k votes with selfplay_verifiers.answer_key (tests/pair/test_one_key.py has the table); since it is the
 # verifier's normal form, "\\frac{1}{2}" is now the vote of "0.5" and "X = 4." the vote of "4".
 @pytest.mark.parametrize("raw,norm", [("18.0", "18"), ("$18$", "18"), ("1,000", "1000"), (" 0.50 ", "0.5"),
                                       ("\\boxed{7}", "7"), ("+3", "3"), ("-0", "0"), ("\\frac{1}{2}", "0.5"),

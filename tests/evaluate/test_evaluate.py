@@ -11,22 +11,22 @@ from selfplay.core.records import Problem
 from selfplay.evaluate.driver import eval_seed, evaluate, format_table, load_eval_file, run_eval_cli, write_eval
 from selfplay.pair.contamination import ContaminationError, check_contamination, normalize_text
 from selfplay.prompts import solve_messages
+from selfplay_verifiers import MathVerifier, answer_key, check
 from tests.conftest import SHARED_DATA
-from verifiers import answer_key
 
 DATA = SHARED_DATA
 _BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
 
 
 @dataclass(frozen=True)
-class Verdict:  # the fields evaluate() reads from verifiers.Verdict
+class Verdict:  # the fields evaluate() reads from selfplay_verifiers.Verdict
     label: str
     reason: str
     extracted: str | None = None
 
 
 class FakeVerifier:
-    """Tests only: last \\boxed{} vs gold by normalized string (the real one is verifiers.MathVerifier)."""
+    """Tests only: last \\boxed{} vs gold by normalized string (the real one is selfplay_verifiers.MathVerifier)."""
 
     def __init__(self, *a, **k):
         self.calls = 0
@@ -208,15 +208,12 @@ def test_contamination_detects_crafted_leak(tmp_path):
 
 
 def test_evaluate_with_real_math_verifier():
-    verifiers = pytest.importorskip("verifiers")
-    if not hasattr(verifiers, "MathVerifier"):
-        pytest.skip("verifiers.MathVerifier not available")
     probs = _problems(4)
-    with verifiers.MathVerifier(workers=1) as v:
+    with MathVerifier(workers=1) as v:
         r = evaluate(ScriptedBackend(), probs, v, samples=3, keep_completions=True, progress=False)
     for p, rec in zip(probs, r["problems"]):
         for s in rec["samples"] + [rec["greedy"]]:
-            assert s["label"] == verifiers.check(p.answer, s["completion"]).label
+            assert s["label"] == check(p.answer, s["completion"]).label
     assert r["n"] == 4 and r["k"] == 3
 
 

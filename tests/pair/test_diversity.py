@@ -4,13 +4,23 @@ from __future__ import annotations
 import pytest
 
 from selfplay.core.records import Problem, Rollout
-from selfplay.pair.diversity import (MinHashIndex, collapse_warnings, distinct_n, diversity_metrics, entropy_bits,
-                                     jaccard, mean_pairwise_jaccard, normalize_text, round_warnings, word_shingles)
-from verifiers import answer_key
+from selfplay.pair.diversity import (
+    MinHashIndex,
+    collapse_warnings,
+    distinct_n,
+    diversity_metrics,
+    entropy_bits,
+    jaccard,
+    mean_pairwise_jaccard,
+    normalize_text,
+    round_warnings,
+    word_shingles,
+)
+from selfplay_verifiers import answer_key
 
 
 @pytest.mark.parametrize("text, expected", [
-    ("  What IS 2+2?\n\n", "what is 2 + 2"),  # operators are tokens (seeds.text)
+    ("  What IS 2+2?\n\n", "what is 2 + 2"),  # operators are tokens (selfplay_seeds.text)
     ("Tom has 1,000 apples; he ate 3.5!", "tom has 1000 apples he ate 3.5"),
     ("He paid $12.", "he paid 12"),
     ("x_1 -- y", "x 1 y"),  # a dash is punctuation, a lone "-" is an operator
@@ -22,7 +32,7 @@ def test_normalize_text(text, expected):
     assert normalize_text(text) == expected
 
 
-# Answers are counted by verifiers.answer_key, the key of every vote (tests/pair/test_one_key.py); it
+# Answers are counted by selfplay_verifiers.answer_key, the key of every vote (tests/pair/test_one_key.py); it
 # is the verifier's normal form, so "\\frac{1}{2}" counts as "0.5" and a plain list as sorted.
 @pytest.mark.parametrize("raw, key", [
     ("7", "7"), (" 7.0 ", "7"), ("$7$", "7"), ("7.", "7"), ("1,000", "1000"), ("-3", "-3"),

@@ -1,6 +1,6 @@
 """One answer key for every vote: evaluation's maj@k (selfplay.core.metrics.majority_vote), the pair
 stage's pseudo-label vote (selfplay.pair.filters.majority_pseudo_labels) and answer diversity
-(selfplay.pair.diversity) all group extracted answers by verifiers.answer_key, the verifier's normal
+(selfplay.pair.diversity) all group extracted answers by selfplay_verifiers.answer_key, the verifier's normal
 form. There used to be two keys (metrics.normalize_answer and diversity.answer_key), so training
 and evaluation voted differently."""
 from __future__ import annotations
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import pytest
 
-import verifiers
+import selfplay_verifiers
 from selfplay.backends.scripted import ScriptedBackend
 from selfplay.core import metrics
 from selfplay.core.records import Problem, Rollout
@@ -19,7 +19,7 @@ from selfplay.evaluate.driver import evaluate
 from selfplay.pair import diversity, filters
 from selfplay.pair.diversity import diversity_metrics
 from selfplay.pair.filters import majority_pseudo_labels
-from verifiers import answer_key, extract_answer
+from selfplay_verifiers import answer_key, extract_answer
 
 # (answers that are one vote, their key). The comment gives what the two old keys made of the
 # first answer where they split it: old eval key (maj@k) / old pair key (pseudo-labels, diversity).
@@ -53,7 +53,7 @@ def test_no_answer_no_vote():
 
 def test_there_is_one_key():
     assert not hasattr(metrics, "normalize_answer")
-    assert metrics.answer_key is diversity.answer_key is filters.answer_key is verifiers.answer_key
+    assert metrics.answer_key is diversity.answer_key is filters.answer_key is selfplay_verifiers.answer_key
 
 
 def _rollouts(pid: str, answers: list[str | None]) -> list[Rollout]:

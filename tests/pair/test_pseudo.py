@@ -11,7 +11,7 @@ from selfplay.core.records import Problem, Rollout
 from selfplay.pair.pseudo import pseudo_label
 from selfplay.pose.checks import check_posed
 from selfplay.run.loop import run_loop
-from verifiers import MathVerifier
+from selfplay_verifiers import MathVerifier
 
 
 def _problem(pid, answer, **meta):

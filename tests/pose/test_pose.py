@@ -41,7 +41,7 @@ def test_check_posed_rejects_duplicates_and_missing_parts():
 
 @needs_bwrap
 def test_pose_with_real_sandbox_counts_and_dedups():
-    from verifiers.sandbox import Sandbox
+    from selfplay_verifiers.sandbox import Sandbox
 
     ex = [Problem(id="e", question="What is 1 + 2?", answer="3", origin="procedural", source="add", program="print(1 + 2)")]
     with Sandbox(timeout=3) as sb:

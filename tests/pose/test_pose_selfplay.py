@@ -26,11 +26,19 @@ from selfplay.pair.pseudo import majority_witness
 from selfplay.pose.checks import check_posed, clean_question, digit_numbers, ill_posed, program_steps
 from selfplay.pose.posing import pose_problems
 from selfplay.pose.witness import program_witness
-from selfplay.prompts import (POSE_KINDS, PROGRAM_STOP, QUESTION_STOP, answer_value, level_hint, pose_messages,
-                              program_messages, question_messages)
+from selfplay.prompts import (
+    POSE_KINDS,
+    PROGRAM_STOP,
+    QUESTION_STOP,
+    answer_value,
+    level_hint,
+    pose_messages,
+    program_messages,
+    question_messages,
+)
 from selfplay.run.context import RoundContext
 from selfplay.run.round import pose_level, posed_difficulty, stage_problems
-from verifiers.verdict import Verdict
+from selfplay_verifiers.verdict import Verdict
 
 SHOTS = [("What is 1 + 2?", "print(1 + 2)"), ("Tom has 3 apples and 4 pears. How many fruits?", "print(3 + 4)")]
 EXAMPLES = [Problem(id=f"e{i}", question=f"What is {i} + {i + 3}?", answer=str(2 * i + 3), origin="procedural",

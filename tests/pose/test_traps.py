@@ -5,14 +5,21 @@ from fractions import Fraction
 
 import pytest
 
-from seeds.procedural import GENERATORS, generate
 from selfplay.backends.base import SamplingParams, cut_at_stop
 from selfplay.backends.scripted import ScriptedBackend
 from selfplay.core.records import Problem, Rollout
 from selfplay.pair.filters import completion_hygiene
 from selfplay.pose.checks import check_posed, posed_answer
-from selfplay.prompts import (SOLVE_EXAMPLE_ANSWER, SOLVE_EXAMPLE_QUESTION, SOLVE_EXAMPLE_SOLUTION, SOLVE_STOP,
-                              SOLVE_TEMPLATE, copies_example, solve_messages)
+from selfplay.prompts import (
+    SOLVE_EXAMPLE_ANSWER,
+    SOLVE_EXAMPLE_QUESTION,
+    SOLVE_EXAMPLE_SOLUTION,
+    SOLVE_STOP,
+    SOLVE_TEMPLATE,
+    copies_example,
+    solve_messages,
+)
+from selfplay_seeds.procedural import GENERATORS, generate
 from tests.conftest import FakeSandbox
 
 
@@ -38,7 +45,7 @@ def test_example_answer_is_shown_boxed_and_no_default_generator_produces_it():
 
 
 def test_copying_the_example_is_never_labelled_correct():
-    from verifiers import check
+    from selfplay_verifiers import check
 
     golds = {generate(g, 1, i, seed=1).answer for g in GENERATORS for i in range(200)}
     labels = {check(g, SOLVE_EXAMPLE_SOLUTION).label for g in golds}
@@ -93,7 +100,7 @@ def test_solving_and_evaluation_use_the_shared_stop(tmp_path):
     assert any(r.seed % 2 == 1 for r in flat)  # some samples did ramble on
     # without the cut, the invented problem's \boxed{2} would be the extracted answer
     assert all(r.extracted != "2" for r in flat if r.seed % 2 == 1 and r.problem_id != "p0")
-    from verifiers import MathVerifier
+    from selfplay_verifiers import MathVerifier
 
     with MathVerifier(workers=1) as verifier:
         result = evaluate(ScriptedBackend(ramble_every=2), probs, verifier, samples=4, progress=False,

@@ -80,6 +80,9 @@ def test_verify_invalidates_everything_made_from_the_old_labels(tmp_path):
     cfg = cfg_file(tmp_path, out, rounds=2)
     assert sp("run", "--config", cfg).returncode == 0
     old_pairs = (out / "round_0" / "pairs.jsonl").read_bytes()
+    rows = list(io.iter_jsonl(out / "round_0" / "rollouts.jsonl"))  # one stale label: verify changes it back
+    rows[0]["label"] = "incorrect" if rows[0]["label"] == "correct" else "correct"
+    io.write_jsonl(out / "round_0" / "rollouts.jsonl", rows)
     r = sp("verify", out / "round_0" / "rollouts.jsonl")
     assert r.returncode == 0, r.stderr
     assert "moved to" in r.stdout and "round_1" in r.stdout

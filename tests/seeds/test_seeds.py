@@ -2,8 +2,13 @@ from fractions import Fraction
 
 import pytest
 
-from seeds import GENERATORS, generate, load_jsonl_problems, procedural_problems
 from selfplay.core.io import write_jsonl
+from selfplay.evaluate import driver as evaluate
+from selfplay.pair import contamination, diversity, filters
+from selfplay.pose import posing as pose
+from selfplay_seeds import GENERATORS, generate, load_jsonl_problems, procedural_problems
+from selfplay_seeds.loaders import parse_hf_spec, problems_from_records
+from selfplay_seeds.text import normalize_question
 from tests.conftest import SHARED_DATA, needs_shared
 
 DATA = str(SHARED_DATA)
@@ -97,8 +102,6 @@ def test_loader_formats_and_limit(tmp_path):
 
 
 def test_hf_rows_parse_like_file_lines():
-    from seeds.loaders import problems_from_records
-
     ps = problems_from_records([{"question": "q?", "answer": "x\n#### 1,200"}], source="openai/gsm8k")
     assert ps[0].answer == "1200" and ps[0].origin == "hf" and ps[0].id == "openai_gsm8k-0"
     with pytest.raises(ValueError, match=r"^openai/gsm8k\[0\]: missing field 'answer'"):
@@ -108,15 +111,11 @@ def test_hf_rows_parse_like_file_lines():
 @pytest.mark.parametrize("spec,parsed", [("openai/gsm8k:main:train", ("openai/gsm8k", "main", "train")),
                                          ("gsm8k", ("gsm8k", None, "train")), ("x/y::test", ("x/y", None, "test"))])
 def test_hf_spec(spec, parsed):
-    from seeds import parse_hf_spec
-
     assert parse_hf_spec(spec) == parsed
 
 
 @pytest.mark.parametrize("spec", ["not a spec", "", "a:b:c:d", "a:b c", ":main"])
 def test_bad_hf_spec(spec):
-    from seeds import parse_hf_spec
-
     with pytest.raises(ValueError, match="is not name\\[:config\\[:split\\]\\]"):
         parse_hf_spec(spec)
 
@@ -134,8 +133,6 @@ def test_bad_hf_spec(spec):
     ("**Problem:** What is 2+2?", "Problem: What is 2 + 2?"),
 ])
 def test_normaliser_matches_variants(a, b):
-    from seeds.text import normalize_question
-
     assert normalize_question(a) == normalize_question(b)
 
 
@@ -149,18 +146,11 @@ def test_normaliser_matches_variants(a, b):
     ("What is (7 - 4) * 2?", "What is 7 - 4 * 2?"),
 ])
 def test_normaliser_keeps_operators_apart(a, b):
-    from seeds.text import normalize_question
-
     assert normalize_question(a) != normalize_question(b)
 
 
 def test_one_normaliser_everywhere():
     """pose dedup, the dedup filter, diversity, contamination and eval --exclude share it."""
-    from seeds.text import normalize_question
-    from selfplay.evaluate import driver as evaluate
-    from selfplay.pair import contamination, diversity, filters
-    from selfplay.pose import posing as pose
-
     assert pose.normalize_question is diversity.normalize_text is filters.normalize_text \
         is contamination.normalize_text is evaluate.normalize_question is normalize_question
 
@@ -183,4 +173,4 @@ def test_seeds_imports_no_pipeline_stage():
         tree = ast.parse((root / (leaf.replace(".", "/") + ".py")).read_text())
         mods = [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
         mods += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
-        assert not [m for m in mods if m.split(".")[0] in ("selfplay", "seeds")], leaf
+        assert not [m for m in mods if m.split(".")[0] in ("selfplay", "selfplay_seeds")], leaf

@@ -49,8 +49,8 @@ def run(tmp_path, mode, *, backend="scripted", model="scripted-model", problems=
 def rerun_chosen(pairs):
     """Each chosen pot program, run again in a fresh sandbox, and its output checked against the
     gold by a fresh verifier: the list of pairs for which that fails."""
-    from verifiers import MathVerifier
-    from verifiers.sandbox import Sandbox
+    from selfplay_verifiers import MathVerifier
+    from selfplay_verifiers.sandbox import Sandbox
 
     pot = [p for p in pairs if p["metadata"]["mode"] == "pot"]
     bad = []
@@ -77,8 +77,8 @@ def test_extract_program_and_answer():
 
 @needs_bwrap
 def test_label_paths_runs_programs_and_names_failures():
-    from verifiers import MathVerifier
-    from verifiers.sandbox import Sandbox
+    from selfplay_verifiers import MathVerifier
+    from selfplay_verifiers.sandbox import Sandbox
 
     items = [("6", "```python\nprint(2 * 3)\n```", "pot"),
              ("6", "```python\nprint(7)\n```", "pot"),

@@ -6,12 +6,12 @@ from dataclasses import replace
 
 import pytest
 
-from seeds.procedural import procedural_problems
 from selfplay.backends.base import SamplingParams
 from selfplay.backends.scripted import ScriptedBackend
 from selfplay.config import load_config
 from selfplay.run.loop import run_loop
 from selfplay.solve.generate import solve_and_verify
+from selfplay_seeds.procedural import procedural_problems
 from tests.conftest import needs_bwrap
 
 
@@ -32,7 +32,7 @@ class StreamingScripted(ScriptedBackend):
 
 
 def _solve(backend, problems, modes, sandbox, batch_problems=0):
-    from verifiers import MathVerifier
+    from selfplay_verifiers import MathVerifier
 
     params = SamplingParams(n=3, temperature=0.8, max_new_tokens=64)
     with MathVerifier(workers=1) as mv:
@@ -44,7 +44,7 @@ def _solve(backend, problems, modes, sandbox, batch_problems=0):
 @needs_bwrap
 @pytest.mark.parametrize("modes", [("cot",), ("cot", "pot")])
 def test_streamed_solve_gives_the_batch_path_rollouts(modes):
-    from verifiers.sandbox import Sandbox
+    from selfplay_verifiers.sandbox import Sandbox
 
     problems = procedural_problems(10, ["add", "sub", "two_step"], [1], seed=4, split="train")
     with Sandbox(timeout=5.0) as sb:
@@ -99,7 +99,7 @@ def test_relabel_keeps_a_path_whose_problem_raised():
     judging it again against a gold must not turn it into an `incorrect` (a fair rejected)."""
     from selfplay.core.records import Rollout
     from selfplay.verify.label import relabel
-    from verifiers import MathVerifier
+    from selfplay_verifiers import MathVerifier
 
     err = Rollout(problem_id="p", sample_index=0, completion="", finish_reason="error", n_tokens=0, seed=1,
                   label="unknown", reason="error", error="RuntimeError: prompt too long")

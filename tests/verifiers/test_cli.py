@@ -1,4 +1,4 @@
-"""`python -m verifiers`: math batches (order, malformed lines, atomic output) and run-code."""
+"""`python -m selfplay_verifiers`: math batches (order, malformed lines, atomic output) and run-code."""
 from __future__ import annotations
 
 import json
@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-import verifiers
+import selfplay_verifiers
 
-ROOT = Path(verifiers.__file__).resolve().parent.parent
+ROOT = Path(selfplay_verifiers.__file__).resolve().parent.parent
 
 
 def _run(*args: str, env: dict | None = None, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "verifiers", *args], cwd=ROOT, env=env,
+    return subprocess.run([sys.executable, "-m", "selfplay_verifiers", *args], cwd=ROOT, env=env,
                           input=stdin, capture_output=True, text=True, timeout=120)
 
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from verifiers import Gold, check, equivalent, parse_gold
-from verifiers.mathcheck import fast_verdict
-from verifiers.numbers import Num, numbers_match, parse_number, screen
+from selfplay_verifiers import Gold, check, equivalent, parse_gold
+from selfplay_verifiers.mathcheck import fast_verdict
+from selfplay_verifiers.numbers import Num, numbers_match, parse_number, screen
 
 C, I, U = "correct", "incorrect", "unknown"
 
@@ -198,14 +198,14 @@ def test_fast_parser_reads_like_latex2sympy(tex: str) -> None:
     import sympy
     from latex2sympy2_extended import latex2sympy
 
-    from verifiers.symbolic import _exact
-    from verifiers.texparse import parse_simple
+    from selfplay_verifiers.symbolic import _exact
+    from selfplay_verifiers.texparse import parse_simple
     assert sympy.simplify(parse_simple(tex) - _exact(latex2sympy(tex))) == 0
 
 
 @pytest.mark.parametrize("tex", ["\\sin x", "x^23", "2 3", "|x|", "x!", "\\infty", "x_1", "2^-1"])
 def test_fast_parser_declines_what_it_does_not_know(tex: str) -> None:
-    from verifiers.texparse import Unsupported, parse_simple
+    from selfplay_verifiers.texparse import Unsupported, parse_simple
     with pytest.raises(Unsupported):
         parse_simple(tex)
 
@@ -235,6 +235,6 @@ def test_garbage_never_raises() -> None:
     ("8", "\\boxed{6 + 1 = 7}", "incorrect"),
 ])
 def test_arithmetic_chains(gold, completion, label):
-    from verifiers import check
+    from selfplay_verifiers import check
 
     assert check(gold, completion).label == label

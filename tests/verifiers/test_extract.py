@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from verifiers.extract import extract_answer, find_answer, find_boxed, normalize_answer
+from selfplay_verifiers.extract import extract_answer, find_answer, find_boxed, normalize_answer
 
 EXTRACT = [
     # boxed: last one wins, braces matched, escaped braces skipped

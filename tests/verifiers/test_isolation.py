@@ -1,7 +1,7 @@
 """Isolation between jobs of ONE long-lived sandbox server, and the seccomp filter.
 
 Each test runs its programs as separate jobs of one server, as the pipeline does: through the
-CLI (`python -m verifiers run-code A.py B.py`, workers=1) or one Sandbox(workers=1). Jobs print
+CLI (`python -m selfplay_verifiers run-code A.py B.py`, workers=1) or one Sandbox(workers=1). Jobs print
 `os.readlink('/proc/self/ns/pid')`: equal values prove two jobs ran in the same sandbox (a
 replaced server has a new PID namespace).
 """
@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
-import verifiers
-from verifiers._sandbox_proc import AUDIT_ARCH, CLONE, DENIED, seccomp_filter
-from verifiers.sandbox import Sandbox, SandboxUnavailable, bwrap_available
+import selfplay_verifiers
+from selfplay_verifiers._sandbox_proc import AUDIT_ARCH, CLONE, DENIED, seccomp_filter
+from selfplay_verifiers.sandbox import Sandbox, SandboxUnavailable, bwrap_available
 
-ROOT = Path(verifiers.__file__).resolve().parent.parent
+ROOT = Path(selfplay_verifiers.__file__).resolve().parent.parent
 NOBODY = 65534
 BWRAP_OK = bwrap_available()
 pytestmark = pytest.mark.skipif(
@@ -39,7 +39,7 @@ EPERM = os.strerror(1)
 
 @pytest.fixture(scope="module")
 def unprivileged():
-    """(command prefix, cwd, uid) that run `python -m verifiers` as an ordinary user: this process
+    """(command prefix, cwd, uid) that run `python -m selfplay_verifiers` as an ordinary user: this process
     itself when it is not root; as root, user 65534 via setpriv, with a world-readable copy of the
     verifiers package and an interpreter that user can run (the venv's may live under /root).
     Skips, naming why, only where no such interpreter exists."""
@@ -51,9 +51,9 @@ def unprivileged():
     d = tempfile.mkdtemp(prefix="isolation-pkg-")
     try:
         os.chmod(d, 0o755)
-        shutil.copytree(ROOT / "verifiers", os.path.join(d, "verifiers"),
+        shutil.copytree(ROOT / "verifiers", os.path.join(d, "selfplay_verifiers"),  # the folder, under its import name
                         ignore=shutil.ignore_patterns("__pycache__"))
-        start = "from verifiers.sandbox import Sandbox\nSandbox(libraries=(), workers=1).close()"
+        start = "from selfplay_verifiers.sandbox import Sandbox\nSandbox(libraries=(), workers=1).close()"
         setpriv = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
         tried = []
         for exe in dict.fromkeys((os.path.realpath(sys.executable), "/usr/bin/python3")):
@@ -81,7 +81,7 @@ def run_code(programs: list[str], *args: str, as_user: tuple | None = None
             files.append(os.path.join(d, f"p{i}.py"))
             Path(files[-1]).write_text(code)
             os.chmod(files[-1], 0o644)
-        res = subprocess.run([*prefix, "-m", "verifiers", "run-code", *args, *files], cwd=cwd,
+        res = subprocess.run([*prefix, "-m", "selfplay_verifiers", "run-code", *args, *files], cwd=cwd,
                              capture_output=True, text=True, timeout=120)
     finally:
         shutil.rmtree(d)
@@ -153,7 +153,7 @@ def test_sysv_shared_memory_is_refused_and_never_seen_by_the_next_job():
 def test_ipc_left_by_a_job_retires_the_server(monkeypatch):
     # Defence behind the filter: with seccomp off, a segment is created; the server notices it
     # after the job and is replaced, so the next job sees none.
-    monkeypatch.setattr("verifiers.sandbox.seccomp_filter", lambda: None)
+    monkeypatch.setattr("selfplay_verifiers.sandbox.seccomp_filter", lambda: None)
     make = NS + CALL + "print(json.dumps({'ns': NS, 'shmget': call('shmget', 0, 4096, 0o1600)}))\n"
     look = LOOK_SHM
     with Sandbox(workers=1, libraries=()) as sb:
@@ -233,7 +233,7 @@ def test_allowed_libraries_work_and_others_are_not_importable():
 
 
 def test_unknown_library_is_a_usage_error():
-    res = subprocess.run([sys.executable, "-m", "verifiers", "run-code", "--library",
+    res = subprocess.run([sys.executable, "-m", "selfplay_verifiers", "run-code", "--library",
                           "no_such_lib_xyz", __file__], cwd=ROOT, capture_output=True, text=True,
                          timeout=60)
     assert res.returncode == 2 and res.stdout == ""

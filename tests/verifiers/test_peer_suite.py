@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from verifiers import check
+from selfplay_verifiers import check
 
 DATA = Path(__file__).parent / "data"
 MIN_AGREE = 255
@@ -85,7 +85,7 @@ def test_the_vote_key_never_merges_answers_math_verify_tells_apart():
     its tests label different never share a key (a merged vote could crown a wrong answer); answers
     labelled equal may still split (the key is exact and cheap, the checker decides the rest).
     Measured: 0 of 43 merged; 86 of 231 split (the two keys it replaced split 153 and 157)."""
-    from verifiers import answer_key, extract_answer
+    from selfplay_verifiers import answer_key, extract_answer
 
     merged, split, same_label = [], 0, 0
     for case in _load("math_verify_cases.jsonl"):

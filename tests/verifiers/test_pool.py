@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-import verifiers
-from verifiers import MathVerifier
+import selfplay_verifiers
+from selfplay_verifiers import MathVerifier
 
 TIMEOUT = 1.0
 SLACK = 0.5  # the issue's bound: every case finishes within budget + 0.5 s
@@ -170,7 +170,7 @@ def test_verify_many_streams_lazily(mv) -> None:
 _DAEMONIC = """
 import multiprocessing as mp
 def check(_):
-    from verifiers import MathVerifier
+    from selfplay_verifiers import MathVerifier
     with MathVerifier(workers=1, timeout=2.0) as v:
         return v.verify("x^2-1", "(x+1)(x-1)").label, v.verify("7", "#### 7").label
 if __name__ == "__main__":
@@ -183,7 +183,7 @@ def test_usable_inside_a_daemonic_process() -> None:
     # Daemonic processes may not start multiprocessing children; our workers come from a
     # subprocess zygote, so a MathVerifier works inside a multiprocessing.Pool worker.
     out = subprocess.run([sys.executable, "-c", _DAEMONIC], capture_output=True, text=True,
-                         timeout=60, cwd=os.path.dirname(os.path.dirname(verifiers.__file__)))
+                         timeout=60, cwd=os.path.dirname(os.path.dirname(selfplay_verifiers.__file__)))
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "('correct', 'correct')"
 

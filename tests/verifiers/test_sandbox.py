@@ -15,7 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from verifiers.sandbox import DEFAULT_LIBRARIES, UNSAFE, ExecResult, Sandbox, SandboxUnavailable, bwrap_available
+from selfplay_verifiers.sandbox import (
+    DEFAULT_LIBRARIES,
+    UNSAFE,
+    ExecResult,
+    Sandbox,
+    SandboxUnavailable,
+    bwrap_available,
+)
 
 BWRAP_OK = bwrap_available()
 needs_bwrap = pytest.mark.skipif(
@@ -284,7 +291,7 @@ def test_server_killed_from_outside_restarts(sb):
 # ---- modes -------------------------------------------------------------------------------------
 
 def test_unsafe_mode_runs_and_is_loud(caplog):
-    with caplog.at_level(logging.WARNING, logger="verifiers.sandbox"):
+    with caplog.at_level(logging.WARNING, logger="selfplay_verifiers.sandbox"):
         s = Sandbox(mode=UNSAFE, timeout=1.0)
     with s:
         assert "WITHOUT isolation" in caplog.text and UNSAFE in caplog.text

@@ -1,4 +1,4 @@
-"""Start-up of ``python -m verifiers math`` and of the worker zygote (issue 15, "Verifier start-up").
+"""Start-up of ``python -m selfplay_verifiers math`` and of the worker zygote (issue 15, "Verifier start-up").
 
 - the CLI starts the zygote (the process that imports sympy) only when a line needs sympy;
 - while the first sympy line waits for the workers, later lines are answered by the fast path in
@@ -18,25 +18,25 @@ from pathlib import Path
 
 import pytest
 
-import verifiers
-from verifiers import __main__ as cli
-from verifiers.verdict import Verdict
+import selfplay_verifiers
+from selfplay_verifiers import __main__ as cli
+from selfplay_verifiers.verdict import Verdict
 
-ROOT = os.path.dirname(os.path.dirname(verifiers.__file__))
+ROOT = os.path.dirname(os.path.dirname(selfplay_verifiers.__file__))
 
 # Runs the CLI in a fresh process and reports how many zygotes it started and whether the CLI's
 # own process imported sympy.
 _COUNT_ZYGOTES = """
 import sys
-import verifiers._procs as procs
-import verifiers.pool as pool
+import selfplay_verifiers._procs as procs
+import selfplay_verifiers.pool as pool
 started = []
 class Counting(procs._Zygote):
     def __init__(self, memory_mb):
         started.append(memory_mb)
         super().__init__(memory_mb)
 pool._Zygote = Counting
-from verifiers.__main__ import main
+from selfplay_verifiers.__main__ import main
 code = main(["math", sys.argv[1], "-o", sys.argv[2], "-q"])
 print(len(started), "sympy" in sys.modules, code)
 """
@@ -109,8 +109,8 @@ class _SlowFirstVerifier:
 
 
 def test_cli_reads_on_while_the_first_sympy_line_waits(tmp_path, monkeypatch, capsysbinary) -> None:
-    import verifiers.pool
-    monkeypatch.setattr(verifiers.pool, "MathVerifier", _SlowFirstVerifier)
+    import selfplay_verifiers.pool
+    monkeypatch.setattr(selfplay_verifiers.pool, "MathVerifier", _SlowFirstVerifier)
     src = tmp_path / "in.jsonl"
     n = 1500
     src.write_text("".join(json.dumps({"gold": str(i), "pred": str(i)}) + "\n" for i in range(n)))
@@ -123,8 +123,8 @@ def test_cli_reads_on_while_the_first_sympy_line_waits(tmp_path, monkeypatch, ca
 
 
 def test_every_warm_up_input_parses() -> None:
-    from verifiers import _worker
-    from verifiers.mathcheck import equivalent
+    from selfplay_verifiers import _worker
+    from selfplay_verifiers.mathcheck import equivalent
     steps = _worker._WARM_FIRST + _worker._WARM_LATER
     assert len(steps) == 29 and len(set(steps)) == 29
     for step in steps:
@@ -134,8 +134,8 @@ def test_every_warm_up_input_parses() -> None:
 
 
 def test_first_worker_skips_the_deferred_warm_up_and_replacements_inherit_it() -> None:
-    from verifiers import MathVerifier
-    from verifiers._worker import _WARM_LATER
+    from selfplay_verifiers import MathVerifier
+    from selfplay_verifiers._worker import _WARM_LATER
     with MathVerifier(workers=1, timeout=2.0) as mv:
         # the fork was asked for before the zygote had imported sympy: it is served first
         assert mv._debug("_warm_left", "").reason == str(len(_WARM_LATER))
@@ -156,7 +156,7 @@ import os, resource
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
 held = [os.dup(0) for _ in range(1100)]  # the zygote's socket gets a number above 1024
-from verifiers import MathVerifier
+from selfplay_verifiers import MathVerifier
 with MathVerifier(workers=1, timeout=5.0) as mv:
     print(mv.verify("x^2-1", "(x-1)(x+1)").label, max(held) > 1024)
 """
@@ -174,7 +174,7 @@ def test_zygote_works_when_the_caller_holds_many_files() -> None:
 
 _DIES = """
 import os, sys
-from verifiers import MathVerifier
+from selfplay_verifiers import MathVerifier
 mv = MathVerifier(workers=2, timeout=5.0)
 assert mv.verify("x^2-1", "(x-1)(x+1)").is_correct
 pids = mv._worker_pids()

@@ -1,12 +1,12 @@
-"""The step checker (verifiers.steps): statements found and judged exactly, unknown when a
+"""The step checker (selfplay_verifiers.steps): statements found and judged exactly, unknown when a
 statement cannot be read, never an exception; the final-answer helpers."""
 import random
 import string
 
 import pytest
 
+from selfplay_verifiers.steps import MAX_CHARS, check_steps, is_unevaluated, is_value, stated_value
 from tests.conftest import SHARED_DATA, needs_shared
-from verifiers.steps import MAX_CHARS, check_steps, is_unevaluated, is_value, stated_value
 
 
 def judged(text):
