@@ -91,7 +91,7 @@ def step_check_section(steps: dict[int, dict[str, Any]]) -> list[str]:
     if not steps:
         return []
     out = ["## Chosen paths: right all the way", "",
-           "Every correct reasoning path was step-checked before pairing (selfplay's `selfplay_verifiers.steps`): a path "
+           "Every correct reasoning path was step-checked before pairing (`selfplay_verifiers.steps`): a path "
            "with a false arithmetic statement (`false_step`) or whose answer is a computation left undone "
            "(`unevaluated_answer`, e.g. \"the answer is 3 + 7\") is never `chosen`.", "",
            "| round | paths checked | statements true / false / unknown | flawed (never chosen) | kept as rejected "
