@@ -25,10 +25,10 @@ from selfplay.core import io
 from selfplay.core.metrics import gain_points, greedy_gain
 from selfplay.core.records import Problem
 from selfplay.evaluate.driver import evaluate_model
-from selfplay.pair.mixing import build_training_set
 from selfplay.run.context import eval_sets, round_model
 from selfplay.run.layout import run_config
 from selfplay.run.round import load_rollouts, pair_round, paths_per_problem
+from selfplay.run.train_round import guarded_set
 from selfplay.train import launch as train_launch
 from selfplay_seeds import load_jsonl_problems
 
@@ -79,14 +79,10 @@ def main(argv: list[str] | None = None) -> int:
             with build_verifier(cfg) as verifier:
                 pairs, counts = pair_round(cfg, problems, rollouts, verifier, round_idx=args.round, model=start)
             io.write_json(vdir / "filters.json", counts)
-            g = cfg.guard
-            train, _ = build_training_set([pairs], 0, seed_fraction=g.seed_fraction if g.enabled else 0.0,
-                                          accumulate="current", train_on=g.train_on, seed=cfg.run.seed)
+            train, _ = guarded_set(cfg, [pairs], 0)  # this variant's pairs only, as if the run's first round
             io.write_jsonl(vdir / "train_pairs.jsonl", train)
-            stats = train_launch.train(cfg, [vdir / "train_pairs.jsonl"], start, vdir / "model",
-                                       seed=cfg.run.seed + args.round, logging_dir=None,
-                                       stats_path=vdir / "train_stats.json")
-            io.write_json(vdir / "train_stats.json", stats)
+            train_launch.train(cfg, [vdir / "train_pairs.jsonl"], start, vdir / "model", seed=cfg.run.seed + args.round,
+                               logging_dir=None, stats_path=vdir / "train_stats.json")  # writes train_stats.json
             io.write_json(eval_path, evaluate_model(cfg, str(vdir / "model"), sets))
         results[name] = io.read_json(eval_path)
     first = variants[0][0]

@@ -669,6 +669,17 @@ def _statements(s: str, toks: list[_Tok]) -> Iterator[tuple[int, int, str, str, 
                 yield start, end, verdict, reason, _fmt(a[0]), _fmt(b[0])
 
 
+def _read(src: str) -> tuple[str, list[int], list[_Tok]]:
+    """`src` rewritten to plain arithmetic, the source index of each of its characters (plus
+    len(src), so an end offset maps too), and its tokens."""
+    out: list[str] = []
+    pos: list[int] = []
+    _rewrite(src, 0, len(src), out, pos)
+    s = "".join(out)
+    pos.append(len(src))
+    return s, pos, _tokens(s)
+
+
 def check_steps(text: str) -> StepReport:
     """Every checkable statement of `text`, in order, with its verdict. Never raises."""
     t0 = time.perf_counter()
@@ -676,13 +687,9 @@ def check_steps(text: str) -> StepReport:
         return StepReport(seconds=time.perf_counter() - t0)
     truncated = len(text) > MAX_CHARS
     src = text[:MAX_CHARS]
-    out: list[str] = []
-    pos: list[int] = []
-    _rewrite(src, 0, len(src), out, pos)
-    s = "".join(out)
-    pos.append(len(src))
+    s, pos, toks = _read(src)
     steps: list[Step] = []
-    for a, b, verdict, reason, left, right in _statements(s, _tokens(s)):
+    for a, b, verdict, reason, left, right in _statements(s, toks):
         if len(steps) >= MAX_STATEMENTS:
             truncated = True
             break
@@ -701,15 +708,11 @@ def _answer_sides(answer: str) -> list[tuple[list[_Tok], str]] | None:
     arithmetic (optionally a chain with "="); None otherwise."""
     if not isinstance(answer, str) or len(answer) > 400:
         return None
-    out: list[str] = []
-    pos: list[int] = []
     src = answer.strip().rstrip(".").strip()
-    _rewrite(src, 0, len(src), out, pos)
-    s = "".join(out)
-    toks = [t for t in _tokens(s) if not (t.kind == PUNCT and t.text in ".,")]
+    s, pos, toks = _read(src)
+    toks = [t for t in toks if not (t.kind == PUNCT and t.text in ".,")]
     if not toks or any(t.kind not in _IN_RUN for t in toks):
         return None
-    pos.append(len(src))
     sides, cur = [], []
     for t in toks + [_Tok(REL, "=", len(s), len(s))]:
         if t.kind == REL:

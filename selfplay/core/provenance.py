@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +115,16 @@ def relative_to_out(model: str, out: str | Path) -> str:
         if m != o and m.is_relative_to(o):
             return m.relative_to(o).as_posix()
     return model
+
+
+_RUN_MODEL = re.compile(r"(?:^|/)(round_\d+/model)/?$")
+
+
+def run_model_place(model: str) -> str | None:
+    """`round_K/model` when a model path string names a round's trained model (however OUT was
+    written: absolute, relative to another directory), else None."""
+    m = _RUN_MODEL.search(model)
+    return m.group(1) if m else None
 
 
 def locate(model: str, out: str | Path) -> str:

@@ -16,11 +16,12 @@ from typing import Any, Sequence
 
 from selfplay.core import io
 from selfplay.core.records import Pair, Problem, Rollout
+from selfplay.pair.process import unevaluated
 from selfplay.pair.pseudo import majority_witness, majority_witnessed, uses_majority_witness
 from selfplay.run.layout import run_config
 from selfplay.run.round import load_rollouts, paths_per_problem
 from selfplay.verify.crosscheck import CLASSES, MathVerifyChecker, classify_pairs, pair_answer
-from selfplay_verifiers.steps import FALSE, UNKNOWN_STEP, check_steps, is_unevaluated, is_value
+from selfplay_verifiers.steps import FALSE, UNKNOWN_STEP, check_steps
 
 
 def _load_pairs(path: Path) -> list[tuple[int, Pair]]:
@@ -74,7 +75,7 @@ def audit_steps(out: str | Path, round_idx: int | None = None, *, show: int = 20
                 if bad:
                     hits[key].append(f"{where}: {bad[0].text!r} ({bad[0].reason})")
             answer = p.metadata.get("chosen_extracted")
-            if is_value(str(p.metadata.get("gold", ""))) and is_unevaluated(answer):
+            if unevaluated(str(p.metadata.get("gold", "")), answer):
                 hits["chosen_unevaluated"].append(f"{where}: answer {answer!r}, gold {p.metadata.get('gold')!r}")
             rejected_false += check_steps(str(p.rejected[-1]["content"])).first_false is not None
         total["pairs"] += n_cot

@@ -89,11 +89,11 @@ def model_ref(model: str, out: Path, recorded: dict[str, Any] | None = None) -> 
     p = Path(model).expanduser()
     if model in DEFAULT_ALIASES or (p.name == "SmolLM2-135M-Instruct" and p.parent.name == "models"):
         return EMBEDDED_HUB_ID, fp or (provenance.model_fingerprint(model) if p.is_dir() else None)
-    m = re.search(r"(?:^|/)(round_\d+/model)/?$", model)
-    if m and (out / m.group(1)).is_dir():
-        return m.group(1), fp or provenance.model_fingerprint(str(out / m.group(1)))
-    if m:  # the run's model dir is gone: its place in the run and the fingerprint taken then
-        return m.group(1), fp
+    place = provenance.run_model_place(model)
+    if place and (out / place).is_dir():
+        return place, fp or provenance.model_fingerprint(str(out / place))
+    if place:  # the run's model dir is gone: its place in the run and the fingerprint taken then
+        return place, fp
     if p.is_dir() or p.is_absolute() or model.startswith("."):  # a local directory outside the run
         try:
             return str(p.resolve().relative_to(out.resolve())), fp or provenance.model_fingerprint(str(p))

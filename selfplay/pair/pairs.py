@@ -18,8 +18,9 @@ from typing import Any, Sequence
 from selfplay.core.metrics import pass_rate
 from selfplay.core.records import Pair, Problem, Rollout
 from selfplay.core.rng import rng_for
-from selfplay.pair.process import first_error, step_counts, step_pair_parts
+from selfplay.pair.process import first_error, step_pair_parts
 from selfplay.prompts import solve_messages
+from selfplay_verifiers.steps import check_steps
 
 
 def _distinct(rollouts: Sequence[Rollout], label: str) -> list[Rollout]:
@@ -60,7 +61,9 @@ def _pairs_of_mode(problem: Problem, rollouts: Sequence[Rollout], mode: str, *, 
         rng_for(seed, round_idx, problem.id, "pair", mode)
     rng.shuffle(good)
     rng.shuffle(bad)
-    errors = {r.sample_index: first_error(r.completion) for r in bad} if mode == "cot" else {}
+    # cot: each path's statements checked once (its counts and, for a rejected, its first error)
+    reports = {r.sample_index: check_steps(r.completion) for r in good + bad} if mode == "cot" else {}
+    errors = {r.sample_index: first_error(reports[r.sample_index]) for r in bad} if mode == "cot" else {}
     bad.sort(key=lambda r: errors.get(r.sample_index) is None)  # stable: known first errors first
     # Walk the grid along diagonals: pair k uses good[k % G] and bad[(k % G + k // G) % B]. This
     # is a bijection onto good x bad (no repeats), and the first pairs reuse each path as little
@@ -73,8 +76,9 @@ def _pairs_of_mode(problem: Problem, rollouts: Sequence[Rollout], mode: str, *, 
     for i, (c, r) in enumerate(chosen_pairs):
         md = _metadata(problem, c, r, i, mode=mode, rate=rate, round_idx=round_idx, model=model, sampling=sampling)
         if mode == "cot":
-            md.update(first_error=errors.get(r.sample_index),
-                      step_check=step_counts({"chosen": c.completion, "rejected": r.completion}))
+            md.update(first_error=errors[r.sample_index],
+                      step_check={"chosen": dict(reports[c.sample_index].counts),
+                                  "rejected": dict(reports[r.sample_index].counts)})
         out.append(Pair(prompt=prompt, chosen=[{"role": "assistant", "content": c.completion}],
                         rejected=[{"role": "assistant", "content": r.completion}], metadata=md))
         err = md.get("first_error")

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 from selfplay.core.records import Problem, Rollout
 from selfplay.pair.filters import FilterResult
@@ -32,7 +32,7 @@ def path_flaw(r: Rollout, gold: str, report: StepReport, *, require_boxed: bool 
     """Why a correct cot path may not be `chosen` (one of FLAWS), or None when it is clean."""
     if report.first_false is not None:
         return "false_step"
-    if is_value(gold) and is_unevaluated(r.extracted):
+    if unevaluated(gold, r.extracted):
         return "unevaluated_answer"
     if require_boxed and BOXED not in r.completion:
         return "no_boxed"
@@ -73,9 +73,15 @@ def chosen_eligibility(problems: Sequence[Problem], rollouts: Sequence[Rollout],
     return FilterResult(kept, dropped, info)
 
 
-def first_error(text: str) -> dict[str, Any] | None:
-    """The first false statement of a path, as {start, end, statement, left, right}, or None."""
-    step = check_steps(text).first_false
+def unevaluated(gold: str, answer: str | None) -> bool:
+    """The gold is a number and the answer a computation left undone ("3 + 7" for 10)."""
+    return is_value(gold) and is_unevaluated(answer)
+
+
+def first_error(report: StepReport) -> dict[str, Any] | None:
+    """A path's first false statement (its check_steps report), as {start, end, statement, left,
+    right}, or None."""
+    step = report.first_false
     if step is None:
         return None
     return {"start": step.start, "end": step.end, "statement": step.text, "left": step.left, "right": step.right}
@@ -117,7 +123,3 @@ def boxed_share(texts: Sequence[str]) -> float | None:
     """The share of texts that write their answer in \\boxed{}; None for none."""
     return round(sum(BOXED in t for t in texts) / len(texts), 4) if texts else None
 
-
-def step_counts(texts: Mapping[str, str]) -> dict[str, dict[str, int]]:
-    """Statement counts by verdict for each named text (pair metadata `steps`)."""
-    return {name: dict(check_steps(t).counts) for name, t in texts.items()}

@@ -3,7 +3,6 @@ model (round K samples from round K-1's trained model) and the held-out sets who
 training problem may copy."""
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -96,10 +95,10 @@ def start_model(out: Path, rdir: Path, stored: str) -> str:
     model = provenance.locate(stored, out)
     if Path(model).exists():
         return model
-    m = re.search(r"(?:^|/)(round_\d+/model)/?$", stored)
+    place = provenance.run_model_place(stored)
     recorded = (provenance.read(rdir).get("train_stats.json") or {}).get("model_fingerprint")
-    if m and (out / m.group(1)).is_dir() and provenance.model_fingerprint(str(out / m.group(1))) == recorded:
-        return str(out / m.group(1))
+    if place and (out / place).is_dir() and provenance.model_fingerprint(str(out / place)) == recorded:
+        return str(out / place)
     return model
 
 

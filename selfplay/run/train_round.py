@@ -22,17 +22,21 @@ from selfplay.train.dist import broadcast, join_launch, rank, world_size
 from selfplay.train.launch import run_job
 
 
+def guarded_set(cfg: Config, rounds_pairs: list[list[Pair]], round_idx: int) -> tuple[list[Pair], dict[str, Any]]:
+    """Round K's training set from the pairs of rounds 0..K under cfg.guard (mixing.build_training_set)."""
+    g = cfg.guard
+    return build_training_set(rounds_pairs, round_idx, seed_fraction=g.seed_fraction if g.enabled else 0.0,
+                              accumulate=g.accumulate if g.enabled else "current", train_on=g.train_on,
+                              seed=cfg.run.seed)
+
+
 def training_set(cfg: Config, out: Path, round_idx: int) -> tuple[Path, dict[str, Any]]:
     """Write OUT/round_K/train_pairs.jsonl: the exact pairs round K trains on.
 
     Guard on: earlier rounds accumulate (guard.accumulate) and seed-derived pairs keep at least
     guard.seed_fraction of the set. Guard off: this round's pairs only."""
     files = pair_files(out, round_idx)
-    rounds_pairs = [io.read_records(f, Pair.from_dict) for f in files]
-    g = cfg.guard
-    pairs, info = build_training_set(rounds_pairs, round_idx, seed_fraction=g.seed_fraction if g.enabled else 0.0,
-                                     accumulate=g.accumulate if g.enabled else "current", train_on=g.train_on,
-                                     seed=cfg.run.seed)
+    pairs, info = guarded_set(cfg, [io.read_records(f, Pair.from_dict) for f in files], round_idx)
     path = out / f"round_{round_idx}" / "train_pairs.jsonl"
     provenance.record(path, provenance.key(cfg, pairs=[provenance.file_hash(f) for f in files]))
     io.write_jsonl(path, pairs)

@@ -2,11 +2,12 @@
 with a known first error, step-level pairs; and that a step pair trains as TRL reads it."""
 import pytest
 
+from selfplay.config import FiltersConfig, PairConfig
 from selfplay.core.records import Problem, Rollout
 from selfplay.pair.curate import curate_pairs
 from selfplay.pair.pairs import make_pairs
 from selfplay.pair.process import chosen_eligibility, first_error, split_steps, step_pair_parts
-from selfplay.config import FiltersConfig, PairConfig
+from selfplay_verifiers.steps import check_steps
 
 P = Problem(id="p1", question="What is 2 + 6?", answer="8", origin="procedural", source="add", level=1)
 CLEAN = "First, 2 + 6 = 8. So the answer is \\boxed{8}."
@@ -70,8 +71,8 @@ def test_rejected_with_a_known_first_error_comes_first_and_is_recorded():
 
 
 def test_first_error_and_steps():
-    assert first_error("ok. 1 + 1 = 3.")["statement"] == "1 + 1 = 3"
-    assert first_error("1 + 1 = 2") is None
+    assert first_error(check_steps("ok. 1 + 1 = 3."))["statement"] == "1 + 1 = 3"
+    assert first_error(check_steps("1 + 1 = 2")) is None
     text = "Step 1: 2 + 6 = 8.\nStep 2: 8 - 1 = 7. The answer is 7.5 apples. Done!"
     steps = split_steps(text)
     assert "".join(steps) == text
@@ -81,10 +82,10 @@ def test_first_error_and_steps():
 def test_step_pair_parts_need_the_error_in_the_first_differing_step():
     chosen = "Add them. 2 + 6 = 8. The answer is 8."
     rejected = "Add them. 2 + 6 = 9. The answer is 9."
-    err = first_error(rejected)["start"]
+    err = first_error(check_steps(rejected))["start"]
     assert step_pair_parts(chosen, rejected, err) == ("Add them. ", "2 + 6 = 8.", "2 + 6 = 9.")
     late = "Think. Add them. 2 + 6 = 9."
-    assert step_pair_parts(chosen, late, first_error(late)["start"]) is None  # "Think." is not known wrong
+    assert step_pair_parts(chosen, late, first_error(check_steps(late))["start"]) is None  # "Think." is not known wrong
 
 
 def test_step_pairs_option_and_curation_counts():
@@ -114,10 +115,10 @@ def test_a_step_pair_is_what_trl_trains_on():
     """TRL's own preprocessing splits a step pair into the prompt (chat template + question) and
     completions that start with the shared prefix, so the prefix's log-probabilities cancel in the
     DPO margin: the step pair trains the step."""
+    from transformers import AutoTokenizer
     from trl.data_utils import apply_chat_template
 
     from selfplay.backends.models import resolve_model
-    from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(resolve_model("default"))
     rs = [ro(0, "Add them. 2 + 6 = 8. The answer is 8.", "correct", "8"),
