@@ -24,6 +24,21 @@ if ! command -v bwrap >/dev/null 2>&1; then
     say "WARNING: bubblewrap missing and not root: run 'apt-get install -y bubblewrap' (posing needs it)"
   fi
 fi
+# Headless Chromium: the test of OUT/report.html opens the page in a real browser
+# (tests/inspect/test_report_html.py). Debian's package, never a browser download at test time;
+# fonts-liberation so that its screenshot has readable text.
+CHROMIUM_PKGS="chromium fonts-liberation"
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    say "installing chromium (headless browser for the report.html test)"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $CHROMIUM_PKGS) >/dev/null
+  elif command -v sudo >/dev/null 2>&1; then
+    say "installing chromium with sudo"
+    sudo apt-get update -qq && sudo apt-get install -y -qq --no-install-recommends $CHROMIUM_PKGS >/dev/null
+  else
+    say "WARNING: chromium missing and not root: run 'apt-get install -y --no-install-recommends $CHROMIUM_PKGS' (the report.html test needs it)"
+  fi
+fi
 
 if [ ! -x "$VENV/bin/python" ]; then
   say "creating $VENV"

@@ -14,6 +14,7 @@ from typing import Sequence
 from selfplay.backends.base import Completion, Messages, SamplingParams, chat_token_ids, cut_at_stop
 from selfplay.backends.models import load_model, load_tokenizer, resolve_model
 from selfplay.core import faults
+from selfplay.core.console import engine_output, paths_done
 
 
 class HFBackend:
@@ -28,8 +29,9 @@ class HFBackend:
             torch.set_num_threads(threads or os.cpu_count() or 1)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.model = resolve_model(model)
-        self.tokenizer = load_tokenizer(self.model)
-        self.net = load_model(self.model, dtype=dtype, device=self.device)
+        with engine_output():  # transformers' warnings and loading bars go to the engine log
+            self.tokenizer = load_tokenizer(self.model)
+            self.net = load_model(self.model, dtype=dtype, device=self.device)
         self.batch_size = max(1, int(batch_size))
         self.rows_per_call = self.batch_size
         self.eos_ids = self._eos_ids()
@@ -61,6 +63,7 @@ class HFBackend:
             outs = self._decode([encoded[i] for i, _ in chunk],
                                 [int(seeds[i][j]) if seeds and seeds[i] else 0 for i, j in chunk], params)
             results.update(zip(chunk, outs))
+            paths_done(len(chunk) * (max(1, params.n) if params.temperature == 0 else 1))  # the stage's progress
             faults.point("hf:batch")  # crash tests: a kill inside the real model's generation
         out = [[results[(i, j)] for j in range(n)] for i in range(len(prompts))]
         if params.temperature == 0 and params.n > 1:  # greedy: all samples are the same path

@@ -31,6 +31,7 @@ from typing import Any, Iterator, Sequence
 
 from selfplay.backends.base import Completion, Messages, SamplingParams, chat_token_ids
 from selfplay.backends.models import resolve_model
+from selfplay.core.console import engine_output, engine_trace, paths_done
 
 Job = tuple[Sequence[Messages], SamplingParams, Sequence[Sequence[int]]]  # prompts, params, seeds
 
@@ -100,33 +101,34 @@ class VLLMBackend:
         # by name alone; vLLM's scheduler batches by itself (max_num_seqs, a vLLM engine kwarg).
         del batch_size
         t0 = time.perf_counter()  # start-up = import vllm + engine start (both paid once per process)
-        vllm = _import_vllm()
-        from vllm.platforms import current_platform
+        # what vLLM, its engine-core process and C++ code print at start-up goes to the engine log
+        with engine_output():
+            vllm = _import_vllm()
+            from vllm.platforms import current_platform
 
-
-        self.model = resolve_model(model)
-        self.device = "cpu" if current_platform.is_cpu() else str(current_platform.device_type)
-        kw: dict[str, Any] = dict(model=self.model, seed=int(seed), dtype=dtype,
-                                  max_model_len=int(max_model_len), enable_prefix_caching=True)
-        if int(tensor_parallel_size) > 1:
-            kw["tensor_parallel_size"] = int(tensor_parallel_size)
-        self.cpu_bind = None
-        if self.device == "cpu":
-            self.cpu_bind = bind_cpu_threads(cpu_bind)
-            kw["enforce_eager"] = True if enforce_eager is None else bool(enforce_eager)
-            kw["enable_chunked_prefill"] = False  # see module docstring: seeded + chunked crashes
-            if gpu_memory_utilization is not None:
-                kw["gpu_memory_utilization"] = float(gpu_memory_utilization)  # a fraction of RAM
-            elif "kv_cache_memory_bytes" not in engine_kwargs and not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
-                kw["kv_cache_memory_bytes"] = DEFAULT_CPU_KV_GIB << 30
-        else:
-            if gpu_memory_utilization is not None:
-                kw["gpu_memory_utilization"] = float(gpu_memory_utilization)
-            if enforce_eager is not None:
-                kw["enforce_eager"] = bool(enforce_eager)
-        kw.update(engine_kwargs)
-        self.engine_kwargs = kw
-        self.llm = vllm.LLM(**kw)
+            self.model = resolve_model(model)
+            self.device = "cpu" if current_platform.is_cpu() else str(current_platform.device_type)
+            kw: dict[str, Any] = dict(model=self.model, seed=int(seed), dtype=dtype,
+                                      max_model_len=int(max_model_len), enable_prefix_caching=True)
+            if int(tensor_parallel_size) > 1:
+                kw["tensor_parallel_size"] = int(tensor_parallel_size)
+            self.cpu_bind = None
+            if self.device == "cpu":
+                self.cpu_bind = bind_cpu_threads(cpu_bind)
+                kw["enforce_eager"] = True if enforce_eager is None else bool(enforce_eager)
+                kw["enable_chunked_prefill"] = False  # see module docstring: seeded + chunked crashes
+                if gpu_memory_utilization is not None:
+                    kw["gpu_memory_utilization"] = float(gpu_memory_utilization)  # a fraction of RAM
+                elif "kv_cache_memory_bytes" not in engine_kwargs and not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
+                    kw["kv_cache_memory_bytes"] = DEFAULT_CPU_KV_GIB << 30
+            else:
+                if gpu_memory_utilization is not None:
+                    kw["gpu_memory_utilization"] = float(gpu_memory_utilization)
+                if enforce_eager is not None:
+                    kw["enforce_eager"] = bool(enforce_eager)
+            kw.update(engine_kwargs)
+            self.engine_kwargs = kw
+            self.llm = vllm.LLM(**kw)
         self.rows_per_call = int(self.llm.llm_engine.vllm_config.scheduler_config.max_num_seqs or 256)
         self.startup_s = time.perf_counter() - t0
         self.tokenizer = self.llm.get_tokenizer()
@@ -197,15 +199,25 @@ class VLLMBackend:
                     self.llm.llm_engine.add_request(rid, prompt, vp)
 
         engine = self.llm.llm_engine
+        per_prompt = [1 if p.temperature == 0 else max(1, p.n) for p in params_of]
+        slots = self.rows_per_call if window <= 0 else min(self.rows_per_call, window * max(per_prompt, default=1))
+        trace = engine_trace(sum(len(prompts) * k for (prompts, _, _), k in zip(jobs, per_prompt)), slots,
+                             max((p.max_new_tokens for p in params_of), default=1))  # the stage's ETA
         submit(window if window > 0 else sys.maxsize)
         try:
             while owner:
-                for out in engine.step():
+                stepped = engine.step()
+                if trace is not None:
+                    trace.step([len(o.outputs[0].token_ids) for o in stepped if o.finished and o.request_id in owner],
+                               [len(o.outputs[0].token_ids) for o in stepped
+                                if not o.finished and o.request_id in owner and o.outputs])
+                for out in stepped:
                     if not out.finished or out.request_id not in owner:
                         continue
                     key, j = owner.pop(out.request_id)
                     got[key][j] = out.outputs[0]
                     seeds_i, p = want[key]
+                    paths_done(len(seeds_i) if p.temperature == 0 else 1)  # the stage's progress counts paths
                     if len(got[key]) < len(seeds_i) and not (p.temperature == 0 and got[key]):
                         continue
                     outs = got.pop(key)

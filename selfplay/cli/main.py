@@ -12,7 +12,7 @@ from selfplay.backends.models import check_model, resolve_model
 from selfplay.backends.resources import build_verifier
 from selfplay.cli.parser import RUN_FLAGS, _cfg_default, build_parser
 from selfplay.config import Config, apply_overrides, load_config
-from selfplay.core import io
+from selfplay.core import console, io
 from selfplay.core import log as runlog
 from selfplay.core.log import log
 from selfplay.evaluate.driver import format_gains, run_eval_cli
@@ -206,7 +206,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if own_sets:
         extra = eval_sets(cfg)
         if not extra:
-            raise ValueError(f"eval: {args.config} has no eval set (eval.heldout_problems = 0 and no eval.files)")
+            raise ValueError(f"eval: {args.config} has no eval set (eval.heldout_problems = 0, eval.ood = false and no eval.files)")
     elif args.heldout:
         cfg.eval.heldout_problems = args.heldout
         extra["heldout_procedural"] = heldout_problems(cfg)
@@ -310,7 +310,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _on_signal)
     try:
-        return handlers.get(args.cmd, cmd_stage)(args)
+        with console.configured(verbose=getattr(args, "verbose", False)):  # library output: OUT/engine.log
+            return handlers.get(args.cmd, cmd_stage)(args)
     except (ValueError, FileNotFoundError) as e:
         print(f"selfplay: error: {e}", file=sys.stderr)
         return 2

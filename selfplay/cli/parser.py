@@ -71,6 +71,12 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help=_from_cfg("generation backend: auto = vllm when installed, else hf; 'scripted' is a fake "
                                   "for tests", "model.backend"))
     p.add_argument("--batch-size", type=int, help=_from_cfg("rows per forward pass (hf backend)", "model.batch_size"))
+    _verbose(p)
+
+
+def _verbose(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="show what vLLM, transformers, TRL, torch and Ray print (default: into OUT/engine.log)")
 
 
 def _round_args(p: argparse.ArgumentParser, stage: bool = True) -> None:
@@ -172,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=int, help=_from_cfg("eval seed: every sampled path's seed derives from it",
                                                        "run.seed"))
     ev.add_argument("-o", "--out", help="write the result JSON here")
+    _verbose(ev)
     aud = _sub(sub, "audit", "re-check every pair with math-verify, an independent checker",
                "Re-checks each pair's chosen and rejected answer against its gold with math-verify and prints\n"
                "the disagreements by class (docs/filters.md). With --posed N it lists posed problems instead;\n"
@@ -187,9 +194,11 @@ def build_parser() -> argparse.ArgumentParser:
     aud.add_argument("--steps", action="store_true",
                      help="instead: step-check every pair (selfplay_verifiers.steps) and list the chosen with a false or "
                           "unreadable statement or an unevaluated answer (docs/filters.md)")
-    rep = _sub(sub, "report", "write OUT/report.md and PNG plots from a run directory",
-               "One row per round (data, training, held-out accuracy with 95% intervals), paired gains,\n"
-               "training sets, filters, diversity and plots.", "selfplay report --out runs/mine")
+    rep = _sub(sub, "report", "write OUT/report.md, OUT/report.html and PNG plots from a run directory",
+               "One row per round (data, training, in- and out-of-distribution accuracy with 95% intervals),\n"
+               "paired gains, training sets, filters, diversity and plots; report.html (one offline file) adds\n"
+               "browsers of the pairs, posed problems and dropped paths (docs/report.md). Works on runs made\n"
+               "before report.html existed.", "selfplay report --out runs/mine")
     rep.add_argument("--out", required=True, help="the run directory (OUT)")
     st = _sub(sub, "status", "what a run has done, is doing, and how long it still needs",
               "Per round: which stages are done (problems, solve, pair, train, eval), which is in progress,\n"

@@ -27,8 +27,11 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from selfplay import __version__
+from selfplay.core.progress import MAX_LINE, Progress, clip
 
 LOG_NAME = "run.log"
+ENGINE_LOG = "engine.log"  # what engines and libraries print (selfplay.core.console)
+ENGINE_LOG_ENV = "SELFPLAY_ENGINE_LOG"  # its path, for child processes (Ray workers) of a session
 RUN_CONFIG = "config.json"  # what makes a directory a run (selfplay.run.layout writes it)
 _TIME = "%Y-%m-%dT%H:%M:%S%z"
 _LINE = re.compile(r"^(\S+) \[(\d+)\] (INFO|WARNING|ERROR) (.*)$")
@@ -40,6 +43,11 @@ _pending: list[str] = []  # lines logged before OUT existed: written with the fi
 
 def stamp(t: float | None = None) -> str:
     return time.strftime(_TIME, time.localtime(time.time() if t is None else t))
+
+
+def session_dir() -> Path | None:
+    """OUT of the open session; None outside one."""
+    return None if _path is None else _path.parent
 
 
 def holds_run(out: Path) -> bool:
@@ -67,16 +75,19 @@ def append(msg: str, level: str | None = None) -> None:
 
 def log(msg: str) -> None:
     """Report progress: `[selfplay] msg` on stderr, and into OUT/run.log while a command works on
-    a run (every module logs through here, so the console and run.log say the same)."""
-    print(f"[selfplay] {msg}", file=sys.stderr, flush=True)
+    a run (every module logs through here, so the console and run.log say the same). When stderr
+    is not a terminal, a console line longer than MAX_LINE is cut (run.log keeps it whole)."""
+    lines = [f"[selfplay] {line}" for line in msg.splitlines() or [""]]
+    if not sys.stderr.isatty():
+        lines = [clip(line, MAX_LINE) for line in lines]
+    print("\n".join(lines), file=sys.stderr, flush=True)
     append(msg)
 
 
 def bar(total: int, desc: str, unit: str) -> Any:
-    """A progress bar on stderr (tqdm) for long work."""
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
+    """A stage's progress on stderr (selfplay.core.progress.Progress: a tqdm bar on a terminal,
+    else a line every 30 s and one at the end)."""
+    return Progress(total, desc, unit)
 
 
 class _Handler(logging.Handler):
@@ -104,6 +115,8 @@ def session(out: str | Path, command: str) -> Iterator[None]:
             _depth -= 1
         return
     _path, _depth = Path(out) / LOG_NAME, 1
+    old_env = os.environ.get(ENGINE_LOG_ENV)
+    os.environ[ENGINE_LOG_ENV] = str(Path(out).resolve() / ENGINE_LOG)  # for child processes (Ray workers)
     logger = logging.getLogger("selfplay")
     handler, old_level = _Handler(), logger.level
     logger.addHandler(handler)
@@ -127,6 +140,10 @@ def session(out: str | Path, command: str) -> Iterator[None]:
     finally:
         logger.removeHandler(handler)
         logger.setLevel(old_level)
+        if old_env is None:
+            os.environ.pop(ENGINE_LOG_ENV, None)
+        else:
+            os.environ[ENGINE_LOG_ENV] = old_env
         _path, _depth = None, 0
         _pending.clear()
 

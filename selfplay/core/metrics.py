@@ -225,3 +225,27 @@ def gain_points(g: Mapping[str, Any]) -> tuple[str, str]:
     """("+11.0", "[-1.0, +22.0]"): a paired gain and its interval in points."""
     lo, hi = g["gain_ci"]
     return f"{100 * g['gain']:+.1f}", f"[{100 * lo:+.1f}, {100 * hi:+.1f}]"
+
+
+def pooled_greedy_gain(pairs: Iterable[tuple[str, Mapping[str, Any], Mapping[str, Any]]],
+                       seed: int = 0) -> dict[str, Any]:
+    """paired_gain of greedy correctness over several eval sets taken together, from (set name,
+    before set, after set) triples of eval.json sets (problem ids are told apart by set name):
+    e.g. every out-of-distribution set of a round against the start model. Plus each side's
+    accuracy on the shared problems (before, after; None when none are shared) and `sets`, the
+    names that shared any problem."""
+    before: dict[str, bool] = {}
+    after: dict[str, bool] = {}
+    sets = []
+    for name, b_set, a_set in pairs:
+        b, a = greedy_correct_by_id(b_set), greedy_correct_by_id(a_set)
+        if set(b) & set(a):
+            sets.append(name)
+        before.update({f"{name}/{i}": v for i, v in b.items()})
+        after.update({f"{name}/{i}": v for i, v in a.items()})
+    g = paired_gain(before, after, seed=seed)
+    ids = set(before) & set(after)
+    g["before"] = sum(before[i] for i in ids) / len(ids) if ids else None
+    g["after"] = sum(after[i] for i in ids) / len(ids) if ids else None
+    g["sets"] = sets
+    return g

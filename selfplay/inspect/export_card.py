@@ -16,7 +16,8 @@ import orjson
 from selfplay import __version__
 from selfplay.core import io
 from selfplay.inspect.export_schema import COLUMNS, EMBEDDED_HUB_ID
-from selfplay.inspect.report_tables import step_check_section
+from selfplay.inspect.report import load_evals
+from selfplay.inspect.report_tables import eval_sets, gain_section, headline, heldout_detail, step_check_section
 
 
 def size_category(n: int) -> str:
@@ -99,7 +100,9 @@ def card_text(out: Path, records: list[dict[str, Any]], info: dict[str, Any], *,
              "## Filters (drops by reason)", "", "| round | filter | dropped |", "|---|---|---|"]
     for k, fl in info["filters"].items():
         body += [f"| {k} | {name} | {_fmt_counts(c)} |" for name, c in fl.items()] or [f"| {k} | - | none |"]
-    body += [""] + step_check_section(info["steps"])[:-1] if info["steps"] else []
+    for section in step_check_section(info["steps"]):
+        body += [""] + section.md()[:-1]
+    body += [""] + evaluation_text(out, info["rounds"])
     if info["crosscheck"]:
         body += ["", "## Label cross-check", ""]
         body += [f"- round {k}: " + "; ".join(f"{_CHECKS.get(name, name)}: {_fmt_counts(c)}" for name, c in cc.items())
@@ -111,6 +114,18 @@ def card_text(out: Path, records: list[dict[str, Any]], info: dict[str, Any], *,
              "model, and the reasoning paths were written by the model"
              + (f"; questions from {', '.join(outside)} keep the licence of their source" if outside else "") + "."]
     return f"---\n{data.to_yaml()}\n---\n" + "\n".join(body) + "\n"
+
+
+def evaluation_text(out: Path, rounds: list[int]) -> list[str]:
+    """The card's "Evaluation" section: the models of the exported rounds on the run's held-out sets,
+    in-distribution and out-of-distribution side by side (report.md's tables and headline)."""
+    run = load_evals(out, rounds)
+    sets = eval_sets(run)
+    lines = ["## Evaluation", "", "How the model trained on each exported round's pairs did on the run's held-out "
+             "sets (`selfplay report` has the full report). " + headline(run, sets), ""]
+    for section in heldout_detail(run, sets) + gain_section(run, sets):
+        lines += [f"#{line}" if line.startswith("## ") else line for line in section.md()]
+    return lines[:-1]
 
 
 DATASET_PLACEHOLDER = "<this repo id or directory>"

@@ -25,6 +25,7 @@ import orjson
 
 from selfplay.core import fmt, io
 from selfplay.core import log as runlog
+from selfplay.core.evalsets import set_kind
 from selfplay.run.layout import eval_enabled, round_complete
 
 STAGES = ("problems", "solve", "pair", "train", "eval")
@@ -263,8 +264,8 @@ def round_status(out: Path, k: int, cfg: dict[str, Any], session: list[runlog.Ev
         if st["eta_s"] is not None and begun and running:
             st["eta_s"] = max(0.0, st["eta_s"] - (time.time() - begun[-1].time.timestamp()))
     if ev:
-        st["eval"] = {name: {"pass@1": s.get("pass@1"), "pass@1_ci": s.get("pass@1_ci"), "n": s.get("n")}
-                      for name, s in (ev.get("sets") or {}).items()}
+        st["eval"] = {name: {"pass@1": s.get("pass@1"), "pass@1_ci": s.get("pass@1_ci"), "n": s.get("n"),
+                             "kind": set_kind(name, s)} for name, s in (ev.get("sets") or {}).items()}
     return st
 
 
@@ -303,6 +304,11 @@ def run_status(out: str | Path) -> dict[str, Any]:
             "base_eval": base, "rounds": [round_status(out, k, cfg, session, running) for k in range(n)]}
 
 
+def _eval_text(name: str, v: dict[str, Any]) -> str:
+    """`heldout_procedural (in-distribution) pass@1 33.3% [9.7, 70.0]`: a set with its kind."""
+    return f"{name} ({v.get('kind') or set_kind(name)}) pass@1 {fmt.pct(v['pass@1'], v['pass@1_ci'])}"
+
+
 def _stage_line(name: str, state: str, st: dict[str, Any], running: bool) -> str:
     c = st["counts"]
     what = ""
@@ -321,7 +327,7 @@ def _stage_line(name: str, state: str, st: dict[str, Any], running: bool) -> str
     elif name == "train" and state == RUNNING and st.get("progress"):
         what = str(st["progress"])
     elif name == "eval" and st.get("eval"):
-        what = "; ".join(f"{k} pass@1 {fmt.pct(v['pass@1'], v['pass@1_ci'])}" for k, v in st["eval"].items())
+        what = "; ".join(_eval_text(k, v) for k, v in st["eval"].items())
     if state == RUNNING and st["eta_s"] is not None:
         what += ("; " if what else "") + (f"ETA {fmt.seconds(st['eta_s'])}" if running
                                           else f"about {fmt.seconds(st['eta_s'])} left once resumed")
@@ -359,7 +365,7 @@ def format_status(s: dict[str, Any]) -> str:
             if st["stages"]["train"] != OFF:
                 bits.append(f"NOT TRAINED ({c['not_trained']})" if c["not_trained"] else f"trained {c['trained']}")
             if st.get("eval"):
-                bits += [f"{name} pass@1 {fmt.pct(v['pass@1'], v['pass@1_ci'])}" for name, v in st["eval"].items()]
+                bits += [_eval_text(name, v) for name, v in st["eval"].items()]
             lines.append(f"round {k}: complete: " + ", ".join(bits))
             continue
         if not st["exists"]:

@@ -14,6 +14,7 @@ import time
 from typing import Any, Iterator, Sequence
 
 from selfplay.backends.base import Backend, Completion, SamplingParams
+from selfplay.core.console import counting_paths
 from selfplay.core.records import Problem, Rollout
 from selfplay.core.rng import derive_seed
 from selfplay.prompts import solve_messages
@@ -65,7 +66,9 @@ def solve_and_verify(backend: Backend, problems: Sequence[Problem], params: Samp
 
     verifier: a `selfplay_verifiers.MathVerifier`; sandbox: a `selfplay_verifiers.sandbox.Sandbox` (pot paths).
     modes: the kinds of path, params.n of each per problem (see solve_kinds).
-    progress: an optional tqdm bar advanced by samples, with tokens/s in its postfix.
+    progress: an optional progress display (selfplay.core.console.Progress, or anything with tqdm's
+    update / set_postfix / n) advanced by verified samples, with tokens/s in its postfix; a
+    Progress also counts the paths the backend finishes before they are verified (its ETA).
     timing: when given, "verify_seconds" (time spent labelling, programs included, while the
     engine generates) and "programs" (pot paths) are added up in it.
     """
@@ -74,11 +77,12 @@ def solve_and_verify(backend: Backend, problems: Sequence[Problem], params: Samp
     groups = (to_problem_rollouts(done, modes) for done in generate_labelled(
         backend, problems, solve_kinds(params, modes, seed=seed, round_idx=round_idx), verifier,
         batch_problems=batch_problems, sandbox=sandbox, timing=timing))
-    for rollouts in groups:
-        tokens += sum(r.n_tokens for r in rollouts)
-        correct += sum(r.label == "correct" for r in rollouts)
-        if progress is not None:
-            progress.update(len(rollouts))
-            progress.set_postfix(tok_s=f"{tokens / max(time.perf_counter() - t_start, 1e-9):.0f}",
-                                 correct=f"{correct}/{progress.n}")
-        yield rollouts
+    with counting_paths(progress):
+        for rollouts in groups:
+            tokens += sum(r.n_tokens for r in rollouts)
+            correct += sum(r.label == "correct" for r in rollouts)
+            if progress is not None:
+                progress.set_postfix(tok_s=f"{tokens / max(time.perf_counter() - t_start, 1e-9):.0f}",
+                                     correct=f"{correct}/{progress.n + len(rollouts)}", refresh=False)
+                progress.update(len(rollouts))
+            yield rollouts

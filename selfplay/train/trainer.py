@@ -11,7 +11,7 @@ from functools import partial
 from typing import Any
 
 from selfplay.config import TrainSection
-from selfplay.core import faults
+from selfplay.core import console, faults
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,13 @@ def dpo_config(cfg: TrainSection, output_dir: str, *, total_steps: int, warmup_s
 
 
 def progress_callback():
+    """The DPO progress: each step's line into run.log (`dpo step k/N loss=...`, read by `selfplay
+    status`), and on the console (rank 0) `dpo step k/N loss=... rewards/acc=... ETA t` through the
+    stage progress (a line every 30 s, or a bar on a terminal), the ETA from the measured step
+    times. Library output of the training goes to the engine log (console.quiet_libraries)."""
     from transformers import TrainerCallback
+
+    console.quiet_libraries()  # transformers / trl are imported now: their handlers can be replaced
 
     class _LogProgress(TrainerCallback):
         """One log line per step; `step_seconds` keeps each optimizer step's wall time."""
@@ -106,6 +112,11 @@ def progress_callback():
         def __init__(self):
             self.step_seconds: list[float] = []
             self._t = 0.0
+            self.progress: console.Progress | None = None
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            if state.is_world_process_zero:
+                self.progress = console.Progress(state.max_steps, "dpo step", "step", style="steps")
 
         def on_step_begin(self, args, state, control, **kwargs):
             self._t = time.perf_counter()
@@ -116,19 +127,32 @@ def progress_callback():
             log.info("dpo step %d/%d loss=%.4f rewards/acc=%.2f rewards/margin=%.4f",
                      state.global_step, state.max_steps, logs["loss"],
                      logs.get("rewards/accuracies", float("nan")), logs.get("rewards/margins", float("nan")))
+            if self.progress is not None:
+                self.progress.set_postfix_str(f"loss={logs['loss']:.4f} "
+                                              f"rewards/acc={logs.get('rewards/accuracies', float('nan')):.2f}")
 
         def on_step_end(self, args, state, control, **kwargs):
             self.step_seconds.append(time.perf_counter() - self._t)
+            if self.progress is not None:  # the line comes with the step's loss (on_log)
+                self.progress.update(state.global_step - self.progress.n, seconds=self.step_seconds[-1],
+                                     refresh=False)
 
             faults.point("train:step")  # crash tests: a kill inside DPO training
+
+        def on_train_end(self, args, state, control, **kwargs):
+            if self.progress is not None:
+                self.progress.close()
 
     return _LogProgress()
 
 
 def quiet_callbacks(trainer: Any, report_to: str, logging_dir: str) -> None:
     """Drop the Trainer's printers (they print raw log dicts; progress_callback logs each step)
-    and point tensorboard at `logging_dir` (its default is under output_dir, which is deleted)."""
+    and point tensorboard at `logging_dir` (its default is under output_dir, which is deleted).
+    Library output imported with the trainer goes to the engine log (console.quiet_libraries)."""
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    console.quiet_libraries()
 
     for printer in (ProgressCallback, PrinterCallback):
         trainer.remove_callback(printer)

@@ -81,7 +81,7 @@ _DOWNSTREAM = ("filters.json", "pairs.jsonl", "train_pairs.jsonl", "model", ".tr
 
 def downstream(rollouts_path: Path) -> list[Path]:
     """What was made from `rollouts_path`'s verdicts and exists: round K's products, every later
-    round and OUT/report.md; [] outside a run directory (OUT/round_K/ beside OUT/config.json)."""
+    round and OUT/report.md / report.html; [] outside a run directory (OUT/round_K/ beside OUT/config.json)."""
     rdir = rollouts_path.resolve().parent
     m = re.fullmatch(r"round_(\d+)", rdir.name)
     out = rdir.parent
@@ -91,7 +91,7 @@ def downstream(rollouts_path: Path) -> list[Path]:
     later = sorted((int(d.name[6:]), d) for d in out.glob("round_*") if re.fullmatch(r"round_\d+", d.name))
     victims = [rdir / n for n in _DOWNSTREAM if (rdir / n).exists()]
     victims += [d for j, d in later if j > k]
-    victims += [p for p in (out / "report.md",) if p.exists()]
+    victims += [p for p in (out / "report.md", out / "report.html") if p.exists()]
     return victims
 
 

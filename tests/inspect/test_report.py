@@ -45,7 +45,7 @@ def test_report_on_synthetic_run(tmp_path):
     path = write_report(out)
     assert path == out / "report.md"
     md = path.read_text()
-    table = md.split("\n\n")[2].splitlines()
+    table = md.split("## Per round\n\n")[1].split("\n\n")[1].splitlines()
     assert table[0].startswith("| round |") and len(table) == 2 + 1 + 3  # header, rule, start, 3 rounds
     assert table[2].startswith("| start |") and "10.0% [0.0, 20.0]" in table[2]
     assert table[3].startswith("| 0 |") and "33.3%" in table[3] and "| 57 |" in table[3]
@@ -92,7 +92,7 @@ def test_report_shows_filters_diversity_and_warnings(tmp_path):
             "diversity": {"distinct_problems": 4, "distinct_1": d1, "answer_entropy": 1.5},
             "warnings": ["distinct_1 fell to 0.2 (< 0.7 x round 0's 0.5)"] if k else []})
     md = write_report(tmp_path).read_text()
-    assert "## Filters (drops by reason)" in md and "| 0 | hygiene | unfinished: 2 |" in md
+    assert "## Filters (drops by reason)" in md and "| 0 | hygiene | unfinished: 2 | - | paths: cut off, " in md
     assert "perplexity_info" not in md
     assert "## Diversity (collapse guard)" in md and "0.200" in md
     assert "## Collapse warnings" in md and "round 1: distinct_1 fell" in md
@@ -113,7 +113,7 @@ def test_report_shows_paired_gain_against_start(tmp_path):
     md = write_report(out).read_text()
     section = md.split("## Held-out gain against the starting model (paired)")[1].split("##")[0]
     rows = [line for line in section.splitlines() if line.startswith("| 1 |")]
-    assert len(rows) == 1 and "| heldout_procedural | 40 | +20.0 |" in rows[0] and "| 10/2 |" in rows[0]
+    assert len(rows) == 1 and "| ID | heldout_procedural | 40 | +20.0 |" in rows[0] and "| 10/2 |" in rows[0]
     assert "| 0 |" not in section  # round 0's eval has no per-problem records: no row
 
 
@@ -180,11 +180,170 @@ def test_round_summary_is_formatted_like_the_report(capsys):
     assert "solve+verify: 1 min 20 s, 3.4 samples/s, 161 tok/s" in lines
     assert ("train: trained 186 = this round 96 + earlier 90 (rounds 0-1); 12 steps, loss 1.33, "
             "reward accuracy last 0.625, mean 0.562") in lines
-    # 26 right after vs 15 before, 11 newly right, none lost: exact McNemar p = 2 * 0.5**11 = 0.000977
-    assert re.fullmatch(r"held-out heldout_procedural: pass@1 52\.0% \[42\.3, 61\.5\], maj@2 48\.0% \[34\.8, 61\.6\]; "
-                        r"vs start \+22\.0 pts \[\+\d+\.\d, \+\d+\.\d\], McNemar p 0\.000977", lines[-1]), lines[-1]
+    # 26 right after vs 15 before, 11 newly right, none lost: exact McNemar p = 2 * 0.5**11 = 0.000977; the
+    # held-out lines name each set's kind (in-distribution here; out-of-distribution: none evaluated)
+    [head] = [line for line in lines if line.startswith("held-out (")]
+    assert re.search(r": ID \+22\.0 pts \[\+\d+\.\d, \+\d+\.\d\] \(heldout_procedural; n 50, "
+                     r"McNemar p 0\.000977\)", head), head
+    assert "OOD none evaluated" in head
+    assert re.search(r"heldout_procedural +50 +52\.0% \[42\.3, 61\.5\] +48\.0% @2 +\+22\.0 \[", text), text
     assert "{" not in text and "}" not in text  # no Python dicts
     floats = re.findall(r"\d+\.\d+", text)
     assert floats and all(len(f.replace(".", "").lstrip("0")) <= 3 for f in floats), floats  # 3 significant digits
     print_summary(s)
     assert capsys.readouterr().out.startswith("== round 1 summary ==\nproblems: 33")
+
+
+# ---- eval sets by kind: in-distribution and out-of-distribution side by side
+
+def _set(right, n, kind=None):
+    """An eval.json set record with per-problem greedy verdicts (problems in `right` correct)."""
+    rec = {"n": n, "pass@1": len(right) / n, "pass@1_ci": [0.0, 1.0], "k": 2,
+           "problems": [{"id": f"q{i}", "greedy": {"label": "correct" if i in right else "incorrect"}}
+                        for i in range(n)]}
+    if kind:
+        rec["kind"] = kind
+    return rec
+
+
+def _kinds_run(tmp_path, ood=True):
+    out = tmp_path / "run"
+    before = {"heldout_procedural": _set(set(range(10)), 40)}
+    after = {"heldout_procedural": _set(set(range(26)), 40)}  # +16 right, none lost: +40 points
+    if ood:
+        before.update(svamp=_set(set(range(5)), 20, "out-of-distribution"), ood_word=_set(set(range(4)), 20),
+                      ood_arith=_set(set(range(6)), 20))
+        after.update(svamp=_set(set(range(6)), 20, "out-of-distribution"), ood_word=_set(set(range(6)), 20),
+                     ood_arith=_set(set(range(3, 8)), 20))  # +5, +10, -5 points (2 newly right, 3 newly wrong)
+    _w(out / "eval_base.json", {"sets": before})
+    _w(out / "round_0" / "stats.json", {"problems": 4, "samples": 16, "pairs": 2})
+    _w(out / "round_0" / "eval.json", {"sets": after})
+    return out
+
+
+def test_headline_and_tables_show_in_and_out_of_distribution_side_by_side(tmp_path):
+
+    out = _kinds_run(tmp_path)
+    md = write_report(out).read_text()
+    head = md.split("\n\n")[1]
+    assert head.startswith("**Gain after round 0**")
+    assert "in-distribution +40.0 pts [" in head and "(heldout_procedural)" in head
+    assert "; out-of-distribution +3.3 pts [" in head
+    assert head.endswith("(3 sets pooled; per set: svamp +5.0, ood_word +10.0, ood_arith -5.0).")
+    header = md.split("## Per round\n\n")[1].split("\n\n")[1].splitlines()[0]
+    assert header.index("heldout_procedural (ID) pass@1") < header.index("svamp (OOD) pass@1")
+    detail = md.split("## Held-out detail")[1].split("\n## ")[0]
+    assert "| r0 | heldout_procedural | in-distribution | 40 |" in detail
+    assert "| r0 | svamp | out-of-distribution | 20 |" in detail
+    assert "- `svamp` (out-of-distribution): SVAMP test" in detail
+    gain = md.split("## Held-out gain against the starting model (paired)")[1].split("\n## ")[0]
+    assert "| 0 | ID | heldout_procedural | 40 | +40.0 |" in gain and "| 16/0 |" in gain
+    assert "| 0 | OOD | svamp | 20 | +5.0 |" in gain and "| 0 | OOD | ood_arith | 20 | -5.0 |" in gain
+    [both] = [line for line in gain.splitlines() if "3 sets pooled" in line]
+    assert both.startswith("| 0 | OOD | 3 sets pooled | 60 | +3.3 |") and "| 5/3 |" in both
+    html = (out / "report.html").read_text()
+    assert "Gain after round 0" in html and "out-of-distribution +3.3 pts" in html
+
+
+def test_a_kinds_sets_are_pooled_as_the_terminal_summary_pools_them(tmp_path):
+    from selfplay.core.metrics import pooled_greedy_gain
+    from selfplay.inspect.report_tables import gains, pooled
+
+    out = tmp_path / "run"
+    _w(out / "eval_base.json", {"sets": {"svamp": _set(set(), 30), "ood_word": _set(set(), 10)}})
+    _w(out / "round_0" / "eval.json", {"sets": {"svamp": _set(set(range(30)), 30), "ood_word": _set(set(), 10)}})
+    gs = gains(load_run(out), ["svamp", "ood_word"])
+    both = pooled(gs)  # 30 of 40 problems newly right: +75 points, not the mean of +100 and +0
+    assert both["gain"] == 0.75 and both["n"] == 40 and (both["gained"], both["lost"]) == (30, 0)
+    assert both["gain_ci"] == pooled_greedy_gain([g["pair"] for g in gs])["gain_ci"]
+    assert pooled(gs[:1]) is gs[0]
+
+
+def test_an_older_run_with_only_the_procedural_split_says_ood_was_not_evaluated(tmp_path):
+    out = _kinds_run(tmp_path, ood=False)
+    md = write_report(out).read_text()
+    head = md.split("\n\n")[1]
+    assert "in-distribution +40.0 pts" in head and "out-of-distribution: not evaluated in this run" in head
+    assert "Out-of-distribution: not evaluated in this run." in md.split("## Held-out detail")[1]
+
+
+def test_a_run_without_evaluation_says_so(tmp_path):
+    out = tmp_path / "run"
+    _w(out / "round_0" / "stats.json", {"problems": 4, "samples": 16, "pairs": 2})
+    md = write_report(out).read_text()
+    assert md.split("\n\n")[1] == "**Held-out gain**: not measured: this run has no held-out evaluation."
+    assert "No held-out evaluation in this run" in md.split("## Held-out detail")[1]
+
+
+def test_status_and_card_show_the_eval_kind(tmp_path):
+    from selfplay.inspect.export_card import evaluation_text
+    from selfplay.inspect.status import _eval_text
+
+    out = _kinds_run(tmp_path)
+    assert _eval_text("svamp", {"pass@1": 0.25, "pass@1_ci": [0.1, 0.5], "kind": "out-of-distribution"}) == \
+        "svamp (out-of-distribution) pass@1 25.0% [10.0, 50.0]"
+    assert _eval_text("heldout_procedural", {"pass@1": 0.5, "pass@1_ci": None}).startswith(
+        "heldout_procedural (in-distribution) pass@1 50.0%")
+    card = "\n".join(evaluation_text(out, [0]))
+    assert card.startswith("## Evaluation") and "in-distribution +40.0 pts" in card
+    assert "out-of-distribution +3.3" in card
+    assert "### Held-out detail" in card and "| r0 | svamp | out-of-distribution | 20 |" in card
+    assert "| 0 | OOD | 3 sets pooled | 60 | +3.3 |" in card
+
+
+# ---- every row label explained
+
+def test_every_reason_of_a_run_is_explained_and_empty_tables_say_why(tmp_path):
+    from selfplay.inspect.report_tables import REASONS
+
+    out = tmp_path / "run"
+    _w(out / "round_0" / "stats.json", {
+        "problems": 72, "samples": 576, "correct": 140, "incorrect": 390, "unknown": 46, "pairs": 150,
+        "verdict_reasons": {"wrong": 291, "ok": 140, "no_answer": 99, "ambiguous": 43, "parse_error": 3},
+        "posed": {"attempted": 320, "kept": 40, "level": 0, "level_reason": "start", "rejected": {
+            "duplicate": 21, "golds_disagree": 22, "has_variable": 2, "heldout": 3, "inexact_output": 1,
+            "mentions_answer": 9, "no_computation": 17, "no_question": 6, "not_a_question": 33, "over_target": 3,
+            "program_ignores_question": 100, "program_runtime_error": 5, "program_syntax_error": 2,
+            "question_number_unused": 20, "question_too_long": 1, "two_questions": 19, "unparseable_output": 1,
+            "witness_no_output": 2, "witness_program_runtime_error": 3, "witness_program_syntax_error": 4,
+            "witness_unparseable_output": 1, "yes_no_question": 5, "dedup_duplicate": 5}},
+        "filters": {"hygiene": {"unfinished": 28, "too_long": 0, "copies_example": 7, "no_answer": 77, "repetition": 1},
+                    "perplexity": {"low_logprob": 1, "high_logprob": 0}, "solve_band": {"too_easy": 1, "too_hard": 13},
+                    "steps": {"false_step": 10, "unevaluated_answer": 1},
+                    "majority_witness": {"posed": 8, "agree": 3, "golds_disagree": 5},
+                    "pseudo_label_precision": {"problems": 27, "agree": 24, "precision": 0.8889}}})
+    md = write_report(out).read_text()
+    glossary = md.split("## Reasons")[1].split("\n## ")[0]
+    rows = [line.split(" | ") for line in glossary.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    named = {(r[0][2:], r[1]) for r in rows}
+    assert ("majority_witness", "posed") in named and ("verdict", "ambiguous") in named
+    assert ("posing", "witness_program_syntax_error") in named and ("hygiene", "copies_example") in named
+    assert not [r for r in rows if "not described" in r[2]], rows
+    assert len(named) == 5 + 23 + 4 + 1 + 2 + 2 + 3  # every reason with a count, once
+    # majority_witness's "posed" and "agree" are counted, not dropped
+    [mw] = [line for line in md.splitlines() if line.startswith("| 0 | majority_witness |")]
+    assert mw.startswith("| 0 | majority_witness | golds_disagree: 5 | posed: 8, agree: 3 | posed problems whose gold")
+    assert REASONS["majority_witness"]["posed"].startswith("posed problems that needed this witness")
+    # no problem lacked a gold: the vote's table says why nothing was pseudo-labelled
+    assert "## Majority vote on problems with a gold (no pseudo-labels needed)" in md
+    assert "| 0 | 27 | 24 | 0.889 |" in md
+    assert "pseudo-labelled" not in md.split("## Majority vote")[1].split("\n## ")[0]
+    # verdicts are named correct / incorrect / unknown, levels are explained
+    assert "| 0 | 140 | 390 | 46 |" in md.split("## Verdicts")[1]
+    assert "**0 = as the examples**" in md and "Seed problems have their own levels, **1 and up**" in md
+
+
+def test_the_verdict_plot_names_the_verdicts(tmp_path):
+    from selfplay.inspect.plots import verdict_counts
+
+    out = make_run(tmp_path, rounds=1)
+    (out / "round_0" / "rollouts.jsonl").write_bytes(b"".join(orjson.dumps(x) + b"\n" for x in [
+        {"problem_id": "a", "label": "correct", "reason": "ok"},
+        {"problem_id": "a", "label": "incorrect", "reason": "wrong"},
+        {"problem_id": "b", "label": "unknown", "reason": "ambiguous"},
+        {"problem_id": "b", "label": "incorrect", "reason": "no_answer"}]))
+    run = load_run(out)
+    assert verdict_counts(run["rounds"][0]) == {("correct", "ok"): 1, ("incorrect", "wrong"): 1,
+                                                ("unknown", "ambiguous"): 1, ("incorrect", "no_answer"): 1}
+    write_report(out)
+    assert (out / "verdict_reasons.png").read_bytes()[:4] == b"\x89PNG"
