@@ -1,4 +1,4 @@
-"""DPO training step speed: the fp32 baseline against the chosen setting, same pairs, one run.
+"""DPO training step speed: a baseline against the chosen setting, same pairs, one run.
 
 Each variant is a real `selfplay.train.dpo.train_dpo` call on the embedded SmolLM2-135M-Instruct with
 the default job's settings (8 pairs per optimizer step: batch 2 x grad_accum 4, max_length 512,
@@ -6,22 +6,25 @@ DPO + NLL, warmup_ratio 0.1, cosine) for --steps optimizer steps on the same pai
 order (the order is seeded and fed in sequence; grouping by length only reorders pairs inside a
 step, so every variant trains on the same pairs in every step):
 
-  base:   precision fp32, no length grouping, TRL's LM head over every position (the code before
-          issue 15)
+  base:   --base two_row (default): the defaults before issue 26: each pair as TRL's two rows,
+          prompt + chosen and prompt + rejected (shared_prompt=false)
+          --base fp32: precision fp32, no length grouping, TRL's LM head over every position (the
+          code before issue 15)
   chosen: the defaults (precision auto: bf16 on a CPU with AVX-512 BF16 / AMX or a CUDA
-          GPU with bf16, group_by_length, completion_only_head)
+          GPU with bf16, group_by_length, completion_only_head, shared_prompt)
   --variant NAME:k=v,k=v  more settings measured in the same run: [train] fields (selfplay.config.
           TrainSection) or train_dpo's keyword settings (e.g.
           "lora:use_lora=true,learning_rate=1e-4" or "bf16_only:precision=bf16,group_by_length=false,
           completion_only_head=false")
 
 Printed per variant: step seconds (mean over the steps after the first; the first is shown
-apart), real tokens/s (TRL's num_tokens: prompt + answer tokens, no padding), achieved FLOP/s
+apart), pair-tokens/s (the pairs' own tokens, prompt + chosen + rejected with the prompt counted
+once, per second: the same work for every variant), processed tokens/s (what the model actually
+ran: TRL's num_tokens, prompt counted twice, for two rows; the shared rows' tokens), achieved FLOP/s
 and its share of the matmul peak measured here (a 2048^2 matmul in fp32 and bf16 on the same
-threads). FLOPs count 8 x parameters per real token (policy forward + backward 6P, reference
-forward 2P; attention scores not counted), the same formula for every variant, so the ratios
-compare useful work. Then per-step loss, reward margin and accuracy of every variant side by side
-(quality: the chosen setting must track fp32).
+threads). FLOPs count 8 x parameters per processed token (policy forward + backward 6P,
+reference forward 2P; attention scores not counted). Then per-step loss, reward margin and
+accuracy of every variant side by side (quality: the chosen setting must track the base).
 
 Pairs: --pairs FILE (pair JSONL as the loop writes it, e.g. runs/X/round_1/train_pairs.jsonl);
 default bench/dpo_pairs.jsonl, 96 pairs from a default-job round 1 (SmolLM2-135M answers on
@@ -30,9 +33,9 @@ procedural problems).
   .venv/bin/python bench/train_step.py                 # 3 steps per variant, ~5 min on 2 cores
   .venv/bin/python bench/train_step.py --steps 12      # a whole default-job round per variant
 
-The last line is `speedup=X step_s_base=... step_s=... flops_vs_peak=...` (speedup = base step
-seconds / chosen step seconds; flops_vs_peak = the chosen variant's achieved FLOP/s over the peak
-of its precision).
+The last line is `speedup=X pair_tokens_s_base=... pair_tokens_s=... step_s_base=... step_s=...
+flops_vs_peak=...` (speedup = chosen pair-tokens/s over the base's; flops_vs_peak = the chosen
+variant's achieved FLOP/s over the peak of its precision).
 """
 from __future__ import annotations
 
@@ -48,6 +51,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 FIXTURE = ROOT / "bench" / "dpo_pairs.jsonl"
+BASES = {
+    "two_row": {"shared_prompt": False},
+    "fp32": {"precision": "fp32", "group_by_length": False, "completion_only_head": False, "shared_prompt": False},
+}
 
 
 def matmul_peak(dtype, n: int = 2048, seconds: float = 1.5) -> float:
@@ -107,7 +114,9 @@ def main(argv=None) -> int:
                     help="NAME:k=v,... settings of the chosen variant (default: the defaults)")
     ap.add_argument("--variant", type=parse_variant, action="append", default=[],
                     help="NAME:k=v,... an extra variant (repeatable)")
-    ap.add_argument("--no-base", action="store_true", help="skip the fp32 baseline (no speedup line)")
+    ap.add_argument("--base", choices=sorted(BASES), default="two_row",
+                    help="the baseline: two_row (before issue 26, default) or fp32 (before issue 15)")
+    ap.add_argument("--no-base", action="store_true", help="skip the baseline (no speedup line)")
     args = ap.parse_args(argv)
 
     import torch
@@ -127,7 +136,7 @@ def main(argv=None) -> int:
     section_fields = {f.name for f in dataclasses.fields(TrainSection)}
     variants: list[tuple[str, dict]] = []
     if not args.no_base:
-        variants.append(("base", {"precision": "fp32", "group_by_length": False, "completion_only_head": False}))
+        variants.append(("base", BASES[args.base]))
     variants.append(args.chosen or ("chosen", {}))
     variants += args.variant
 
@@ -149,15 +158,22 @@ def main(argv=None) -> int:
             steps = stats["step_seconds"]
             warm = steps[1:] if len(steps) > 1 else steps
             step_s = sum(warm) / len(warm)
-            tokens_per_step = stats["tokens"] / len(steps)
+            pair_tokens_s = stats["pair_tokens"] / len(steps) / step_s
+            sp = stats["shared_prompt"]
+            # processed tokens per step: the shared rows' when every forward shared its prompt, else
+            # TRL's count (two rows); policy and reference forwards are counted once here
+            processed = sp["tokens"] / 2 if sp["shared"] and not sp["two_row"] else stats["tokens"]
+            tokens_per_step = processed / len(steps)
             flops = 8 * n_params * tokens_per_step / step_s
             prec = stats["precision"]
-            results[name] = {"stats": stats, "step_s": step_s, "flops": flops, "vs_peak": flops / peak[prec]}
+            results[name] = {"stats": stats, "step_s": step_s, "flops": flops, "vs_peak": flops / peak[prec],
+                             "pair_tokens_s": pair_tokens_s}
             print(f"{name:>10}: precision {prec}, head {stats['lm_head']}, group_by_length {stats['group_by_length']}"
-                  f", lora {cfg.use_lora}: step {step_s:.2f} s (first {steps[0]:.2f} s), "
-                  f"{tokens_per_step / step_s:.0f} tokens/s, {flops / 1e9:.1f} GFLOP/s = "
-                  f"{100 * flops / peak[prec]:.1f}% of {prec} peak, peak RSS so far {stats['peak_rss_mb']:.0f} MB",
-                  flush=True)
+                  f", shared prompt {sp['shared']}/{sp['shared'] + sp['two_row']} forwards, lora {cfg.use_lora}, "
+                  f"batch {cfg.batch_size} x {cfg.grad_accum}: step {step_s:.2f} s (first {steps[0]:.2f} s), "
+                  f"{pair_tokens_s:.0f} pair-tokens/s, {tokens_per_step / step_s:.0f} processed tokens/s, "
+                  f"{flops / 1e9:.1f} GFLOP/s = {100 * flops / peak[prec]:.1f}% of {prec} peak, "
+                  f"peak RSS so far {stats['peak_rss_mb']:.0f} MB", flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -176,9 +192,14 @@ def main(argv=None) -> int:
             for key in ("loss", "rewards/margins"):
                 d = max(abs(a[key] - b[key]) for a, b in zip(base_hist, r["stats"]["history"]))
                 print(f"  max |{name} - base| {key}: {d:.4f}")
+        for name, r in results.items():
+            if name != "base":
+                ratio = r["pair_tokens_s"] / results["base"]["pair_tokens_s"]
+                print(f"  {name}: {ratio:.2f}x the base's pair-tokens/s")
         chosen = variants[1][0]
         b, c = results["base"], results[chosen]
-        print(f"speedup={b['step_s'] / c['step_s']:.2f} step_s_base={b['step_s']:.2f} step_s={c['step_s']:.2f} "
+        print(f"speedup={c['pair_tokens_s'] / b['pair_tokens_s']:.2f} pair_tokens_s_base={b['pair_tokens_s']:.0f} "
+              f"pair_tokens_s={c['pair_tokens_s']:.0f} step_s_base={b['step_s']:.2f} step_s={c['step_s']:.2f} "
               f"flops_vs_peak={c['vs_peak']:.3f}")
     else:
         print("no baseline (--no-base): no speedup line")

@@ -1,6 +1,8 @@
-"""Pairing policies compared on the same paths: re-pair one round of a finished run under each
-variant's [pair] settings, train each from that round's starting model with the run's [train]
-settings, evaluate each on the run's held-out sets (plus --eval-file sets), and print every
+"""Pairing and training policies compared on the same paths: re-pair one round of a finished run
+under each variant's [pair] settings, train each from that round's starting model with the run's
+[train] and [guard] settings as the variant overrides them (e.g. train.max_steps=12,
+train.nll_weight=0, guard.train_on=seed), evaluate each on the run's eval sets (in- and
+out-of-distribution, plus --eval-file sets), and print every
 variant's greedy pass@1 with its paired gain over the round's starting model and over the first
 variant (paired bootstrap interval and McNemar p, as the report computes them).
 
@@ -11,6 +13,8 @@ make: the comparison is paired on data as well as on problems.
         --variant old:pair.clean_chosen=false --variant clean \\
         --variant as_rejected:pair.flawed_chosen=rejected --variant steps:pair.step_pairs=true \\
         --eval-file ../shared/data/svamp_test.jsonl --eval-limit 100
+    .venv-vllm/bin/python scripts/pair_ablation.py runs/default --round 0 --to runs/budget \
+        --variant every_pair --variant steps12:train.max_steps=12 --variant dpo_only:train.nll_weight=0
 """
 from __future__ import annotations
 
@@ -32,14 +36,17 @@ from selfplay.run.train_round import guarded_set
 from selfplay.train import launch as train_launch
 from selfplay_seeds import load_jsonl_problems
 
+VARIANT_SECTIONS = ("pair.", "train.", "guard.")  # what happens after the paths: pairing and training
+
 
 def parse_variant(text: str) -> tuple[str, dict[str, object]]:
     name, _, rest = text.partition(":")
     overrides = {}
     for item in filter(None, rest.split(",")):
         key, eq, value = item.partition("=")
-        if not eq or not key.startswith("pair."):
-            raise SystemExit(f"--variant {text}: each setting is pair.FIELD=VALUE")
+        if not eq or not key.startswith(VARIANT_SECTIONS):
+            raise SystemExit(f"--variant {text}: each setting is SECTION.FIELD=VALUE, SECTION one of "
+                             f"{', '.join(s.rstrip('.') for s in VARIANT_SECTIONS)}")
         try:  # a TOML value (true, 3, 0.5, "drop"); a bare word is a string
             overrides[key] = tomllib.loads(f"v = {value}")["v"]
         except tomllib.TOMLDecodeError:
@@ -52,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("run", type=Path, help="a finished run directory (OUT)")
     ap.add_argument("--round", type=int, default=0)
     ap.add_argument("--to", type=Path, required=True, help="where each variant's pairs, model and eval go")
-    ap.add_argument("--variant", action="append", required=True, metavar="NAME[:pair.F=V,...]")
+    ap.add_argument("--variant", action="append", required=True, metavar="NAME[:SECTION.F=V,...]")
     ap.add_argument("--eval-file", action="append", default=[], help="another held-out JSONL set (repeatable)")
     ap.add_argument("--eval-limit", type=int, default=100, help="problems taken from each --eval-file")
     args = ap.parse_args(argv)

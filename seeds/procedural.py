@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 from fractions import Fraction
-from typing import Callable, Collection, Iterator, Sequence
+from typing import Callable, Collection, Iterator, Mapping, Sequence
 
 from selfplay.core.records import Problem
 from selfplay.core.rng import rng_for
@@ -84,9 +84,47 @@ def linear(r: random.Random, level: int) -> Item:
             f"a, b, c = {a}, {b}, {a * x + b}\nprint((c - b) // a)")
 
 
+def word_mix(r: random.Random, level: int) -> Item:
+    """One- and two-step word problems in many phrasings (objects, verbs, order of facts), so a
+    run's word problems are not one template each. None of them is an out-of-distribution eval
+    form (selfplay_seeds/ood.py; tests/seeds/test_ood.py compares the forms)."""
+    n, m = r.sample(_NAMES, 2)
+    a, b = r.randint(2, _hi(level) + 1), r.randint(1, _hi(level))
+    c = r.randint(1, a + b - 1)
+    big = a + b
+    forms = [
+        (f"{n} collected {a} shells at the beach and found {b} more the next day. "
+         f"How many shells did {n} collect altogether?", a + b, f"print({a} + {b})"),
+        (f"A farmer had {big} cows and sold {b} of them. How many cows does the farmer have now?",
+         big - b, f"print({big} - {b})"),
+        (f"There are {a} children on a bus. At the next stop {b} more children get on. "
+         f"How many children are on the bus now?", a + b, f"print({a} + {b})"),
+        (f"{n} baked {big} pies and gave {b} pies to the neighbours. How many pies are left?",
+         big - b, f"print({big} - {b})"),
+        (f"A library lent out {a} books on Saturday and {b} books on Sunday. "
+         f"How many books did it lend out over the weekend?", a + b, f"print({a} + {b})"),
+        (f"{n} is {a} years old. {m} is {b} years older than {n}. How old is {m}?", a + b, f"print({a} + {b})"),
+        (f"A store had {a} hats. It got {b} more hats and then sold {c}. How many hats does the store have?",
+         a + b - c, f"print({a} + {b} - {c})"),
+        (f"{n} walked {a} blocks to the park and {b} blocks back home. How many blocks did {n} walk?",
+         a + b, f"print({a} + {b})"),
+        (f"A pond had {a} ducks. {b} ducks flew in and {c} ducks swam away. How many ducks are in the pond?",
+         a + b - c, f"print({a} + {b} - {c})"),
+        (f"There were {big} cupcakes at a party and the guests ate {b}. How many cupcakes were not eaten?",
+         big - b, f"print({big} - {b})"),
+        (f"{n} scored {a} points in the first game and {b} points in the second game. "
+         f"How many points did {n} score in both games?", a + b, f"print({a} + {b})"),
+        (f"{n} has {big} stickers, which is {b} more than {m}. How many stickers does {m} have?",
+         big - b, f"print({big} - {b})"),
+    ]
+    q, ans, prog = r.choice(forms)
+    return q, str(ans), prog
+
+
 GENERATORS: dict[str, Callable[[random.Random, int], Item]] = {
     "add": add, "sub": sub, "mul": mul, "two_step": two_step, "word_add": word_add,
-    "word_sub": word_sub, "word_mul": word_mul, "fraction_add": fraction_add, "linear": linear,
+    "word_sub": word_sub, "word_mul": word_mul, "word_mix": word_mix, "fraction_add": fraction_add,
+    "linear": linear,
 }
 
 
@@ -103,14 +141,20 @@ def generate(name: str, level: int, index: int, *, seed: int = 0, split: str = "
 
 def procedural_problems(n: int, generators: Sequence[str], levels: Sequence[int], *, seed: int = 0,
                         split: str = "train", exclude: Collection[str] = frozenset(),
-                        reject: Callable[[Problem], bool] | None = None) -> list[Problem]:
-    """n distinct problems cycling over generators x levels. A question equal to one in `exclude`
-    after normalize_question (the held-out split is passed here so training never sees a held-out
+                        reject: Callable[[Problem], bool] | None = None,
+                        per_generator: Mapping[str, Sequence[int]] | None = None) -> list[Problem]:
+    """n distinct problems cycling over generators x levels (or each generator's own levels from
+    `per_generator`, the seed curriculum's). A question equal to one in `exclude` after
+    normalize_question (the held-out split is passed here so training never sees a held-out
     question), or one that `reject` refuses (e.g. a near-duplicate of a held-out question), is
     skipped and the stream continues, so the count stays n."""
     if n < 0:
         raise ValueError(f"problems: must be >= 0, got {n}")
-    combos = [(g, lv) for lv in levels for g in generators]
+    if per_generator is None:
+        combos = [(g, lv) for lv in levels for g in generators]
+    else:  # level by level as above: with every generator at `levels` the stream is the same
+        every = sorted({lv for g in generators for lv in per_generator[g]})
+        combos = [(g, lv) for lv in every for g in generators if lv in per_generator[g]]
     if not combos and n:
         raise ValueError("seeds.generators/levels: empty")
     out: list[Problem] = []

@@ -28,6 +28,9 @@ def test_the_built_wheel_installs_only_selfplay_names(tmp_path):
     for name, folder in (("selfplay_verifiers", "verifiers"), ("selfplay_seeds", "seeds")):
         for py in (ROOT / folder).glob("*.py"):
             assert f"{name}/{py.name}" in names, py
+    # the shipped out-of-distribution eval set and its licence (selfplay_seeds/ood.py reads them)
+    for data in (ROOT / "seeds" / "data").iterdir():
+        assert f"selfplay_seeds/data/{data.name}" in names, data
 
 
 def test_every_subpackage_is_listed():

@@ -30,6 +30,7 @@ from selfplay.config.enums import (
     Witness,
     names,
 )
+from selfplay.core.evalsets import OOD_SETS
 from selfplay_seeds.loaders import load_jsonl_problems, parse_hf_spec
 from selfplay_seeds.procedural import GENERATORS
 
@@ -124,6 +125,8 @@ def checks(c: Config) -> Iterator[Check]:
     yield "seeds.generators", bool(s.generators) or not uses_generators, \
         "must not be empty: seeds.problems and the held-out split (eval.heldout_problems) draw from it"
     yield "seeds.levels", bool(s.levels) and all(lv >= 1 for lv in s.levels), "non-empty, each >= 1"
+    yield "seeds.widen_at", 0 < s.widen_at <= 1, "must be in (0, 1]"
+    yield "seeds.max_level", s.max_level >= max(s.levels or [1]), "must be >= the highest of seeds.levels"
     for fn in s.files:
         yield "seeds.files", Path(fn).is_file(), f"{fn} not found"
         yield "seeds.files", not (err := _file_error(fn, unlabelled=True)), err
@@ -218,10 +221,15 @@ def checks(c: Config) -> Iterator[Check]:
         yield "eval.files", not (err := _file_error(fn, unlabelled=False, limit=e.file_limit)), err
     stems = [Path(fn).stem for fn in e.files]
     yield "eval.files", len(set(stems)) == len(stems), f"two files share a set name (file stem): {stems}"
+    taken = sorted(set(stems) & set(OOD_SETS)) if e.ood else []
+    yield "eval.files", not taken, \
+        f"a file stem is a built-in set name ({taken}): rename the file or set eval.ood = false"
     yield "eval.file_limit", e.file_limit >= 1, "must be >= 1 problem per file"
     yield "eval.samples", e.samples >= 1, "must be >= 1 (1 = greedy only)"
     yield "eval.max_new_tokens", e.max_new_tokens >= 1, "must be >= 1"
-    yield "eval.enabled", not e.enabled or e.heldout_problems > 0 or bool(e.files), \
-        "nothing to evaluate: set eval.heldout_problems >= 1 or eval.files, or eval.enabled = false"
+    yield "eval.ood_problems", e.ood_problems >= 1, "must be >= 1 problem per out-of-distribution set"
+    yield "eval.ood_samples", e.ood_samples >= 1, "must be >= 1 (1 = greedy only)"
+    yield "eval.enabled", not e.enabled or e.heldout_problems > 0 or bool(e.files) or e.ood, \
+        "nothing to evaluate: set eval.heldout_problems >= 1, eval.ood or eval.files, or eval.enabled = false"
     yield "seeds.problems", s.problems + s.file_problems + (po.attempts if po.enabled else 0) > 0, \
         "no problem source: set seeds.problems, seeds.file_problems or pose.attempts"

@@ -11,8 +11,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from selfplay.config.checks import checks
-from selfplay.config.enums import (BackendName, DType, Executor, FlawedChosen, Launcher, PoseKind, Precision, ReportTo,
-                                   SandboxMode, SolveMode, TrainOn, Witness)
+from selfplay.config.enums import (
+    BackendName,
+    DType,
+    Executor,
+    FlawedChosen,
+    Launcher,
+    PoseKind,
+    Precision,
+    ReportTo,
+    SandboxMode,
+    SolveMode,
+    TrainOn,
+    Witness,
+)
 
 
 @dataclass
@@ -57,6 +69,11 @@ class SeedsConfig:
     problems: int = 48  # procedural seed problems per round
     generators: list[str] = field(default_factory=lambda: ["add", "sub", "word_add", "word_sub", "two_step"])
     levels: list[int] = field(default_factory=lambda: [1])
+    # the seed curriculum (selfplay/run/curriculum.py): a generator whose problems at its highest
+    # level were solved >= widen_at last round also gets the next level (up to max_level)
+    curriculum: bool = True
+    widen_at: float = 0.35
+    max_level: int = 4
     files: list[str] = field(default_factory=list)  # JSONL files (GSM8K or question/answer)
     file_problems: int = 0  # problems drawn from the files per round
     hf_datasets: list[str] = field(default_factory=list)  # e.g. "openai/gsm8k:main:train"
@@ -210,6 +227,11 @@ class EvalSection:
     file_limit: int = 100
     samples: int = 4  # sampled paths per problem for maj@k / pass@k (1 = greedy only)
     max_new_tokens: int = 192
+    # out-of-distribution sets (selfplay_seeds/ood.py): ood_arith, ood_word, svamp; forms no
+    # training generator, seed template or posing example uses, so a gain there transfers
+    ood: bool = True
+    ood_problems: int = 100  # per out-of-distribution set
+    ood_samples: int = 1  # sampled paths per problem on the built-in ood sets (1 = greedy only)
 
 
 @dataclass

@@ -15,13 +15,12 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from tqdm import tqdm
-
 from selfplay.backends import problems_per_call
 from selfplay.backends.base import Backend, SamplingParams
 from selfplay.backends.resources import Resources
 from selfplay.config import Config
-from selfplay.core import io
+from selfplay.core import evalsets, io
+from selfplay.core.console import Progress, counting_paths
 from selfplay.core.io import write_json
 from selfplay.core.log import log
 from selfplay.core.metrics import gain_points, greedy_gain, majority_vote, summarize
@@ -67,8 +66,36 @@ def _problem_record(d: Labelled, seed: int, keep_text: bool) -> dict[str, Any]:
 
 def evaluate(backend: Backend, problems: Sequence[Problem], verifier: Any, *, samples: int = 8,
              temperature: float = 0.8, top_p: float = 0.95, max_new_tokens: int = 256, seed: int = 0,
-             batch_size: int = 16, keep_completions: bool = False, progress: bool = True) -> dict[str, Any]:
+             batch_size: int = 16, keep_completions: bool = False, progress: bool = True,
+             desc: str = "eval") -> dict[str, Any]:
     """Evaluate `backend` on `problems`: metrics (see selfplay.core.metrics) + per-problem records.
+    (labelled_records, then set_result.)"""
+    ids = [p.id for p in problems]
+    if len(set(ids)) != len(ids):
+        raise ValueError("evaluate: problem ids must be unique")
+    t0 = time.perf_counter()
+    records = labelled_records(backend, problems, verifier, samples=samples, temperature=temperature, top_p=top_p,
+                               max_new_tokens=max_new_tokens, seed=seed, batch_size=batch_size,
+                               keep_completions=keep_completions, progress=progress, desc=desc)
+    return set_result(backend, records, samples=samples, temperature=temperature, top_p=top_p,
+                      max_new_tokens=max_new_tokens, seed=seed, seconds=time.perf_counter() - t0)
+
+
+def set_result(backend: Backend, records: list[dict[str, Any]], *, samples: int, temperature: float, top_p: float,
+               max_new_tokens: int, seed: int, seconds: float) -> dict[str, Any]:
+    """One set's eval record: its metrics over `records`, the settings and the seconds it took."""
+    return {"model": getattr(backend, "model", None), "backend": getattr(backend, "name", None),
+            **summarize(records, seed=seed),
+            "params": {"samples": samples, "temperature": temperature, "top_p": top_p,
+                       "max_new_tokens": max_new_tokens, "seed": seed},
+            "seconds": round(seconds, 3), "problems": records}
+
+
+def labelled_records(backend: Backend, problems: Sequence[Problem], verifier: Any, *, samples: int = 8,
+                     temperature: float = 0.8, top_p: float = 0.95, max_new_tokens: int = 256, seed: int = 0,
+                     batch_size: int = 16, keep_completions: bool = False, progress: bool = True,
+                     desc: str = "eval") -> list[dict[str, Any]]:
+    """The per-problem eval records of `backend` on `problems`, in order.
 
     Paths are generated and labelled by the same loop as solving (selfplay/solve/paths.py): a
     greedy path and `samples` sampled paths per problem, in one submission.
@@ -76,14 +103,13 @@ def evaluate(backend: Backend, problems: Sequence[Problem], verifier: Any, *, sa
     submit(gold, completion) -> a Future of a verdict.
     batch_size: problems per generate call (a backend with continuous generation takes them all).
     The greedy completion text is always kept; sampled texts only with keep_completions.
+    progress: show the evaluation's progress (`desc`), counted in paths (a greedy and `samples`
+    sampled ones per problem) as the backend finishes them.
     """
     if samples < 1:
         raise ValueError(f"evaluate: samples must be >= 1, got {samples}")
     if batch_size < 1:
         raise ValueError(f"evaluate: batch_size must be >= 1, got {batch_size}")
-    ids = [p.id for p in problems]
-    if len(set(ids)) != len(ids):
-        raise ValueError("evaluate: problem ids must be unique")
     # the same prompt and stop strings as solving, so eval measures what training produced
     greedy_params = SamplingParams(n=1, temperature=0.0, top_p=1.0, max_new_tokens=max_new_tokens, stop=SOLVE_STOP)
     sample_params = SamplingParams(n=samples, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
@@ -93,24 +119,23 @@ def evaluate(backend: Backend, problems: Sequence[Problem], verifier: Any, *, sa
     if samples > 1:  # greedy and sampled paths in one submission
         kinds.append(PathKind("cot", sample_params, seeds=lambda p: [eval_seed(seed, p.id, j) for j in range(samples)],
                               messages=lambda p: solve_messages(p.question)))
-    t0 = time.perf_counter()
     by_index: dict[int, dict[str, Any]] = {}
-    pbar = tqdm(total=len(problems), desc="eval", unit="problem", file=sys.stderr, disable=not progress,
-                dynamic_ncols=True)
+    per_problem = 1 + (samples if samples > 1 else 0)
+    pbar = Progress(len(problems) * per_problem, desc, "path") if progress else None
+    correct = 0
     try:
-        for done in generate_labelled(backend, problems, kinds, verifier, batch_problems=batch_size):
-            for d in done:
-                by_index[d.index] = _problem_record(d, seed, keep_completions)
-            pbar.update(len(done))
+        with counting_paths(pbar):
+            for done in generate_labelled(backend, problems, kinds, verifier, batch_problems=batch_size):
+                for d in done:
+                    by_index[d.index] = _problem_record(d, seed, keep_completions)
+                    correct += d.verdicts[0].label == "correct"
+                if pbar is not None:
+                    pbar.set_postfix(greedy_correct=f"{correct}/{len(by_index)}", refresh=False)
+                    pbar.update(sum(len(d.completions) for d in done))
     finally:
-        pbar.close()
-    records = [by_index[i] for i in range(len(problems))]
-    summary = summarize(records, seed=seed)
-    return {"model": getattr(backend, "model", None), "backend": getattr(backend, "name", None),
-            **summary,
-            "params": {"samples": samples, "temperature": temperature, "top_p": top_p,
-                       "max_new_tokens": max_new_tokens, "seed": seed},
-            "seconds": round(time.perf_counter() - t0, 3), "problems": records}
+        if pbar is not None:
+            pbar.close()
+    return [by_index[i] for i in range(len(problems))]
 
 
 # ---------------------------------------------------------------- held-out files
@@ -174,13 +199,36 @@ def evaluate_model(cfg: Config, model: str, sets: dict[str, Sequence[Problem]],
     e = cfg.eval
     with Resources(cfg, model, backends) as res:
         backend, verifier = res.backend(), res.verifier()
-        result = {"model": model, "sets": {}}
-        for name, problems in sets.items():
-            result["sets"][name] = evaluate(backend, problems, verifier, samples=e.samples,
-                                            batch_size=problems_per_call(backend, e.samples),
-                                            temperature=cfg.solve.temperature, top_p=cfg.solve.top_p,
-                                            max_new_tokens=e.max_new_tokens, seed=cfg.run.seed)
-    return result
+        # the built-in out-of-distribution sets get eval.ood_samples, every other set eval.samples;
+        # the sets of one setting go to the engine in one submission (a continuous-batching engine
+        # then never idles at a set's tail) and are split back afterwards: per-problem seeds make
+        # every record the same as when the set runs alone
+        groups: dict[int, list[str]] = {}
+        for name in sets:
+            groups.setdefault(e.ood_samples if name in evalsets.OOD_SETS else e.samples, []).append(name)
+        done: dict[str, dict[str, Any]] = {}
+        for samples, names in groups.items():
+            problems = [p for name in names for p in sets[name]]
+            for name in names:
+                ids = [p.id for p in sets[name]]
+                if len(set(ids)) != len(ids):
+                    raise ValueError(f"evaluate: set {name!r}: problem ids must be unique")
+            t0 = time.perf_counter()
+            records = labelled_records(backend, problems, verifier, samples=samples,
+                                       batch_size=problems_per_call(backend, samples),
+                                       temperature=cfg.solve.temperature, top_p=cfg.solve.top_p,
+                                       max_new_tokens=e.max_new_tokens, seed=cfg.run.seed,
+                                       desc=f"eval {', '.join(names)}")
+            seconds = time.perf_counter() - t0
+            start = 0
+            for name in names:
+                part = records[start:start + len(sets[name])]
+                start += len(part)
+                done[name] = {"kind": evalsets.set_kind(name), "description": evalsets.describe(name),
+                              **set_result(backend, part, samples=samples, temperature=cfg.solve.temperature,
+                                           top_p=cfg.solve.top_p, max_new_tokens=e.max_new_tokens,
+                                           seed=cfg.run.seed, seconds=seconds * len(part) / max(1, len(records)))}
+    return {"model": model, "sets": {name: done[name] for name in sets}}
 
 
 def run_eval_cli(cfg: Config, model: str, data: list[str], out: Path | None, limit: int | None,

@@ -11,9 +11,10 @@ from selfplay.backends.base import Backend
 from selfplay.backends.models import resolve_model
 from selfplay.backends.resources import Resources
 from selfplay.config import Config
-from selfplay.core import io, provenance
+from selfplay.core import evalsets, io, provenance
 from selfplay.core.records import Problem
 from selfplay_seeds import load_jsonl_problems, procedural_problems
+from selfplay_seeds.ood import ood_problems, svamp_problems
 from selfplay_verifiers import MathVerifier
 from selfplay_verifiers.sandbox import Sandbox
 
@@ -59,7 +60,14 @@ def heldout_problems(cfg: Config) -> list[Problem]:
 
 
 def eval_sets(cfg: Config) -> dict[str, list[Problem]]:
-    sets = {"heldout_procedural": heldout_problems(cfg)} if cfg.eval.heldout_problems else {}
+    """The run's evaluation sets by name: the held-out procedural split (in-distribution), with
+    eval.ood the out-of-distribution sets (selfplay_seeds/ood.py), then eval.files by file stem."""
+    sets = {evalsets.HELDOUT_PROCEDURAL: heldout_problems(cfg)} if cfg.eval.heldout_problems else {}
+    if cfg.eval.ood:
+        n, seed = cfg.eval.ood_problems, cfg.run.seed
+        sets[evalsets.OOD_ARITH] = ood_problems(evalsets.OOD_ARITH, n, seed=seed)
+        sets[evalsets.OOD_WORD] = ood_problems(evalsets.OOD_WORD, n, seed=seed)
+        sets[evalsets.SVAMP] = svamp_problems(n, seed=seed)
     for f in cfg.eval.files:
         sets[Path(f).stem] = load_jsonl_problems(f, limit=cfg.eval.file_limit)
     return sets

@@ -8,6 +8,7 @@ stage whose output file exists is never redone.
 """
 from __future__ import annotations
 
+import re
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -27,18 +28,22 @@ from selfplay.pair.pseudo import pseudo_label
 from selfplay.prompts import SOLVE_STOP, solve_modes
 from selfplay.run import executor
 from selfplay.run.context import RoundContext, solve_entry
+from selfplay.run.curriculum import FILE as CURRICULUM_FILE
+from selfplay.run.curriculum import curriculum_line, seed_levels
 from selfplay_seeds import load_hf_dataset, load_jsonl_problems, parse_hf_spec, procedural_problems
 
 
-def seed_problems(cfg: Config, round_idx: int, gate: HeldoutGate) -> list[Problem]:
+def seed_problems(cfg: Config, round_idx: int, gate: HeldoutGate,
+                  levels: dict[str, list[int]] | None = None) -> list[Problem]:
     """This round's seed problems: fresh procedural items (per-round seed) plus file/HF items.
+    `levels`: each generator's levels (the seed curriculum's), else seeds.levels for all.
 
     Every candidate passes `gate` (held-out exact + near-duplicate check) before it is taken, and
     a rejected one is replaced by the next candidate, so the counts asked for are still met."""
 
     rseed = derive_seed(cfg.run.seed, "round", round_idx)
     probs = procedural_problems(cfg.seeds.problems, cfg.seeds.generators, cfg.seeds.levels, seed=rseed,
-                                split="train", reject=gate.rejects)
+                                split="train", reject=gate.rejects, per_generator=levels)
     if not cfg.seeds.file_problems:
         return probs
     pool: list[Problem] = []
@@ -77,7 +82,11 @@ def stage_problems(ctx: RoundContext) -> list[Problem]:
     # Every problem, seed or posed, is checked against the held-out sets before it is solved:
     # exact or near copies are dropped and counted in contamination_pre.json.
     gate = HeldoutGate(HeldoutMatcher(ctx.heldout_questions, cfg.filters.near_threshold))
-    seeds = seed_problems(cfg, ctx.round_idx, gate)
+    cur = seed_levels(cfg, ctx.out, ctx.round_idx)
+    io.write_json(ctx.dir / CURRICULUM_FILE, cur)
+    if cfg.seeds.curriculum and ctx.round_idx:
+        log(curriculum_line(cur))
+    seeds = seed_problems(cfg, ctx.round_idx, gate, {g: v["levels"] for g, v in cur["generators"].items()})
     posed: list[Problem] = []
     pose_stats: dict[str, Any] = {"attempted": 0, "kept": 0, "rejected": {}}
     if posing:
@@ -278,7 +287,44 @@ def round_stats(ctx: RoundContext, problems: Sequence[Problem], rollouts: dict[s
         "diversity": round_diversity(problems, rollouts),
         "by_mode": by_mode(flat),
         "posed_difficulty": posed_difficulty(problems, rollouts, posed.get("level")),
+        "curriculum": io.read_json(ctx.dir / CURRICULUM_FILE) if (ctx.dir / CURRICULUM_FILE).exists() else None,
+        "by_source": by_source(problems, rollouts, pairs),
     }
+
+
+_WORDS = re.compile(r"[A-Za-z]{2,}")
+
+
+def is_word_problem(question: str) -> bool:
+    """A word problem tells a story around its numbers; bare arithmetic ("What is 3 + 4?",
+    "Compute 12 minus 5.") has a handful of words at most."""
+    return len(_WORDS.findall(question)) >= 8
+
+
+def by_source(problems: Sequence[Problem], rollouts: dict[str, list[Rollout]],
+              pairs: Sequence[Pair]) -> dict[str, dict[str, Any]]:
+    """Per source of problems: each procedural generator and level ("word_add L1"), posed word
+    problems and posed bare arithmetic ("posed word", "posed bare"), and files: problems,
+    labelled paths, solve rate (correct / labelled) and problems that gave pairs."""
+    paired = Counter(str(pr.metadata.get("problem_id")) for pr in pairs)
+    out: dict[str, dict[str, Any]] = {}
+    for p in problems:
+        if p.origin == "procedural":
+            key = f"{p.source} L{p.level}"
+        elif p.origin == "posed":
+            key = "posed word" if is_word_problem(p.question) else "posed bare"
+        else:
+            key = f"{p.origin} {p.source}"
+        row = out.setdefault(key, {"problems": 0, "paths": 0, "correct": 0, "with_pairs": 0, "pairs": 0})
+        correct, labelled = pass_counts(r.label for r in rollouts.get(p.id, []))
+        row["problems"] += 1
+        row["paths"] += labelled
+        row["correct"] += correct
+        row["with_pairs"] += p.id in paired
+        row["pairs"] += paired.get(p.id, 0)
+    for row in out.values():
+        row["solve_rate"] = round(row["correct"] / row["paths"], 4) if row["paths"] else None
+    return dict(sorted(out.items()))
 
 
 def posed_difficulty(problems: Sequence[Problem], rollouts: dict[str, list[Rollout]],

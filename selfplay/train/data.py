@@ -90,11 +90,16 @@ def filter_pairs(pairs: Sequence[Pair], tokenizer, max_length: int | None,
     return kept, counts
 
 
-def pair_tokens(p: Pair, tokenizer) -> int:
-    """Tokens of the longer side (prompt + chosen or prompt + rejected), chat template applied:
-    the length a pair pads its micro-batch to."""
-    return max(len(tokenizer.apply_chat_template(p.prompt + side, tokenize=True, return_dict=True)["input_ids"])
-               for side in (p.chosen, p.rejected))
+def pair_tokens(p: Pair, tokenizer) -> tuple[int, int]:
+    """(tokens of the longer side, prompt + chosen or prompt + rejected: the width a pair pads its
+    two-row micro-batch to; the pair's tokens, prompt + chosen + rejected: the prompt counted
+    once, the width of its shared-prompt row), chat template applied as TRL applies it."""
+    def n(messages: list[dict[str, str]], gen_prompt: bool = False) -> int:
+        return len(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True,
+                                                 add_generation_prompt=gen_prompt)["input_ids"])
+
+    chosen, rejected = n(p.prompt + p.chosen), n(p.prompt + p.rejected)
+    return max(chosen, rejected), chosen + rejected - n(p.prompt, gen_prompt=True)
 
 
 def pair_order(lengths: Sequence[int], step_pairs: int, n_pairs: int, seed: int, group: bool) -> list[int]:

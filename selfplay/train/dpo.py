@@ -28,6 +28,7 @@ from selfplay.config import Config, TrainSection
 from selfplay.core import io
 from selfplay.train.data import NoUsablePairs, filter_pairs, load_pairs, pair_order, pair_tokens, prompt_limit
 from selfplay.train.dist import full_state_dict, main_process
+from selfplay.train.head import SharedPromptCounter
 from selfplay.train.head import completion_only_head as patch_head
 from selfplay.train.precision import resolve_precision
 from selfplay.train.trainer import LR_SCHEDULERS, dpo_config, progress_callback, quiet_callbacks, trainer_class
@@ -137,7 +138,7 @@ def train_dpo(pair_files: Sequence[Path], base_model: str, out_dir: Path, cfg: T
               warmup_ratio: float = 0.1, lr_scheduler: str = "cosine", weight_decay: float = 0.0,
               max_grad_norm: float = 1.0, lora_r: int = 16, lora_alpha: int = 32, lora_dropout: float = 0.0,
               gradient_checkpointing: bool = False, logging_steps: int = 1, group_by_length: bool = True,
-              completion_only_head: bool = True) -> dict[str, Any]:
+              completion_only_head: bool = True, shared_prompt: bool = True) -> dict[str, Any]:
     """Train `base_model` on the pairs in `pair_files` and save a plain HF model to `out_dir`.
 
     cfg: the [train] section (checked here too). seed: trainer + data order (the loop passes
@@ -146,8 +147,9 @@ def train_dpo(pair_files: Sequence[Path], base_model: str, out_dir: Path, cfg: T
     it), threads (torch intra-op threads while training, restored after; None leaves torch's),
     warmup_ratio and lr_scheduler (trainer.lr_factor), weight_decay, max_grad_norm, LoRA's r,
     alpha and dropout (with cfg.use_lora), gradient_checkpointing, logging_steps,
-    group_by_length (sort each optimizer step's pairs by length: less padding, same gradient) and
-    completion_only_head (the LM head on completion tokens only, selfplay/train/head.py).
+    group_by_length (sort each optimizer step's pairs by length: less padding, same gradient),
+    completion_only_head (the LM head on completion tokens only, selfplay/train/head.py) and
+    shared_prompt (with it: each pair's prompt runs once, not once per completion; head.py).
 
     The reference is `ref_model` if given, else the base model (the round's starting model).
     The model and tokenizer are written to `out_dir.tmp` and renamed into place. Stats are
@@ -158,7 +160,8 @@ def train_dpo(pair_files: Sequence[Path], base_model: str, out_dir: Path, cfg: T
                    lr_scheduler=lr_scheduler, weight_decay=weight_decay, max_grad_norm=max_grad_norm,
                    lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
                    gradient_checkpointing=gradient_checkpointing, logging_steps=logging_steps,
-                   group_by_length=group_by_length, completion_only_head=completion_only_head)
+                   group_by_length=group_by_length, completion_only_head=completion_only_head,
+                   shared_prompt=shared_prompt)
     Config(train=cfg).validate()  # the [train] rules of selfplay/config/checks.py
     check_options(cfg, **options)
     t0 = time.perf_counter()
@@ -182,7 +185,8 @@ def train_dpo(pair_files: Sequence[Path], base_model: str, out_dir: Path, cfg: T
     per_epoch = math.ceil(math.ceil(len(kept) / cfg.batch_size) / cfg.grad_accum)
     total_steps = cfg.max_steps if cfg.max_steps > 0 else math.ceil(cfg.epochs * per_epoch)
     n_slots = cfg.max_steps * step_pairs if cfg.max_steps > 0 else math.ceil(cfg.epochs * len(kept))
-    lengths = [pair_tokens(p, tokenizer) for p in kept]
+    widths = [pair_tokens(p, tokenizer) for p in kept]
+    lengths = [packed if shared_prompt else longer for longer, packed in widths]
     order = pair_order(lengths, step_pairs, n_slots, seed, group_by_length)
     dataset = Dataset.from_list([{"prompt": kept[i].prompt, "chosen": kept[i].chosen,
                                   "rejected": kept[i].rejected} for i in order])
@@ -204,9 +208,11 @@ def train_dpo(pair_files: Sequence[Path], base_model: str, out_dir: Path, cfg: T
         model=model, ref_model=ref, args=args, train_dataset=dataset, processing_class=tokenizer,
         peft_config=peft_config, callbacks=[progress])
     head = "trl"
+    shared = SharedPromptCounter()
     if completion_only_head:
         policy = trainer.model.get_base_model() if cfg.use_lora else trainer.model
-        patched = [patch_head(m, precision) for m in (policy, trainer.ref_model) if m is not None]
+        patched = [patch_head(m, precision, shared_prompt, shared) for m in (policy, trainer.ref_model)
+                   if m is not None]
         head = "completion" if all(patched) else "trl"
     quiet_callbacks(trainer, cfg.report_to, logging_dir or str(out_dir.parent / "tensorboard"))
     prev_threads = torch.get_num_threads()
@@ -239,6 +245,9 @@ def train_dpo(pair_files: Sequence[Path], base_model: str, out_dir: Path, cfg: T
     stats: dict[str, Any] = {
         **counts,
         "n_train": len(kept),
+        # what training saw: distinct pairs of the training set, and pair slots (pairs x epochs)
+        "pairs_seen": len(set(order)), "pair_slots": len(order), "pairs_per_step": step_pairs,
+        "pair_tokens": sum(widths[i][1] for i in order),  # prompt + chosen + rejected of every slot
         "steps": steps, "warmup_steps": warmup_steps,
         "train_loss": float(result.training_loss),
         # TRL's names; the bare key is the last logged value, _mean averages the logged history
@@ -250,6 +259,9 @@ def train_dpo(pair_files: Sequence[Path], base_model: str, out_dir: Path, cfg: T
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # KiB on Linux
         "device": "cuda" if cuda else "cpu", "threads": threads or prev_threads,
         "precision": precision, "lm_head": head, "group_by_length": group_by_length,
+        # forwards (policy and reference micro-batches) run with each pair's prompt once / twice
+        "shared_prompt": {"shared": shared.shared, "two_row": shared.two_row, "tokens": shared.tokens_shared,
+                          "two_row_tokens": shared.tokens_two_row},
         "step_seconds": progress.step_seconds,
         "tokens": history[-1].get("num_tokens") if history else None,  # TRL: real tokens seen
         "base_model": base_path, "ref_model": ref_path, "out_dir": str(out_dir),

@@ -1,23 +1,127 @@
-"""A completion-only LM head for TRL's DPOTrainer (train.completion_only_head, on by default).
+"""The LM head and forward TRL's DPOTrainer calls, made cheaper (train.completion_only_head and
+train_dpo's shared_prompt, both on by default).
 
-TRL's fused head projects every position through the LM head on a device without Triton (any
-CPU); this one projects only the completion tokens (tests/train/test_train_speed.py checks it gives
-TRL's log-probs, entropy, mean logits and top-1).
+TRL 1.16 runs a DPO micro-batch as 2B rows, [prompt + chosen] * B then [prompt + rejected] * B,
+right-padded to one width, through the model twice (policy, then the frozen reference), and
+projects every position, prompt and padding included, through the LM head when the device has no
+Triton (any CPU). Here, keeping TRL's loss code and its per-token output layout:
+
+- completion-only head: only positions with a label (the completion) go through the head and an
+  fp32 log-softmax (tests/train/test_train_speed.py checks it gives TRL's log-probs, entropy, mean
+  logits and top-1).
+- shared prompt: each pair becomes ONE row, prompt + chosen + rejected, with a 4D attention mask
+  in which the rejected tokens see the prompt and themselves but not the chosen tokens, and
+  position ids that restart the rejected tokens where the prompt ends. Every token then sees
+  exactly what it sees in TRL's two rows, so the log-probs are the same (within bf16 rounding),
+  and the prompt, most of a default-job pair's tokens, runs once instead of twice, for the policy
+  (forward and backward) and the reference. A batch that is not in that layout (rows that do not
+  share their prompt, an attention implementation that takes no 4D mask) runs the two-row way;
+  `SharedPromptCounter` counts both.
 """
 from __future__ import annotations
 
 import types
+from dataclasses import dataclass
+from typing import Any
+
+# Attention implementations that take a custom 4D mask: sdpa wants True = attend, eager an additive one.
+MASKED_ATTENTION = ("sdpa", "eager")
 
 
-def completion_only_head(model, precision: str) -> bool:
-    """Replace TRL's fused LM head on `model` with one that scores only completion tokens.
+@dataclass
+class SharedPromptCounter:
+    """Micro-batches (policy and reference forwards) run with the shared prompt, and the two-row way."""
 
-    TRL 1.16 (add_fused_lm_head) projects every position, prompt and padding included, through the
-    LM head when the device has no Triton (CPU); prompts are ~70% of the default job's tokens and
-    the head (49152 x 576) is ~20% of SmolLM2-135M's forward FLOPs. Here the backbone runs as
-    before and only positions with a label (the completion) go through the head and an fp32
-    log-softmax. Returns False (TRL's head is kept) for models whose logits are scaled or
-    soft-capped, which this plain head does not reproduce.
+    shared: int = 0
+    two_row: int = 0
+    tokens_shared: int = 0  # real tokens the shared rows processed
+    tokens_two_row: int = 0  # real tokens the same batches have as TRL's two rows
+
+
+@dataclass
+class Layout:
+    ids: Any
+    position_ids: Any
+    allowed: Any
+    gather: tuple[Any, Any]
+    target: Any
+    out: tuple[Any, Any]
+    tokens: int
+    two_row_tokens: int
+
+
+def shared_layout(input_ids, attention_mask, labels):
+    """The one-row-per-pair layout of a DPO batch, or None when the batch is not [prompt + chosen]
+    * B then [prompt + rejected] * B, right-padded, each pair's two rows with one prompt.
+
+    Returns a Layout: ids [B, N], position_ids [B, N], allowed [B, 1, N, N] bool (True = may
+    attend), gather (row, position) of the hidden state predicting each completion token, its
+    target, out (row, column) of that token's log-prob in TRL's [2B, width - 1] layout, and the
+    real tokens of the shared rows and of TRL's two rows.
+    """
+    import torch
+
+    rows = input_ids.shape[0]
+    if rows % 2 or rows == 0:
+        return None
+    pairs = rows // 2
+    lengths = attention_mask.sum(1).tolist()
+    labelled = labels != -100
+    spans = []
+    for i in range(pairs):
+        c, r = i, i + pairs
+        lc, lr = int(lengths[c]), int(lengths[r])
+        if not (attention_mask[c, :lc].all() and attention_mask[r, :lr].all()):
+            return None  # not right-padded
+        pos_c = labelled[c].nonzero().flatten()
+        pos_r = labelled[r].nonzero().flatten()
+        if len(pos_c) == 0 or len(pos_r) == 0:
+            return None
+        p = int(pos_c[0])
+        # the completion is one run from p to the row's end, in both rows, after one shared prompt
+        if (p < 1 or int(pos_r[0]) != p or len(pos_c) != lc - p or len(pos_r) != lr - p
+                or int(pos_c[-1]) != lc - 1 or int(pos_r[-1]) != lr - 1
+                or not torch.equal(input_ids[c, :p], input_ids[r, :p])):
+            return None
+        spans.append((p, lc, lr))
+    n = max(lc + lr - p for p, lc, lr in spans)
+    ids = input_ids.new_zeros((pairs, n))
+    positions = torch.arange(n, device=input_ids.device).repeat(pairs, 1)
+    causal = torch.ones((n, n), dtype=torch.bool, device=input_ids.device).tril()
+    allowed = causal.repeat(pairs, 1, 1, 1)
+    g_row, g_pos, o_row, o_col, targets = [], [], [], [], []
+    rows_list = input_ids.tolist()
+    for i, (p, lc, lr) in enumerate(spans):
+        c, r = i, i + pairs
+        end = lc + lr - p
+        ids[i, :lc] = input_ids[c, :lc]
+        ids[i, lc:end] = input_ids[r, p:lr]
+        positions[i, lc:end] = torch.arange(p, lr, device=input_ids.device)
+        allowed[i, 0, lc:end, p:lc] = False  # the rejected tokens never see the chosen ones
+        # chosen token t (p <= t < lc) is predicted at t - 1; rejected token t at p - 1 for the
+        # first, else at its own packed position - 1; TRL puts token t's log-prob in column t - 1
+        g_row += [i] * (lc - p + lr - p)
+        g_pos += list(range(p - 1, lc - 1)) + [p - 1] + list(range(lc, lc + lr - p - 1))
+        o_row += [c] * (lc - p) + [r] * (lr - p)
+        o_col += list(range(p - 1, lc - 1)) + list(range(p - 1, lr - 1))
+        targets += rows_list[c][p:lc] + rows_list[r][p:lr]
+    dev = input_ids.device
+
+    def as_t(xs: list[int]):
+        return torch.tensor(xs, dtype=torch.long, device=dev)
+
+    return Layout(ids, positions, allowed, (as_t(g_row), as_t(g_pos)), as_t(targets),
+                  (as_t(o_row), as_t(o_col)), tokens=sum(lc + lr - p for p, lc, lr in spans),
+                  two_row_tokens=sum(lc + lr for _, lc, lr in spans))
+
+
+def completion_only_head(model, precision: str, shared_prompt: bool = False,
+                         counter: SharedPromptCounter | None = None) -> bool:
+    """Replace TRL's fused LM head on `model` with one that scores only completion tokens and,
+    with `shared_prompt`, runs each pair's prompt once (module docstring).
+
+    Returns False (TRL's head is kept) for models whose logits are scaled or soft-capped, which
+    this plain head does not reproduce. `counter` (if given) counts shared and two-row batches.
     """
     import torch
     from trl.trainer.utils import FusedCausalLMOutput
@@ -29,6 +133,37 @@ def completion_only_head(model, precision: str) -> bool:
             return False
     previous = model.forward  # TRL's patched forward: the plain forward when fused_lm_head is False
     bf16 = precision == "bf16"
+    attention = getattr(model.config, "_attn_implementation", None)
+    shared_prompt = shared_prompt and attention in MASKED_ATTENTION
+    counter = counter if counter is not None else SharedPromptCounter()
+
+    def score(hidden, target):
+        """(log-prob of each target, entropy, mean logit, target is top-1), from its hidden state."""
+        with torch.autocast(hidden.device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = model.get_output_embeddings()(hidden)  # [completion tokens, vocab]
+        logp_all = logits.float().log_softmax(-1)
+        logp = logp_all.gather(-1, target.unsqueeze(-1)).squeeze(-1)
+        with torch.no_grad():
+            entropy = -(logp_all.exp() * logp_all).sum(-1)
+            mean_logits = logits.float().mean(-1)
+            is_top1 = logits.argmax(-1) == target
+        return logp, entropy, mean_logits, is_top1
+
+    def shared(input_ids, attention_mask, labels, kwargs):
+        layout = shared_layout(input_ids, attention_mask, labels) if attention_mask is not None else None
+        if layout is None:
+            return None
+        allowed = layout.allowed
+        mask4d = allowed if attention == "sdpa" else torch.zeros(allowed.shape, dtype=torch.float32).masked_fill(
+            ~allowed, torch.finfo(torch.float32).min)
+        with torch.autocast(input_ids.device.type, dtype=torch.bfloat16, enabled=bf16):
+            hidden = model.base_model(input_ids=layout.ids, attention_mask=mask4d, position_ids=layout.position_ids,
+                                      **kwargs).last_hidden_state
+        shape = (input_ids.shape[0], input_ids.shape[1] - 1)
+        counter.shared += 1
+        counter.tokens_shared += layout.tokens
+        counter.tokens_two_row += layout.two_row_tokens
+        return [x.new_zeros(shape).index_put(layout.out, x) for x in score(hidden[layout.gather], layout.target)]
 
     def forward(self, *args, fused_lm_head=False, labels=None, shift_labels=None, num_items_in_batch=None,
                 **kwargs):
@@ -36,28 +171,30 @@ def completion_only_head(model, precision: str) -> bool:
             return previous(*args, labels=labels, shift_labels=shift_labels, num_items_in_batch=num_items_in_batch,
                             **kwargs)
         kwargs["use_cache"] = False
-        device = self.get_output_embeddings().weight.device
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            hidden = self.base_model(*args, **kwargs).last_hidden_state
+        input_ids = kwargs.pop("input_ids", args[0] if args else None)
+        attention_mask = kwargs.pop("attention_mask", None)
+        mask = (labels[:, 1:] if shift_labels is None else shift_labels) != -100
+        parts = None
+        if shared_prompt and shift_labels is None and not args and input_ids is not None:
+            parts = shared(input_ids, attention_mask, labels, kwargs)
+        if parts is None:
+            counter.two_row += 1
+            if attention_mask is not None:
+                counter.tokens_two_row += int(attention_mask.sum())
+            with torch.autocast(input_ids.device.type, dtype=torch.bfloat16, enabled=bf16):
+                hidden = self.base_model(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
             if shift_labels is None:
                 hidden, shift_labels = hidden[:, :-1], labels[:, 1:]
-            mask = shift_labels != -100
             target = shift_labels[mask]
-            logits = self.get_output_embeddings()(hidden[mask])  # [completion tokens, vocab]
-        logp_all = logits.float().log_softmax(-1)
-        logp = logp_all.gather(-1, target.unsqueeze(-1)).squeeze(-1)
-        with torch.no_grad():
-            entropy = -(logp_all.exp() * logp_all).sum(-1)
-            mean_logits = logits.float().mean(-1)
-            is_top1 = logits.argmax(-1) == target
 
-        def full(x):  # back to [batch, seq - 1], zeros where there is no label (as TRL's head returns)
-            return x.new_zeros(mask.shape).masked_scatter(mask, x)
+            def full(x):  # back to [batch, seq - 1], zeros where there is no label (as TRL's head returns)
+                return x.new_zeros(mask.shape).masked_scatter(mask, x)
 
-        log_probs = full(logp)
+            parts = [full(x) for x in score(hidden[mask], target)]
+        log_probs, entropy, mean_logits, is_top1 = parts
         loss = -log_probs.sum() / (mask.sum().clamp(min=1) if num_items_in_batch is None else num_items_in_batch)
-        return FusedCausalLMOutput(loss=loss, log_probs=log_probs, entropy=full(entropy), log_sum_sq_probs=None,
-                                   mean_logits=full(mean_logits), is_top1=full(is_top1), label_mask=mask,
+        return FusedCausalLMOutput(loss=loss, log_probs=log_probs, entropy=entropy, log_sum_sq_probs=None,
+                                   mean_logits=mean_logits, is_top1=is_top1.bool(), label_mask=mask,
                                    aux_loss=None)
 
     model.forward = types.MethodType(forward, model)

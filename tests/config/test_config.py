@@ -123,7 +123,7 @@ BAD_VALUES = [
     ({"eval.file_limit": 0}, "eval.file_limit"),
     ({"eval.samples": 0}, "eval.samples"),
     ({"eval.max_new_tokens": 0}, "eval.max_new_tokens"),
-    ({"eval.heldout_problems": 0}, "eval.enabled"),  # enabled with nothing to evaluate
+    ({"eval.heldout_problems": 0, "eval.ood": False}, "eval.enabled"),  # enabled with nothing to evaluate
     ({"seeds.problems": 0, "pose.attempts": 0}, "seeds.problems"),  # no problem source
 ]
 

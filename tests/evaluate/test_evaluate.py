@@ -258,3 +258,29 @@ def test_run_eval_cli_extra_sets_exclude_and_compare(tmp_path, monkeypatch, caps
     right = sum(p["greedy"]["label"] == "correct" for p in s["problems"])
     assert table[1].split()[:2] == ["heldout_procedural", "4"] and f"{right}/0" in table[1]
     assert "nothing to compare" in format_gains({"sets": {}}, res)
+
+
+def test_sets_of_one_setting_run_together_and_split_back_the_same(monkeypatch):
+    """evaluate_model sends the sets of one sampling setting in one submission; every set's record
+    equals evaluating that set alone, and each set gets its own setting (ood sets: ood_samples)."""
+    from selfplay.backends import resources
+    from selfplay.backends.resources import build_backend
+    from selfplay.config import from_dict
+    from selfplay.evaluate.driver import evaluate, evaluate_model
+
+    monkeypatch.setattr(resources, "MathVerifier", FakeVerifier)
+    cfg = from_dict({"model": {"backend": "scripted"}, "eval": {"samples": 3, "ood_samples": 1, "max_new_tokens": 32},
+                     "run": {"seed": 2}})
+    probs = _problems(9)
+    sets = {"mine": probs[:3], "ood_word": probs[3:6], "svamp": probs[6:]}
+    res = evaluate_model(cfg, "scripted-model", sets)
+    assert list(res["sets"]) == ["mine", "ood_word", "svamp"]
+    assert res["sets"]["mine"]["kind"] == "out-of-distribution" and res["sets"]["mine"]["k"] == 3
+    assert res["sets"]["ood_word"]["params"]["samples"] == 1 and res["sets"]["svamp"]["n"] == 3
+    backend = build_backend(cfg, "scripted-model")
+    for name, problems in sets.items():
+        alone = evaluate(backend, problems, FakeVerifier(), samples=res["sets"][name]["params"]["samples"],
+                         temperature=cfg.solve.temperature, top_p=cfg.solve.top_p, max_new_tokens=32, seed=2,
+                         progress=False)
+        assert alone["problems"] == res["sets"][name]["problems"]
+        assert alone["pass@1"] == res["sets"][name]["pass@1"]

@@ -67,7 +67,8 @@ def test_file_seed_near_copy_of_heldout_is_dropped_before_solving(tmp_path):
                            {"question": "WHAT IS 7+4 ?", "answer": "11"}])
     cfg = load_config(None, {"run.out": str(tmp_path / "out"), "model.backend": "scripted", "model.name": "m",
                              "seeds.problems": 0, "seeds.files": [str(seeds)], "seeds.file_problems": 4,
-                             "pose.attempts": 0, "eval.heldout_problems": 0, "eval.files": [str(held)]})
+                             "pose.attempts": 0, "eval.heldout_problems": 0, "eval.files": [str(held)],
+                             "eval.ood": False})
     ctx = make_context(cfg, tmp_path / "out", 0, backend_factory=_never)
     ctx.dir.mkdir(parents=True)
     problems = stage_problems(ctx)

@@ -1,0 +1,133 @@
+"""Issue 26: each DPO pair's prompt runs once (selfplay/train/head.py, shared_prompt). The shared
+row must give TRL's two rows' log-probs and gradients, and training the same curves as TRL's plain
+DPO on the same pairs."""
+from __future__ import annotations
+
+import math
+
+import orjson
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("trl")
+
+
+def _tiny_model(attn: str):
+    from transformers import LlamaConfig, LlamaForCausalLM
+    from trl.trainer.utils import add_fused_lm_head
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                      tie_word_embeddings=True, attn_implementation=attn)
+    model = LlamaForCausalLM(cfg).float()
+    add_fused_lm_head(model, outputs=("log_probs", "entropy", "mean_logits", "is_top1"))
+    return model
+
+
+def _batch(pairs):
+    """TRL's DPO micro-batch: [prompt + chosen] * B then [prompt + rejected] * B, right-padded."""
+    seqs = [p + c for p, c, _ in pairs] + [p + r for p, _, r in pairs]
+    comp = [[0] * len(p) + [1] * len(c) for p, c, _ in pairs] + [[0] * len(p) + [1] * len(r) for p, _, r in pairs]
+    width = max(map(len, seqs))
+    ids = torch.tensor([s + [0] * (width - len(s)) for s in seqs])
+    att = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs])
+    cm = torch.tensor([c + [0] * (width - len(c)) for c in comp])
+    return ids, att, ids.masked_fill(cm == 0, -100)
+
+
+PAIRS = [([5, 6, 7, 8, 9, 10, 11], [20, 21, 22], [30, 31, 32, 33, 34]),
+         ([12, 13, 14], [40, 41, 42, 43, 44, 45], [50])]
+
+
+def _run(attn: str, shared: bool, batch):
+    from selfplay.train.head import SharedPromptCounter, completion_only_head
+
+    model = _tiny_model(attn)
+    counter = SharedPromptCounter()
+    assert completion_only_head(model, "fp32", shared_prompt=shared, counter=counter)
+    ids, att, labels = batch
+    out = model(input_ids=ids, attention_mask=att, labels=labels, fused_lm_head=True, use_cache=False)
+    weights = torch.arange(1, ids.shape[0] + 1, dtype=torch.float32)  # a different weight per row
+    (out.log_probs.sum(1) @ weights).backward()
+    grads = torch.cat([p.grad.flatten() for p in model.parameters()])
+    return out, grads, counter
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_the_shared_row_gives_the_two_rows_log_probs_and_gradients(attn):
+    batch = _batch(PAIRS)
+    two, g_two, c_two = _run(attn, False, batch)
+    one, g_one, c_one = _run(attn, True, batch)
+    assert (c_two.shared, c_two.two_row) == (0, 1) and (c_one.shared, c_one.two_row) == (1, 0)
+    # prompt 7 + 3 + 5 and 3 + 6 + 1 tokens in the shared rows, against 7+3 + 7+5 + 3+6 + 3+1 in two rows
+    assert (c_one.tokens_shared, c_one.tokens_two_row) == (25, 35)
+    mask = two.label_mask
+    assert torch.equal(mask, one.label_mask) and int(mask.sum()) == 3 + 6 + 5 + 1
+    for name in ("log_probs", "entropy", "mean_logits"):
+        a, b = getattr(two, name), getattr(one, name)
+        assert torch.allclose(a, b, atol=1e-5), (name, (a - b).abs().max())
+        assert (b[~mask] == 0).all()
+    assert torch.equal(two.is_top1, one.is_top1)
+    assert torch.allclose(two.loss, one.loss, atol=1e-5)
+    assert (g_two - g_one).norm() / g_two.norm() < 1e-4
+
+
+def test_rows_without_one_prompt_run_the_two_row_way():
+    ids, att, labels = _batch(PAIRS)
+    ids[3, 1] = 77  # the second pair's rejected row no longer repeats its chosen row's prompt
+    two, _, _ = _run("sdpa", False, (ids, att, labels))
+    one, _, counter = _run("sdpa", True, (ids, att, labels))
+    assert (counter.shared, counter.two_row) == (0, 1)
+    assert torch.equal(two.log_probs, one.log_probs)
+
+
+def test_the_layout_masks_the_chosen_tokens_from_the_rejected_ones():
+    from selfplay.train.head import shared_layout
+
+    lay = shared_layout(*_batch(PAIRS))
+    assert lay.ids.shape == (2, 15)  # pair 0: 7 + 3 + 5
+    assert lay.ids[0].tolist() == [5, 6, 7, 8, 9, 10, 11, 20, 21, 22, 30, 31, 32, 33, 34]
+    assert lay.position_ids[0].tolist() == list(range(10)) + list(range(7, 12))
+    allowed = lay.allowed[0, 0]
+    assert not allowed[10:, 7:10].any()  # rejected never sees chosen
+    assert allowed[10:, :7].all() and allowed[12, 10:13].all() and not allowed[12, 13]  # prompt + causal
+    # the first rejected token (row 1's position 7) is predicted from the prompt's last token
+    rows, cols = lay.out
+    first = [(g, p) for g, p, r, c in zip(*lay.gather, rows.tolist(), cols.tolist()) if (r, c) == (2, 6)]
+    assert first == [(0, 6)]
+
+
+def _pairs(path):
+    qs = [(2, 3), (4, 5), (10, 7), (6, 6), (8, 1), (3, 9), (7, 2), (5, 5)]
+    path.write_bytes(b"".join(orjson.dumps({
+        "prompt": [{"role": "user", "content": f"Tom has {a} apples and gets {b} more. How many apples now?"}],
+        "chosen": [{"role": "assistant", "content": f"{a} + {b} = {a + b}. The answer is \\boxed{{{a + b}}}."}],
+        "rejected": [{"role": "assistant", "content": f"He has {a} - {b}, so \\boxed{{{a + b + 2}}}."}],
+        "metadata": {"problem_id": f"add-{a}-{b}"}}) + b"\n" for a, b in qs))
+    return path
+
+
+@pytest.mark.model
+def test_training_curves_agree_with_trls_plain_dpo(tmp_path):
+    """Same pairs, same order, 4 steps of 4 pairs, fp32: loss and reward margins within 2e-3 of
+    TRL's own two-row DPO (the shared row sums the same terms in another order), every pair seen."""
+    from selfplay.config import TrainSection
+    from selfplay.train.dpo import train_dpo
+
+    f = _pairs(tmp_path / "pairs.jsonl")
+    cfg = TrainSection(epochs=2, batch_size=2, grad_accum=2, max_length=256, precision="fp32", learning_rate=5e-5)
+    runs = {}
+    for shared in (False, True):
+        runs[shared] = train_dpo([f], "default", tmp_path / str(shared) / "model", cfg, threads=1,
+                                 shared_prompt=shared)
+    plain, fast = runs[False], runs[True]
+    assert plain["shared_prompt"]["shared"] == 0 and fast["shared_prompt"]["two_row"] == 0
+    assert fast["shared_prompt"]["shared"] == 2 * 8  # 8 micro-batches, each a policy and a reference forward
+    assert fast["steps"] == plain["steps"] == 4 and fast["pairs_seen"] == 8 and fast["pair_slots"] == 16
+    for key in ("loss", "rewards/margins", "rewards/accuracies", "logps/chosen", "logps/rejected"):
+        a = [h[key] for h in plain["history"]]
+        b = [h[key] for h in fast["history"]]
+        tol = 2e-3 * max(1.0, max(abs(x) for x in a))
+        assert all(math.isclose(x, y, abs_tol=tol) for x, y in zip(a, b)), (key, a, b)
+    assert fast["history"][-1]["rewards/margins"] > 0  # it learned
