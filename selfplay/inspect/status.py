@@ -27,6 +27,7 @@ from selfplay.core import fmt, io
 from selfplay.core import log as runlog
 from selfplay.core.evalsets import set_kind
 from selfplay.run.layout import eval_enabled, round_complete
+from selfplay.run.summary import kind_headline
 
 STAGES = ("problems", "solve", "pair", "train", "eval")
 DONE, RUNNING, PENDING, OFF = "done", "in progress", "pending", "off"
@@ -266,6 +267,9 @@ def round_status(out: Path, k: int, cfg: dict[str, Any], session: list[runlog.Ev
     if ev:
         st["eval"] = {name: {"pass@1": s.get("pass@1"), "pass@1_ci": s.get("pass@1_ci"), "n": s.get("n"),
                              "kind": set_kind(name, s)} for name, s in (ev.get("sets") or {}).items()}
+        base = io.read_json_or_none(out / "eval_base.json")
+        if base and base.get("sets"):  # each kind's paired gain against the start model (the summary's headline)
+            st["gain"] = kind_headline(ev.get("sets") or {}, base["sets"])
     return st
 
 
@@ -367,6 +371,8 @@ def format_status(s: dict[str, Any]) -> str:
             if st.get("eval"):
                 bits += [_eval_text(name, v) for name, v in st["eval"].items()]
             lines.append(f"round {k}: complete: " + ", ".join(bits))
+            if st.get("gain"):
+                lines.append(f"  gain vs start (greedy pass@1, paired, 95% CI): {st['gain']}")
             continue
         if not st["exists"]:
             lines.append(f"round {k}: not started")

@@ -73,6 +73,16 @@ def test_killed_mid_round_status_names_the_stage_and_counts_the_files(tmp_path):
     r = sp("run", "--out", out)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.splitlines() == ["round 0 complete, skipped", "round 1 complete, skipped"]
+    # with evaluations (this config has none: written here), each round's kinds and paired gains
+    def ev(right):
+        return {"n": 10, "pass@1": len(right) / 10, "pass@1_ci": [0.0, 1.0], "kind": "out-of-distribution",
+                "problems": [{"id": f"q{i}", "greedy": {"label": "correct" if i in right else "incorrect"}}
+                             for i in range(10)]}
+    io.write_json(out / "eval_base.json", {"sets": {"svamp": ev({0, 1})}})
+    io.write_json(out / "round_1" / "eval.json", {"sets": {"svamp": ev({0, 1, 2, 3, 4})}})
+    text = format_status(run_status(out))
+    assert "svamp (out-of-distribution) pass@1 50.0%" in text
+    assert "  gain vs start (greedy pass@1, paired, 95% CI): ID none evaluated | OOD +30.0 pts [" in text
 
     log = (out / "run.log").read_text().splitlines()
     assert all(LOG_LINE.match(x) for x in log), [x for x in log if not LOG_LINE.match(x)][:3]
