@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, TypeVar
 from selfplay.backends import rows_per_call
 from selfplay.backends.base import Completion, SamplingParams
 from selfplay.backends.resources import Resources
+from selfplay.core import console
 from selfplay.core.log import log
 from selfplay.core.records import Problem, Rollout
 from selfplay.solve.generate import path_mode, sample_seeds, solve_and_verify
@@ -37,10 +38,16 @@ def connect(address: str) -> None:
 
     if ray.is_initialized():
         return
+    # without --verbose, what the workers print stays out of the console: their engines write to
+    # OUT/engine.log ($SELFPLAY_ENGINE_LOG, inherited) and the rest to Ray's session logs
+    to_driver = not console.quiet()
+    console.quiet_libraries()  # Ray's own logger (its start-up lines) into the engine log too
     if address:
-        ray.init(address=address, namespace=NAMESPACE, log_to_driver=True)
+        ray.init(address=address, namespace=NAMESPACE, log_to_driver=to_driver)
     else:
-        ray.init(namespace=NAMESPACE, include_dashboard=False, log_to_driver=True)
+        ray.init(namespace=NAMESPACE, include_dashboard=False, log_to_driver=to_driver)
+    if not to_driver:
+        log("Ray workers' own output -> Ray's session logs (/tmp/ray/session_latest/logs; --verbose shows it here)")
 
 
 def each_alone(items: Sequence[T], run: Callable[[Sequence[T]], list[R]],
