@@ -57,6 +57,7 @@ max_length = 256
 [eval]
 heldout_problems = 4
 samples = 2
+ood = false  # kill points; the out-of-distribution sets run in test_vllm_loop
 """
 
 REAL = """
@@ -83,6 +84,7 @@ enabled = false
 heldout_problems = 2
 samples = 1
 max_new_tokens = 24
+ood = false
 """
 
 

@@ -34,6 +34,7 @@ grad_accum = 1
 [eval]
 heldout_problems = 6
 samples = 2
+ood = false  # kill and resume; the out-of-distribution sets run in test_vllm_loop
 """
 
 

@@ -37,6 +37,7 @@ samples = 4
 [eval]
 heldout_problems = 4
 samples = 2
+ood_problems = 2
 """
 NOT_TRAINED = "round_2"  # its pairs count as unusable: round 3 (its eval) starts from round 1's model
 

@@ -33,6 +33,7 @@ grad_accum = 1
 heldout_problems = 8
 samples = 2
 max_new_tokens = 96
+ood_problems = 3  # each out-of-distribution set, greedy, in the same engine submission
 """
 
 
@@ -55,6 +56,11 @@ def test_run_with_backend_auto_on_vllm_trains_and_evaluates(tmp_path):
     for ev in (io.read_json(out / "eval_base.json"), io.read_json(r0 / "eval.json")):
         s = ev["sets"]["heldout_procedural"]
         assert s["backend"] == "vllm" and s["n"] == 8 and 0.0 <= s["pass@1"] <= 1.0
+        assert s["kind"] == "in-distribution" and s["k"] == 2
+        for name in ("ood_arith", "ood_word", "svamp"):  # greedy only, one submission with each other
+            o = ev["sets"][name]
+            assert o["kind"] == "out-of-distribution" and o["n"] == 3 and o["params"]["samples"] == 1, o
+            assert all(p["greedy"]["completion"] for p in o["problems"])
     assert io.read_json(r0 / "eval.json")["model"].endswith("round_0/model")
     assert io.read_json(r0 / "contamination.json")["clean"]
     assert (out / "report.md").exists()
