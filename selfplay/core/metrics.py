@@ -51,7 +51,9 @@ def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, floa
     denom = 1 + z2 / n
     center = (p + z2 / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denom
-    return (max(0.0, center - half), min(1.0, center + half))
+    # the interval always holds p: at 0 of n (or n of n) the bound is exactly p, where the
+    # formula leaves a rounding error of 1e-17 that put p outside its own interval
+    return (0.0 if successes == 0 else max(0.0, center - half), 1.0 if successes == n else min(1.0, center + half))
 
 
 def bootstrap_ci(values: Sequence[float], n_boot: int = 2000, seed: int = 0,

@@ -45,8 +45,9 @@ def plot_heldout(run: dict[str, Any], path: Path) -> bool:
                     xs.append(x + off)
                     ys.append(100 * y)
                     ok = isinstance(ci, (list, tuple)) and len(ci) == 2
-                    lo.append(100 * (y - ci[0]) if ok else 0.0)
-                    hi.append(100 * (ci[1] - y) if ok else 0.0)
+                    # an interval recorded with a rounding error (1e-17 outside its value) draws as 0
+                    lo.append(max(0.0, 100 * (y - ci[0])) if ok else 0.0)
+                    hi.append(max(0.0, 100 * (ci[1] - y)) if ok else 0.0)
             if xs:
                 label = f"{name} ({SHORT[kind_of(run, name)]}) {metric}" + (
                     f" (k={s.get('k')})" if metric == "maj@k" and s.get("k") else "")

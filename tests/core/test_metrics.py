@@ -154,3 +154,29 @@ def test_greedy_correct_by_id_reads_eval_sets():
     s = {"problems": [{"id": "a", "greedy": {"label": "correct"}}, {"id": "b", "greedy": {"label": "unknown"}},
                       {"id": "c", "greedy": {"label": "incorrect"}}]}
     assert greedy_correct_by_id(s) == {"a": True, "b": False, "c": False}
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 100, 1000])
+def test_wilson_always_holds_its_proportion(n):
+    """0 of n and n of n sit exactly on their bounds (the formula left 5.6e-17 for 0 of 3, which
+    put the proportion outside its own interval and broke the report's error bars)."""
+    for x in range(n + 1):
+        lo, hi = wilson_interval(x, n)
+        assert 0.0 <= lo <= x / n <= hi <= 1.0
+    assert wilson_interval(0, n)[0] == 0.0 and wilson_interval(n, n)[1] == 1.0
+
+
+def test_the_heldout_plot_draws_a_set_at_zero(tmp_path):
+    """A set with none right (its recorded interval 1e-17 above 0, as runs before the fix wrote)."""
+    pytest.importorskip("matplotlib")
+    from selfplay.core import io
+    from selfplay.inspect.plots import plot_heldout
+    from selfplay.inspect.report import load_run
+
+    out = tmp_path / "run"
+    rec = {"n": 3, "pass@1": 0.0, "pass@1_ci": [5.551115123125783e-17, 0.56], "k": 1, "problems": []}
+    io.write_json(out / "eval_base.json", {"sets": {"svamp": rec}})
+    io.write_json(out / "round_0" / "stats.json", {"problems": 1, "samples": 1, "pairs": 0})
+    io.write_json(out / "round_0" / "eval.json", {"sets": {"svamp": rec}})
+    assert plot_heldout(load_run(out), out / "heldout.png")
+    assert (out / "heldout.png").stat().st_size > 0
