@@ -64,15 +64,20 @@ def _problem_record(d: Labelled, seed: int, keep_text: bool) -> dict[str, Any]:
     return rec
 
 
+def unique_ids(problems: Sequence[Problem], where: str) -> None:
+    """ValueError("<where>: problem ids must be unique") when two problems share an id."""
+    ids = [p.id for p in problems]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"{where}: problem ids must be unique")
+
+
 def evaluate(backend: Backend, problems: Sequence[Problem], verifier: Any, *, samples: int = 8,
              temperature: float = 0.8, top_p: float = 0.95, max_new_tokens: int = 256, seed: int = 0,
              batch_size: int = 16, keep_completions: bool = False, progress: bool = True,
              desc: str = "eval") -> dict[str, Any]:
     """Evaluate `backend` on `problems`: metrics (see selfplay.core.metrics) + per-problem records.
     (labelled_records, then set_result.)"""
-    ids = [p.id for p in problems]
-    if len(set(ids)) != len(ids):
-        raise ValueError("evaluate: problem ids must be unique")
+    unique_ids(problems, "evaluate")
     t0 = time.perf_counter()
     records = labelled_records(backend, problems, verifier, samples=samples, temperature=temperature, top_p=top_p,
                                max_new_tokens=max_new_tokens, seed=seed, batch_size=batch_size,
@@ -210,9 +215,7 @@ def evaluate_model(cfg: Config, model: str, sets: dict[str, Sequence[Problem]],
         for samples, names in groups.items():
             problems = [p for name in names for p in sets[name]]
             for name in names:
-                ids = [p.id for p in sets[name]]
-                if len(set(ids)) != len(ids):
-                    raise ValueError(f"evaluate: set {name!r}: problem ids must be unique")
+                unique_ids(sets[name], f"evaluate: set {name!r}")
             t0 = time.perf_counter()
             records = labelled_records(backend, problems, verifier, samples=samples,
                                        batch_size=problems_per_call(backend, samples),

@@ -28,22 +28,23 @@ def _levels_of(rdir: Path, cfg: Config) -> dict[str, list[int]]:
     return {g: list(cfg.seeds.levels) for g in cfg.seeds.generators}
 
 
+def _unchanged(cfg: Config, levels: dict[str, list[int]], why: str) -> dict[str, Any]:
+    """Every generator keeps its levels (`levels`, else seeds.levels), nothing measured, for `why`."""
+    return {"widen_at": cfg.seeds.widen_at, "generators": {
+        g: {"levels": levels.get(g, list(cfg.seeds.levels)), "widened": False, "solve_rate": None, "paths": 0,
+            "why": why} for g in cfg.seeds.generators}}
+
+
 def seed_levels(cfg: Config, out: Path, round_idx: int) -> dict[str, Any]:
     """This round's levels per generator and why: {"generators": {g: {"levels", "widened",
     "solve_rate", "paths", "why"}}, "widen_at": ...}."""
-    base = {g: list(cfg.seeds.levels) for g in cfg.seeds.generators}
     if not cfg.seeds.curriculum or round_idx == 0:
-        why = "start" if cfg.seeds.curriculum else "off"
-        return {"widen_at": cfg.seeds.widen_at, "generators": {
-            g: {"levels": lv, "widened": False, "solve_rate": None, "paths": 0, "why": why} for g, lv in base.items()}}
+        return _unchanged(cfg, {}, "start" if cfg.seeds.curriculum else "off")
     prev = out / f"round_{round_idx - 1}"
     levels = _levels_of(prev, cfg)
     if not (prev / "problems.jsonl").exists() or not (prev / "rollouts.jsonl").exists():
         # a stage command run on its own (`selfplay problems --round K --model M`): nothing measured
-        why = f"round {round_idx - 1} has no solved problems"
-        return {"widen_at": cfg.seeds.widen_at, "generators": {
-            g: {"levels": levels.get(g, list(cfg.seeds.levels)), "widened": False, "solve_rate": None, "paths": 0,
-                "why": why} for g in cfg.seeds.generators}}
+        return _unchanged(cfg, levels, f"round {round_idx - 1} has no solved problems")
     problems = {p.id: p for p in io.read_records(prev / "problems.jsonl", Problem.from_dict)}
     labels: dict[tuple[str, int], list[str | None]] = defaultdict(list)
     for r in io.read_records(prev / "rollouts.jsonl", Rollout.from_dict):
