@@ -1,37 +1,46 @@
 """DPO training step speed: a baseline against the chosen setting, same pairs, one run.
 
 Each variant is a real `selfplay.train.dpo.train_dpo` call on the embedded SmolLM2-135M-Instruct with
-the default job's settings (8 pairs per optimizer step: batch 2 x grad_accum 4, max_length 512,
-DPO + NLL, warmup_ratio 0.1, cosine) for --steps optimizer steps on the same pairs in the same
-order (the order is seeded and fed in sequence; grouping by length only reorders pairs inside a
-step, so every variant trains on the same pairs in every step):
+the default job's settings (8 pairs per optimizer step: batch 4 x grad_accum 2, max_length 512,
+DPO + NLL, warmup_ratio 0.1, cosine) for --steps optimizer steps on the same pairs (the order is
+seeded and fed in sequence):
 
-  base:   --base two_row (default): the defaults before issue 26: each pair as TRL's two rows,
-          prompt + chosen and prompt + rejected (shared_prompt=false)
+  base:   --base two_row (default): the chosen setting before issue 26: each pair as TRL's two
+          rows, prompt + chosen and prompt + rejected, pairs shuffled one by one, batch 2 x
+          grad_accum 4, TRL's reference forward on every step (shared_prompt, group_by_prompt
+          and engine_ref false)
           --base fp32: precision fp32, no length grouping, TRL's LM head over every position (the
           code before issue 15)
-  chosen: the defaults (precision auto: bf16 on a CPU with AVX-512 BF16 / AMX or a CUDA
-          GPU with bf16, group_by_length, completion_only_head, shared_prompt)
+  chosen: the defaults (precision auto: bf16 on a CPU with AVX-512 BF16 / AMX or a CUDA GPU
+          with bf16, group_by_length, completion_only_head, shared_prompt, group_by_prompt: a
+          problem's pairs in one step and one prompt block; engine_ref: the reference log-probs
+          the sampling engine stored with the pairs where they apply, the rest by a forward
+          before the first step, which is counted in the step time)
   --variant NAME:k=v,k=v  more settings measured in the same run: [train] fields (selfplay.config.
           TrainSection) or train_dpo's keyword settings (e.g.
-          "lora:use_lora=true,learning_rate=1e-4" or "bf16_only:precision=bf16,group_by_length=false,
-          completion_only_head=false")
+          "lora:use_lora=true,learning_rate=1e-4" or "no_engine:engine_ref=false")
 
-Printed per variant: step seconds (mean over the steps after the first; the first is shown
-apart), pair-tokens/s (the pairs' own tokens, prompt + chosen + rejected with the prompt counted
-once, per second: the same work for every variant), processed tokens/s (what the model actually
-ran: TRL's num_tokens, prompt counted twice, for two rows; the shared rows' tokens), achieved FLOP/s
-and its share of the matmul peak measured here (a 2048^2 matmul in fp32 and bf16 on the same
-threads). FLOPs count 8 x parameters per processed token (policy forward + backward 6P,
-reference forward 2P; attention scores not counted). Then per-step loss, reward margin and
-accuracy of every variant side by side (quality: the chosen setting must track the base).
+A base or variant with group_by_prompt false orders its steps' pairs differently, so its per-step
+curves are not those of the chosen setting (tests/train/test_shared_prompt.py and
+test_reflogps.py check the curves against TRL's plain DPO on the same steps).
 
-Pairs: --pairs FILE (pair JSONL as the loop writes it, e.g. runs/X/round_1/train_pairs.jsonl);
-default bench/dpo_pairs.jsonl, 96 pairs from a default-job round 1 (SmolLM2-135M answers on
-procedural problems).
+Printed per variant: step seconds (mean over the steps after the first, plus the precomputed
+reference forwards' share; the first is shown apart), where the reference log-probs came from,
+pair-tokens/s (the pairs' own tokens, prompt + chosen + rejected with the prompt counted once,
+per second: the same work for every variant), processed tokens/s (policy tokens through the
+model: TRL's num_tokens, prompt counted twice, for two rows; the shared rows' tokens), achieved
+FLOP/s and its share of the matmul peak measured here (a 2048^2 matmul in fp32 and bf16 on the
+same threads). FLOPs count 6 x parameters per policy token (forward + backward) and 2 x
+parameters per reference-forward token (attention scores not counted). Then per-step loss,
+reward margin and accuracy of every variant side by side.
+
+Pairs: --pairs FILE (pair JSONL as the loop writes it, e.g. runs/X/round_1/train_pairs.jsonl:
+its own round's pairs carry the engine's reference log-probs); default bench/dpo_pairs.jsonl,
+96 pairs from a default-job round 1 (SmolLM2-135M answers on procedural problems; written
+before the engine's log-probs were stored: every reference is a forward).
 
   .venv/bin/python bench/train_step.py                 # 3 steps per variant, ~5 min on 2 cores
-  .venv/bin/python bench/train_step.py --steps 12      # a whole default-job round per variant
+  .venv/bin/python bench/train_step.py --steps 12      # 12 steps per variant
 
 The last line is `speedup=X pair_tokens_s_base=... pair_tokens_s=... step_s_base=... step_s=...
 flops_vs_peak=...` (speedup = chosen pair-tokens/s over the base's; flops_vs_peak = the chosen
@@ -52,8 +61,10 @@ sys.path.insert(0, str(ROOT))
 
 FIXTURE = ROOT / "bench" / "dpo_pairs.jsonl"
 BASES = {
-    "two_row": {"shared_prompt": False},
-    "fp32": {"precision": "fp32", "group_by_length": False, "completion_only_head": False, "shared_prompt": False},
+    "two_row": {"shared_prompt": False, "group_by_prompt": False, "engine_ref": False, "batch_size": 2,
+                "grad_accum": 4},
+    "fp32": {"precision": "fp32", "group_by_length": False, "completion_only_head": False, "shared_prompt": False,
+             "group_by_prompt": False, "engine_ref": False, "batch_size": 2, "grad_accum": 4},
 }
 
 
@@ -106,8 +117,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pairs", type=Path, default=FIXTURE, help="pair JSONL (default: bench/dpo_pairs.jsonl)")
     ap.add_argument("--steps", type=int, default=3, help="optimizer steps per variant (default 3)")
-    ap.add_argument("--batch-size", type=int, default=2, help="pairs per micro-batch (default job: 2)")
-    ap.add_argument("--grad-accum", type=int, default=4, help="micro-batches per step (default job: 4)")
+    ap.add_argument("--batch-size", type=int, default=4, help="pairs per micro-batch (default job: 4)")
+    ap.add_argument("--grad-accum", type=int, default=2, help="micro-batches per step (default job: 2)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--model", default="default")
     ap.add_argument("--chosen", type=parse_variant, default=None,
@@ -157,19 +168,28 @@ def main(argv=None) -> int:
             stats = train_dpo([args.pairs], args.model, tmp / name / "model", cfg, seed=0, **options)
             steps = stats["step_seconds"]
             warm = steps[1:] if len(steps) > 1 else steps
-            step_s = sum(warm) / len(warm)
+            # the reference forwards run before the steps when they are precomputed (engine_ref)
+            step_s = sum(warm) / len(warm) + stats["ref_logps"]["seconds"] / len(steps)
             pair_tokens_s = stats["pair_tokens"] / len(steps) / step_s
             sp = stats["shared_prompt"]
-            # processed tokens per step: the shared rows' when every forward shared its prompt, else
-            # TRL's count (two rows); policy and reference forwards are counted once here
-            processed = sp["tokens"] / 2 if sp["shared"] and not sp["two_row"] else stats["tokens"]
-            tokens_per_step = processed / len(steps)
-            flops = 8 * n_params * tokens_per_step / step_s
+            # tokens through the model, policy (with gradients) and reference (without): the shared
+            # rows' when every forward shared its prompt, else the two rows' (TRL's count twice
+            # when TRL's own head ran); reference forwards skipped for engine log-probs count none
+            if stats["lm_head"] != "completion":
+                policy = reference = stats["tokens"]
+            else:
+                processed = sp["tokens"] if sp["shared"] and not sp["two_row"] else sp["two_row_tokens"]
+                reference = sp["no_grad_tokens"]
+                policy = processed - reference
+            tokens_per_step = policy / len(steps)
+            flops = (6 * policy + 2 * reference) * n_params / len(steps) / step_s
             prec = stats["precision"]
             results[name] = {"stats": stats, "step_s": step_s, "flops": flops, "vs_peak": flops / peak[prec],
                              "pair_tokens_s": pair_tokens_s}
+            ref = stats["ref_logps"]
             print(f"{name:>10}: precision {prec}, head {stats['lm_head']}, group_by_length {stats['group_by_length']}"
-                  f", shared prompt {sp['shared']}/{sp['shared'] + sp['two_row']} forwards, lora {cfg.use_lora}, "
+                  f", shared prompt {sp['shared']}/{sp['shared'] + sp['two_row']} forwards, reference log-probs "
+                  f"engine {ref['engine']} / forward {ref['forward']}, lora {cfg.use_lora}, "
                   f"batch {cfg.batch_size} x {cfg.grad_accum}: step {step_s:.2f} s (first {steps[0]:.2f} s), "
                   f"{pair_tokens_s:.0f} pair-tokens/s, {tokens_per_step / step_s:.0f} processed tokens/s, "
                   f"{flops / 1e9:.1f} GFLOP/s = {100 * flops / peak[prec]:.1f}% of {prec} peak, "
@@ -178,7 +198,7 @@ def main(argv=None) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
 
     keys = ("loss", "rewards/margins", "rewards/accuracies", "logps/chosen")
-    print("per-step " + ", ".join(keys) + " (quality: same pairs, same order)")
+    print("per-step " + ", ".join(keys) + " (the same steps where group_by_prompt is the same)")
     for key in keys:
         print(f"  {key}:")
         for name, r in results.items():
@@ -187,8 +207,8 @@ def main(argv=None) -> int:
     if "base" in results:
         base_hist = results["base"]["stats"]["history"]
         for name, r in results.items():
-            if name == "base":
-                continue
+            if name == "base" or r["stats"]["group_by_prompt"] != results["base"]["stats"]["group_by_prompt"]:
+                continue  # other steps: no per-step difference
             for key in ("loss", "rewards/margins"):
                 d = max(abs(a[key] - b[key]) for a, b in zip(base_hist, r["stats"]["history"]))
                 print(f"  max |{name} - base| {key}: {d:.4f}")

@@ -27,6 +27,13 @@ class Completion:
     n_tokens: int
     seed: int
     logprob_mean: float | None = None
+    # The sampling model's own log-probability of this completion (raw logits: no temperature or
+    # top-p), the end-of-sequence token included, and a digest of prompt + completion token ids
+    # (core.provenance.token_key): DPO's reference log-prob without a reference forward when the
+    # reference is the sampling model and training tokenizes the same ids. None unless the
+    # completion ended on the end-of-sequence token and the backend computes them (vllm).
+    ref_logprob: float | None = None
+    ref_key: str | None = None
 
 
 def cut_at_stop(text: str, stop: Sequence[str]) -> str:

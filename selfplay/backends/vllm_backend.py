@@ -32,6 +32,7 @@ from typing import Any, Iterator, Sequence
 from selfplay.backends.base import Completion, Messages, SamplingParams, chat_token_ids
 from selfplay.backends.models import resolve_model
 from selfplay.core.console import engine_output, engine_trace, paths_done
+from selfplay.core.provenance import token_key
 
 Job = tuple[Sequence[Messages], SamplingParams, Sequence[Sequence[int]]]  # prompts, params, seeds
 
@@ -184,6 +185,7 @@ class VLLMBackend:
             for i, (msgs, (vps, seeds_i)) in enumerate(zip(prompts, self._requests(params, seeds, len(prompts)))))
         owner: dict[str, tuple[tuple[int, int], int]] = {}  # request id -> (prompt key, sample j)
         got: dict[tuple[int, int], dict[int, Any]] = {}
+        prompt_ids: dict[tuple[int, int], list[int]] = {}
         want: dict[tuple[int, int], tuple[list[int], SamplingParams]] = {}
         params_of = [p for _, p, _ in jobs]
         self._stream_no += 1
@@ -193,6 +195,7 @@ class VLLMBackend:
             for key, prompt, vps, seeds_i, _n in itertools.islice(pending, count):
                 want[key] = (seeds_i, params_of[key[0]])
                 got[key] = {}
+                prompt_ids[key] = prompt["prompt_token_ids"]
                 for j, vp in enumerate(vps):
                     rid = f"{tag}-{key[0]}-{key[1]}-{j}"
                     owner[rid] = (key, j)
@@ -222,11 +225,12 @@ class VLLMBackend:
                         continue
                     outs = got.pop(key)
                     del want[key]
+                    ids = prompt_ids.pop(key)
                     if p.temperature == 0:  # greedy: decoded once, copied to every sample
-                        first = self._completion(outs[0], seeds_i[0], p)
+                        first = self._completion(outs[0], seeds_i[0], p, ids)
                         comps = [replace(first, seed=s) for s in seeds_i]
                     else:
-                        comps = [self._completion(outs[j], seeds_i[j], p) for j in range(len(seeds_i))]
+                        comps = [self._completion(outs[j], seeds_i[j], p, ids) for j in range(len(seeds_i))]
                     if window > 0:
                         submit(1)
                     yield key, comps
@@ -243,14 +247,18 @@ class VLLMBackend:
             k = 1 if greedy else params.n  # a prompt's samples are adjacent: they share its cached prefix
             yield [self._params(params, seed_i[j]) for j in range(k)], seed_i
 
-    def _completion(self, out: Any, seed: int, p: SamplingParams) -> Completion:
+    def _completion(self, out: Any, seed: int, p: SamplingParams, prompt_ids: Sequence[int] = ()) -> Completion:
         toks = list(out.token_ids)
         lps = [float(lp[t].logprob) for t, lp in zip(toks, out.logprobs)] if p.with_logprobs and out.logprobs else []
+        ref_logprob = ref_key = None
         if toks and toks[-1] in self.eos_ids and out.stop_reason is None and out.finish_reason == "stop":
+            if len(lps) == len(toks) and prompt_ids:  # raw logprobs (vLLM's default logprobs_mode)
+                ref_logprob, ref_key = sum(lps), token_key([*prompt_ids, *toks])
             toks, lps = toks[:-1], lps[:-1]  # count like the hf backend: the eos token is no text
         finish = "length" if out.finish_reason == "length" else "stop"
         lpm = (sum(lps) / len(lps) if lps else 0.0) if p.with_logprobs else None
-        return Completion(text=out.text, finish_reason=finish, n_tokens=len(toks), seed=seed, logprob_mean=lpm)
+        return Completion(text=out.text, finish_reason=finish, n_tokens=len(toks), seed=seed, logprob_mean=lpm,
+                          ref_logprob=ref_logprob, ref_key=ref_key)
 
     def close(self) -> None:
         llm, self.llm = getattr(self, "llm", None), None

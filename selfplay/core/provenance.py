@@ -40,6 +40,12 @@ class StaleOutput(ValueError):
     """An existing stage output was made from other inputs than the current ones."""
 
 
+def token_key(ids) -> str:
+    """A digest of a token-id sequence: prompt and completion ids as the sampling engine saw them,
+    compared with the ids training tokenizes (selfplay/train/reflogps.py)."""
+    return hashlib.sha256(b",".join(str(int(i)).encode() for i in ids)).hexdigest()[:16]
+
+
 def content_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
 

@@ -80,14 +80,19 @@ class Rollout:
     verify_seconds: float | None = None
     logprob_mean: float | None = None
     mode: str = "cot"
+    # the sampling model's log-prob of the completion and its token digest (backends.base.Completion);
+    # absent from the JSON when None
+    ref_logprob: float | None = None
+    ref_key: str | None = None
     # why this path has no completion: the text of the error its problem raised on a Ray worker
     # (label "unknown", reason "error": never paired); absent from the JSON when None
     error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        if d["error"] is None:
-            del d["error"]
+        for k in ("error", "ref_logprob", "ref_key"):
+            if d[k] is None:
+                del d[k]
         return d
 
     @classmethod
@@ -105,6 +110,8 @@ class Rollout:
             verify_seconds=d.get("verify_seconds"),
             logprob_mean=d.get("logprob_mean"),
             mode=str(d.get("mode", "cot")),
+            ref_logprob=d.get("ref_logprob"),
+            ref_key=d.get("ref_key"),
             error=d.get("error"),
         )
 

@@ -102,6 +102,10 @@ def _metadata(problem: Problem, c: Rollout, r: Rollout, i: int, *, mode: str, ra
         "chosen_index": c.sample_index, "rejected_index": r.sample_index, "pair_index": i,
         "chosen_tokens": c.n_tokens, "rejected_tokens": r.n_tokens,
         "chosen_logprob": c.logprob_mean, "rejected_logprob": r.logprob_mean,
+        # the sampling model's log-prob of each side and its token digest: DPO's reference log-probs
+        # when training's reference is `model` (selfplay/train/reflogps.py)
+        "chosen_ref_logprob": c.ref_logprob, "rejected_ref_logprob": r.ref_logprob,
+        "chosen_ref_key": c.ref_key, "rejected_ref_key": r.ref_key,
         "pass_rate": rate, "round": round_idx, "model": model, "sampling": sampling, "mode": mode,
         # "majority": the gold is the vote of the k paths (selfplay.pair.pseudo), with its share
         "gold_source": problem.meta.get("gold_source", "trusted"),

@@ -48,7 +48,8 @@ def to_rollouts(problem: Problem, comps: Sequence[Completion], verdicts: Sequenc
     n = len(comps) // len(modes)
     return [Rollout(problem_id=problem.id, sample_index=j, completion=c.text, finish_reason=c.finish_reason,
                     n_tokens=c.n_tokens, seed=c.seed, label=v.label, reason=v.reason, extracted=v.extracted,
-                    verify_seconds=round(v.seconds, 6), logprob_mean=c.logprob_mean, mode=path_mode(j, n, modes))
+                    verify_seconds=round(v.seconds, 6), logprob_mean=c.logprob_mean, mode=path_mode(j, n, modes),
+                    ref_logprob=c.ref_logprob, ref_key=c.ref_key)
             for j, (c, v) in enumerate(zip(comps, verdicts))]
 
 

@@ -102,21 +102,61 @@ def pair_tokens(p: Pair, tokenizer) -> tuple[int, int]:
     return max(chosen, rejected), chosen + rejected - n(p.prompt, gen_prompt=True)
 
 
-def pair_order(lengths: Sequence[int], step_pairs: int, n_pairs: int, seed: int, group: bool) -> list[int]:
+def pair_order(lengths: Sequence[int], step_pairs: int, n_pairs: int, seed: int, group: bool,
+               keys: Sequence[str] | None = None, batch: int | None = None) -> list[int]:
     """Indices into the pairs, in training order: seeded shuffles (one per epoch) cut to `n_pairs`.
 
+    keys (a prompt per pair, optional): each epoch shuffles the prompts, not the pairs, and a
+    prompt's pairs follow one another, so an optimizer step holds a few problems' pairs rather
+    than pairs of as many problems, and the pairs of one problem can share one row in a
+    micro-batch (selfplay/train/head.py).
+
     group: within each optimizer step (consecutive `step_pairs`), longest first, so each
-    micro-batch pads to a similar length. The step's set of pairs, and so its gradient, is the
-    same as without grouping; only the padding changes.
+    micro-batch pads to a similar length; with `keys`, the step is cut into micro-batches of
+    `batch` pairs that keep a prompt's pairs together where they fit (largest prompt groups
+    first). The step's set of pairs, and so its gradient, is the same as without grouping; only
+    the layout of its micro-batches changes.
     """
     rng = random.Random(seed)
+    units: list[list[int]] = [[i] for i in range(len(lengths))]
+    if keys is not None:
+        by_key: dict[str, list[int]] = {}
+        for i, k in enumerate(keys):
+            by_key.setdefault(k, []).append(i)
+        units = list(by_key.values())
     order: list[int] = []
     while len(order) < n_pairs:
-        epoch = list(range(len(lengths)))
+        epoch = list(units)
         rng.shuffle(epoch)
-        order += epoch
+        order += [i for u in epoch for i in u]
     order = order[:n_pairs]
-    if group:
-        order = [i for k in range(0, len(order), step_pairs)
-                 for i in sorted(order[k:k + step_pairs], key=lambda i: -lengths[i])]
-    return order
+    if not group:
+        return order
+    steps = [order[k:k + step_pairs] for k in range(0, len(order), step_pairs)]
+    if keys is None or not batch:
+        return [i for step in steps for i in sorted(step, key=lambda i: -lengths[i])]
+    return [i for step in steps for i in _micro_batches(step, keys, lengths, batch)]
+
+
+def _micro_batches(step: list[int], keys: Sequence[str], lengths: Sequence[int], batch: int) -> list[int]:
+    """The step's pairs cut into micro-batches of `batch` pairs: each takes the largest prompt
+    group that fits what is left of it, and splits the largest group only when none fits; each
+    micro-batch's pairs longest first."""
+    groups: dict[str, list[int]] = {}
+    for i in step:
+        groups.setdefault(keys[i], []).append(i)
+    left = sorted(groups.values(), key=lambda g: (-len(g), -max(lengths[i] for i in g)))
+    out: list[int] = []
+    while left:
+        room, micro = batch, []
+        while room and left:
+            fits = [g for g in left if len(g) <= room]
+            g = fits[0] if fits else left[0]
+            take, rest = g[:room], g[room:]
+            micro += take
+            room -= len(take)
+            left.remove(g)
+            if rest:
+                left.insert(0, rest)
+        out += sorted(micro, key=lambda i: -lengths[i])
+    return out

@@ -79,6 +79,69 @@ def test_logprobs_when_asked(backend):
 
 
 @pytest.mark.vllm
+def test_reference_log_probs_of_completions_that_end_on_eos(backend):
+    """A completion that ended on the eos token carries its raw log-prob (eos included) and the
+    digest of prompt + completion ids; a path cut by the token limit or a stop string does not."""
+    from selfplay.core.provenance import token_key
+
+    p = SamplingParams(n=4, temperature=0.8, max_new_tokens=192, with_logprobs=True)
+    out = backend.generate([Q1, Q2], p, [[1, 2, 3, 4], [5, 6, 7, 8]])
+    ended = [c for row in out for c in row if c.ref_logprob is not None]
+    assert ended and all(c.finish_reason == "stop" and c.ref_logprob < 0 and len(c.ref_key) == 16 for c in ended)
+    c = ended[0]
+    eos = backend.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    ids = backend.tokenizer.encode(c.text, add_special_tokens=False) + [eos]
+    prompt = Q1 if c in out[0] else Q2
+    assert c.ref_key == token_key([*backend.encode(prompt), *ids])
+    # the mean log-prob leaves the eos token out, the reference log-prob has it
+    assert c.ref_logprob <= c.logprob_mean * c.n_tokens + 1e-6
+    cut = backend.generate([Q1], SamplingParams(n=1, temperature=0.8, max_new_tokens=4, with_logprobs=True), [[9]])
+    assert cut[0][0].finish_reason == "length" and cut[0][0].ref_logprob is None and cut[0][0].ref_key is None
+    stop = backend.generate([Q1], SamplingParams(n=1, temperature=0.0, max_new_tokens=64, stop=("=",),
+                                                 with_logprobs=True), [[0]])[0][0]
+    assert stop.ref_logprob is None
+
+
+@pytest.mark.vllm
+def test_engine_reference_log_probs_agree_with_the_trainers_forward(backend, tmp_path):
+    """Issue 26: DPO takes the engine's log-probs as its reference for pairs the engine sampled;
+    every pair here is checked against the trainer's reference forward, within the tolerance."""
+    import functools
+
+    import orjson
+
+    import selfplay.train.dpo as dpo
+    from selfplay.backends.models import resolve_model
+    from selfplay.config import TrainSection
+
+    qs = [f"What is {a} + {b}?" for a, b in [(3, 4), (12, 9), (7, 8), (15, 6), (2, 19), (11, 11)]]
+    msgs = [solve_messages(q) for q in qs]
+    p = SamplingParams(n=4, temperature=0.8, max_new_tokens=160, with_logprobs=True)
+    out = backend.generate(msgs, p, [[i * 10 + j for j in range(4)] for i in range(len(qs))])
+    model = resolve_model("default")
+    lines = []
+    for m, row in zip(msgs, out):
+        for c, r in ((row[0], row[1]), (row[2], row[3])):
+            md = {"problem_id": m[-1]["content"][-20:], "model": model}
+            for side, x in (("chosen", c), ("rejected", r)):
+                md.update({f"{side}_ref_logprob": x.ref_logprob, f"{side}_ref_key": x.ref_key})
+            lines.append(orjson.dumps({"prompt": m, "chosen": [{"role": "assistant", "content": c.text}],
+                                       "rejected": [{"role": "assistant", "content": r.text}], "metadata": md}))
+    f = tmp_path / "pairs.jsonl"
+    f.write_bytes(b"\n".join(lines) + b"\n")
+    check_all = functools.partial(dpo.attach_ref_logps, check=10 ** 6)
+    original, dpo.attach_ref_logps = dpo.attach_ref_logps, check_all
+    try:
+        stats = dpo.train_dpo([f], "default", tmp_path / "m", TrainSection(max_steps=3, batch_size=4, grad_accum=1),
+                              threads=1)
+    finally:
+        dpo.attach_ref_logps = original
+    ref = stats["ref_logps"]
+    assert ref["engine_agreed"] and ref["engine"] >= 6 and ref["checked"] == ref["engine"], ref
+    assert ref["engine"] + ref["forward"] == 12
+
+
+@pytest.mark.vllm
 def test_empty_batch(backend):
     assert backend.generate([], SamplingParams(n=2), []) == []
 

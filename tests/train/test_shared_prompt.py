@@ -85,7 +85,7 @@ def test_rows_without_one_prompt_run_the_two_row_way():
 def test_the_layout_masks_the_chosen_tokens_from_the_rejected_ones():
     from selfplay.train.head import shared_layout
 
-    lay = shared_layout(*_batch(PAIRS))
+    lay = shared_layout(*_batch(PAIRS), pack=False)
     assert lay.ids.shape == (2, 15)  # pair 0: 7 + 3 + 5
     assert lay.ids[0].tolist() == [5, 6, 7, 8, 9, 10, 11, 20, 21, 22, 30, 31, 32, 33, 34]
     assert lay.position_ids[0].tolist() == list(range(10)) + list(range(7, 12))
@@ -98,20 +98,76 @@ def test_the_layout_masks_the_chosen_tokens_from_the_rejected_ones():
     assert first == [(0, 6)]
 
 
+# three pairs of one problem (one prompt) and a pair of another: two rows, not four (or eight)
+SAME_PROMPT = [([5, 6, 7, 8], [20, 21, 22], [30, 31]), ([12, 13, 14], [40, 41], [50, 51, 52]),
+               ([5, 6, 7, 8], [23], [33, 34, 35, 36]), ([5, 6, 7, 8], [24, 25], [37])]
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+@pytest.mark.parametrize("pack", [True, False])
+def test_pairs_of_one_prompt_share_one_row_with_the_two_rows_log_probs_and_gradients(attn, pack, monkeypatch):
+    from selfplay.train import head
+
+    # the row cost picks one packed row for these short rows; a short attention width makes it pick a row each
+    monkeypatch.setattr(head, "ATTENTION_WIDTH", 10 ** 6 if pack else 1)
+    batch = _batch(SAME_PROMPT)
+    assert head.shared_layout(*batch).ids.shape[0] == (1 if pack else 2)
+    two, g_two, _ = _run(attn, False, batch)
+    one, g_one, counter = _run(attn, True, batch)
+    assert (counter.shared, counter.two_row) == (1, 0)
+    # one block 4 + (3+2) + (1+4) + (2+1) and one 3 + 2 + 3, against TRL's 8 rows
+    assert counter.tokens_shared == 17 + 8
+    assert counter.tokens_two_row == sum(2 * len(p) + len(c) + len(r) for p, c, r in SAME_PROMPT)
+    mask = two.label_mask
+    for name in ("log_probs", "entropy", "mean_logits"):
+        a, b = getattr(two, name), getattr(one, name)
+        assert torch.allclose(a, b, atol=1e-5), (name, (a - b).abs().max())
+        assert (b[~mask] == 0).all()
+    assert torch.equal(two.is_top1, one.is_top1)
+    assert (g_two - g_one).norm() / g_two.norm() < 1e-4
+
+
+def test_the_segments_of_one_prompt_see_the_prompt_and_themselves_only():
+    from selfplay.train.head import shared_layout
+
+    lay = shared_layout(*_batch(SAME_PROMPT), pack=False)
+    assert lay.ids.shape == (2, 17)
+    assert lay.ids[0].tolist() == [5, 6, 7, 8, 20, 21, 22, 30, 31, 23, 33, 34, 35, 36, 24, 25, 37]
+    assert lay.position_ids[0].tolist() == [0, 1, 2, 3, 4, 5, 6, 4, 5, 4, 4, 5, 6, 7, 4, 5, 4]
+    allowed = lay.allowed[0, 0]
+    segments = [(4, 7), (7, 9), (9, 10), (10, 14), (14, 16), (16, 17)]
+    for s, e in segments:
+        assert allowed[s:e, :4].all()  # the prompt
+        assert torch.equal(allowed[s:e, s:e], torch.ones(e - s, e - s, dtype=torch.bool).tril())
+        assert int(allowed[s:e].sum()) == 4 * (e - s) + (e - s) * (e - s + 1) // 2  # nothing else
+    assert lay.ids[1, :8].tolist() == [12, 13, 14, 40, 41, 50, 51, 52]
+    assert allowed.shape == (17, 17) and lay.allowed[1, 0, 12, 12] and int(lay.allowed[1, 0, 8:].sum()) == 9  # padding
+    # pair 2's first rejected token (TRL row 4 + 2 = 6, column 3) is predicted from the prompt's last token
+    first = [(r, p) for r, p, orow, ocol in zip(*lay.gather, *lay.out) if (int(orow), int(ocol)) == (6, 3)]
+    assert [(int(r), int(p)) for r, p in first] == [(0, 3)]
+    packed = shared_layout(*_batch(SAME_PROMPT), pack=True)  # the second prompt's block follows the first
+    assert packed.ids.shape == (1, 25) and packed.ids[0, 17:].tolist() == lay.ids[1, :8].tolist()
+    assert packed.position_ids[0, 17:].tolist() == [0, 1, 2, 3, 4, 3, 4, 5]
+    assert not packed.allowed[0, 0, 17:, :17].any() and not packed.allowed[0, 0, :17, 17:].any()
+    assert torch.equal(packed.allowed[0, 0, :17, :17], allowed)
+
+
 def _pairs(path):
-    qs = [(2, 3), (4, 5), (10, 7), (6, 6), (8, 1), (3, 9), (7, 2), (5, 5)]
+    """8 pairs of 5 problems: 3, 2, 1, 1 and 1 pairs (a problem's pairs share one prompt block)."""
+    qs = [(2, 3, 0), (2, 3, 1), (2, 3, 2), (4, 5, 0), (4, 5, 1), (10, 7, 0), (6, 6, 0), (8, 1, 0)]
     path.write_bytes(b"".join(orjson.dumps({
         "prompt": [{"role": "user", "content": f"Tom has {a} apples and gets {b} more. How many apples now?"}],
         "chosen": [{"role": "assistant", "content": f"{a} + {b} = {a + b}. The answer is \\boxed{{{a + b}}}."}],
-        "rejected": [{"role": "assistant", "content": f"He has {a} - {b}, so \\boxed{{{a + b + 2}}}."}],
-        "metadata": {"problem_id": f"add-{a}-{b}"}}) + b"\n" for a, b in qs))
+        "rejected": [{"role": "assistant", "content": f"He has {a} - {b}{'?' * k}, so \\boxed{{{a + b + 2 + k}}}."}],
+        "metadata": {"problem_id": f"add-{a}-{b}"}}) + b"\n" for a, b, k in qs))
     return path
 
 
 @pytest.mark.model
 def test_training_curves_agree_with_trls_plain_dpo(tmp_path):
     """Same pairs, same order, 4 steps of 4 pairs, fp32: loss and reward margins within 2e-3 of
-    TRL's own two-row DPO (the shared row sums the same terms in another order), every pair seen."""
+    TRL's own two-row DPO (the shared rows sum the same terms in another order), every pair seen;
+    a problem's pairs share one prompt block where a micro-batch holds several."""
     from selfplay.config import TrainSection
     from selfplay.train.dpo import train_dpo
 
@@ -120,10 +176,12 @@ def test_training_curves_agree_with_trls_plain_dpo(tmp_path):
     runs = {}
     for shared in (False, True):
         runs[shared] = train_dpo([f], "default", tmp_path / str(shared) / "model", cfg, threads=1,
-                                 shared_prompt=shared)
+                                 shared_prompt=shared, engine_ref=False)
     plain, fast = runs[False], runs[True]
     assert plain["shared_prompt"]["shared"] == 0 and fast["shared_prompt"]["two_row"] == 0
     assert fast["shared_prompt"]["shared"] == 2 * 8  # 8 micro-batches, each a policy and a reference forward
+    # fewer tokens than one row per pair: some micro-batch held two pairs of one problem
+    assert fast["shared_prompt"]["tokens"] < fast["pair_tokens"] * 2
     assert fast["steps"] == plain["steps"] == 4 and fast["pairs_seen"] == 8 and fast["pair_slots"] == 16
     for key in ("loss", "rewards/margins", "rewards/accuracies", "logps/chosen", "logps/rejected"):
         a = [h[key] for h in plain["history"]]

@@ -71,6 +71,34 @@ def test_pair_order_groups_within_steps_only():
     assert len(two) == 20 and sorted(two[:12]) == list(range(12)) and len(set(two[12:])) == 8
 
 
+def test_pair_order_keeps_a_problems_pairs_together():
+    # 5 problems with 3, 1, 4, 2 and 2 pairs; steps of 8 pairs in micro-batches of 4
+    keys = ["a"] * 3 + ["b"] + ["c"] * 4 + ["d"] * 2 + ["e"] * 2
+    lengths = [100, 90, 80, 70, 60, 50, 40, 30, 20, 10, 5, 1]
+    for seed in range(6):
+        order = pair_order(lengths, 8, 12, seed=seed, group=False, keys=keys)
+        assert sorted(order) == list(range(12))
+        runs = [k for n, k in enumerate(keys[i] for i in order) if n == 0 or keys[order[n - 1]] != k]
+        assert sorted(runs) == ["a", "b", "c", "d", "e"]  # each problem's pairs one after another
+        grouped = pair_order(lengths, 8, 12, seed=seed, group=True, keys=keys, batch=4)
+        for k in (0, 8):  # the same pairs in every step
+            assert set(grouped[k:k + 8]) == set(order[k:k + 8])
+        for m in range(0, 12, 4):  # a micro-batch splits a problem only when no whole one fits
+            micro = grouped[m:m + 4]
+            assert [lengths[i] for i in micro] == sorted((lengths[i] for i in micro), reverse=True)
+        steps = [grouped[:8], grouped[8:]]
+        for step in steps:
+            sizes = {}
+            for i in step:
+                sizes[keys[i]] = sizes.get(keys[i], 0) + 1
+            split = [key for key in sizes if len({(grouped.index(i) // 4) for i in step if keys[i] == key}) > 1]
+            assert len(split) <= 1, (seed, grouped)
+    assert pair_order(lengths, 8, 12, seed=1, group=False, keys=keys) != pair_order(lengths, 8, 12, seed=2,
+                                                                                       group=False, keys=keys)
+    assert pair_order(lengths, 8, 24, seed=0, group=False, keys=keys)[12:] != pair_order(
+        lengths, 8, 24, seed=0, group=False, keys=keys)[:12]  # a second epoch, shuffled again
+
+
 @pytest.mark.model
 def test_completion_only_head_matches_trl_head():
     """Same log-probs, entropy, mean logits and top-1 as TRL's fused head (fp32), on completion tokens."""
