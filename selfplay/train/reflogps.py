@@ -48,7 +48,8 @@ def strip_after_eos(dataset: Any, eos_id: int | None) -> Any:
                        desc="Ending completions at the eos token")
 
 
-def engine_values(pairs: Sequence[Pair], rows: Sequence[dict[str, Any]], ref_path: str) -> list[tuple[float, float] | None]:
+def engine_values(pairs: Sequence[Pair], rows: Sequence[dict[str, Any]],
+                  ref_path: str) -> list[tuple[float, float] | None]:
     """Per pair: (chosen, rejected) reference log-probs from the engine, or None when either side
     has none, its sampling model is not `ref_path`, or its digest differs from TRL's ids."""
     out: list[tuple[float, float] | None] = []

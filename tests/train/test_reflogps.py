@@ -69,12 +69,14 @@ def _engine_pairs(path, shift: float = 0.0, bad_key: int | None = None):
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).eval()
 
     def ids(messages, gen=False):
-        return tok.apply_chat_template(messages, tokenize=True, return_dict=True, add_generation_prompt=gen)["input_ids"]
+        out = tok.apply_chat_template(messages, tokenize=True, return_dict=True, add_generation_prompt=gen)
+        return out["input_ids"]
 
     lines = []
     for n, (a, b) in enumerate(QS):
         prompt = [{"role": "user", "content": f"Tom has {a} apples and gets {b} more. How many apples now?"}]
-        sides = {"chosen": [{"role": "assistant", "content": f"{a} + {b} = {a + b}. The answer is \\boxed{{{a + b}}}."}],
+        answer = f"{a} + {b} = {a + b}. The answer is \\boxed{{{a + b}}}."
+        sides = {"chosen": [{"role": "assistant", "content": answer}],
                  "rejected": [{"role": "assistant", "content": f"He has {a} - {b}, so \\boxed{{{a + b + 2}}}."}]}
         md = {"problem_id": f"add-{a}-{b}", "model": model_path}
         p_ids = ids(prompt, gen=True)
