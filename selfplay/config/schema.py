@@ -176,6 +176,10 @@ class TrainSection:
     nll_weight: float = 1.0
     max_steps: int = -1
     use_lora: bool = False
+    # each epoch shuffles problems, not pairs: a problem's pairs in one step and one prompt block
+    group_by_prompt: bool = True
+    # DPO's reference log-probs from the sampling engine where they apply (checked against a forward)
+    engine_ref: bool = True
     report_to: ReportTo = "none"  # none | tensorboard | trackio | wandb: TRL's experiment tracking
     precision: Precision = "auto"  # auto (bf16 where the CPU/GPU has it, else fp32) | fp32 | bf16
     # none: train in this process; accelerate: `accelerate launch --num_processes N

@@ -139,8 +139,7 @@ def train_dpo(pair_files: Sequence[Path], base_model: str, out_dir: Path, cfg: T
               warmup_ratio: float = 0.1, lr_scheduler: str = "cosine", weight_decay: float = 0.0,
               max_grad_norm: float = 1.0, lora_r: int = 16, lora_alpha: int = 32, lora_dropout: float = 0.0,
               gradient_checkpointing: bool = False, logging_steps: int = 1, group_by_length: bool = True,
-              completion_only_head: bool = True, shared_prompt: bool = True,
-              group_by_prompt: bool = True, engine_ref: bool = True) -> dict[str, Any]:
+              completion_only_head: bool = True, shared_prompt: bool = True) -> dict[str, Any]:
     """Train `base_model` on the pairs in `pair_files` and save a plain HF model to `out_dir`.
 
     cfg: the [train] section (checked here too). seed: trainer + data order (the loop passes
@@ -150,12 +149,12 @@ def train_dpo(pair_files: Sequence[Path], base_model: str, out_dir: Path, cfg: T
     warmup_ratio and lr_scheduler (trainer.lr_factor), weight_decay, max_grad_norm, LoRA's r,
     alpha and dropout (with cfg.use_lora), gradient_checkpointing, logging_steps,
     group_by_length (sort each optimizer step's pairs by length: less padding, same gradient),
-    completion_only_head (the LM head on completion tokens only, selfplay/train/head.py),
+    completion_only_head (the LM head on completion tokens only, selfplay/train/head.py) and
     shared_prompt (with it: each prompt runs once per micro-batch, not once per completion;
-    head.py), group_by_prompt (each epoch shuffles problems, not pairs: a problem's pairs train
-    in one step and, with shared_prompt, in one row; data.pair_order) and engine_ref (the
-    reference log-probs the sampling engine stored with the pairs, checked against a forward,
-    instead of a reference forward, where they apply; train/reflogps.py). Completions end at
+    head.py). cfg.group_by_prompt: each epoch shuffles problems, not pairs (a problem's pairs
+    train in one step and, with shared_prompt, in one block; data.pair_order). cfg.engine_ref:
+    the reference log-probs the sampling engine stored with the pairs, checked against a forward,
+    instead of a reference forward, where they apply (train/reflogps.py). Completions end at
     their end-of-sequence token either way.
 
     The reference is `ref_model` if given, else the base model (the round's starting model).
@@ -168,7 +167,7 @@ def train_dpo(pair_files: Sequence[Path], base_model: str, out_dir: Path, cfg: T
                    lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
                    gradient_checkpointing=gradient_checkpointing, logging_steps=logging_steps,
                    group_by_length=group_by_length, completion_only_head=completion_only_head,
-                   shared_prompt=shared_prompt, group_by_prompt=group_by_prompt, engine_ref=engine_ref)
+                   shared_prompt=shared_prompt)
     Config(train=cfg).validate()  # the [train] rules of selfplay/config/checks.py
     check_options(cfg, **options)
     t0 = time.perf_counter()
@@ -194,7 +193,7 @@ def train_dpo(pair_files: Sequence[Path], base_model: str, out_dir: Path, cfg: T
     n_slots = cfg.max_steps * step_pairs if cfg.max_steps > 0 else math.ceil(cfg.epochs * len(kept))
     widths = [pair_tokens(p, tokenizer) for p in kept]
     lengths = [packed if shared_prompt else longer for longer, packed in widths]
-    keys = [io.dumps(p.prompt).decode() for p in kept] if group_by_prompt else None
+    keys = [io.dumps(p.prompt).decode() for p in kept] if cfg.group_by_prompt else None
     order = pair_order(lengths, step_pairs, n_slots, seed, group_by_length, keys=keys, batch=cfg.batch_size)
     dataset = Dataset.from_list([{"prompt": kept[i].prompt, "chosen": kept[i].chosen,
                                   "rejected": kept[i].rejected} for i in order])
@@ -225,7 +224,7 @@ def train_dpo(pair_files: Sequence[Path], base_model: str, out_dir: Path, cfg: T
     trainer.train_dataset = strip_after_eos(trainer.train_dataset, tokenizer.eos_token_id)
     ref_source: dict[str, Any] = {"engine": 0, "forward": len(order)}  # TRL's reference forward on every step
     t_ref = time.perf_counter()
-    if engine_ref:
+    if cfg.engine_ref:
         ref_source = attach_ref_logps(trainer, [kept[i] for i in order], ref_path)
     ref_source["seconds"] = round(time.perf_counter() - t_ref, 3)  # before the steps: not in train_seconds
     quiet_callbacks(trainer, cfg.report_to, logging_dir or str(out_dir.parent / "tensorboard"))
@@ -273,7 +272,7 @@ def train_dpo(pair_files: Sequence[Path], base_model: str, out_dir: Path, cfg: T
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # KiB on Linux
         "device": "cuda" if cuda else "cpu", "threads": threads or prev_threads,
         "precision": precision, "lm_head": head, "group_by_length": group_by_length,
-        "group_by_prompt": group_by_prompt,
+        "group_by_prompt": cfg.group_by_prompt,
         # reference log-probs of the pair slots: from the sampling engine / from a forward
         "ref_logps": ref_source,
         # forwards (policy and reference micro-batches) run with each pair's prompt once / twice

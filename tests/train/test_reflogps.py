@@ -7,6 +7,7 @@ or ids must fall back to the forward."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import orjson
 import pytest
@@ -105,8 +106,8 @@ def test_training_with_the_engines_reference_matches_the_reference_forward(tmp_p
 
     cfg = TrainSection(epochs=2, batch_size=2, grad_accum=2, max_length=256, precision="fp32", learning_rate=5e-5)
 
-    def run(name, pairs, **kw):
-        return train_dpo([pairs], "default", tmp_path / name / "model", cfg, threads=1, **kw)
+    def run(name, pairs, engine_ref=True):
+        return train_dpo([pairs], "default", tmp_path / name / "model", replace(cfg, engine_ref=engine_ref), threads=1)
 
     exact = _engine_pairs(tmp_path / "exact.jsonl")
     trl = run("trl", exact, engine_ref=False)

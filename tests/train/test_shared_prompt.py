@@ -172,11 +172,12 @@ def test_training_curves_agree_with_trls_plain_dpo(tmp_path):
     from selfplay.train.dpo import train_dpo
 
     f = _pairs(tmp_path / "pairs.jsonl")
-    cfg = TrainSection(epochs=2, batch_size=2, grad_accum=2, max_length=256, precision="fp32", learning_rate=5e-5)
+    cfg = TrainSection(epochs=2, batch_size=2, grad_accum=2, max_length=256, precision="fp32", learning_rate=5e-5,
+                       engine_ref=False)
     runs = {}
     for shared in (False, True):
         runs[shared] = train_dpo([f], "default", tmp_path / str(shared) / "model", cfg, threads=1,
-                                 shared_prompt=shared, engine_ref=False)
+                                 shared_prompt=shared)
     plain, fast = runs[False], runs[True]
     assert plain["shared_prompt"]["shared"] == 0 and fast["shared_prompt"]["two_row"] == 0
     assert fast["shared_prompt"]["shared"] == 2 * 8  # 8 micro-batches, each a policy and a reference forward
