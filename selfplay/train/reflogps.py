@@ -30,10 +30,13 @@ from selfplay.core.records import Pair
 
 log = logging.getLogger(__name__)
 
-# |engine - forward| per sequence, in nats: bf16 rounding of ~1e-2 per token, measured on the
-# embedded model (tests/train/test_reflogps.py, vLLM CPU bf16 against the trainer's bf16 autocast)
-TOLERANCE_PER_TOKEN = 0.02
-TOLERANCE = 0.25
+# |engine - forward| per sequence, in nats, allowed: 0.5 + 0.03 per token. vLLM's CPU engine keeps
+# the residual stream and the logits in bf16 (a logit of 20 rounds to 0.125), the trainer's autocast
+# keeps the residual in fp32. Measured on the embedded model's own paths (the default job, vLLM CPU
+# against the trainer's bf16 autocast): worst 0.90 nats on a 36-token path, 1.38 on ~120 tokens.
+# Log-probs taken after temperature 0.8, or another model's, differ by several nats.
+TOLERANCE_PER_TOKEN = 0.03
+TOLERANCE = 0.5
 
 
 def strip_after_eos(dataset: Any, eos_id: int | None) -> Any:
