@@ -44,6 +44,16 @@ def seen_text(tr: dict[str, Any]) -> str:
     return f"; training saw {seen[0]} of {n_train} pairs ({seen[1]} pair slots, train.max_steps)"
 
 
+def reference_text(tr: dict[str, Any]) -> str:
+    """"; reference log-probs: engine 103, forward 25" (train_stats.json "ref_logps"), with
+    "(the engine's failed the check)" when they were checked and refused; "" for older stats."""
+    ref = tr.get("ref_logps")
+    if not isinstance(ref, dict) or not isinstance(ref.get("engine"), int):
+        return ""
+    failed = " (the engine's failed the check)" if ref.get("engine_agreed") is False else ""
+    return f"; reference log-probs: engine {ref['engine']}, forward {ref.get('forward')}{failed}"
+
+
 def training_set_text(k: int, tr: dict[str, Any]) -> str:
     """How round K's training set came about and what training saw of it: "trained 186 = this
     round 96 + earlier 90; every pair seen (1 epoch)", with the pairs the trainer dropped (too
@@ -219,7 +229,8 @@ def format_summary(s: dict[str, Any], start_eval: dict[str, Any] | None = None) 
         else:
             lines.append(f"train: {training_set_text(s['round'], tr)}; {fmt.num(tr.get('steps'))} steps, "
                          f"loss {fmt.num(tr.get('train_loss'))}, reward accuracy last "
-                         f"{fmt.num(tr.get('rewards/accuracies'))}, mean {fmt.num(tr.get('rewards/accuracies_mean'))}")
+                         f"{fmt.num(tr.get('rewards/accuracies'))}, mean {fmt.num(tr.get('rewards/accuracies_mean'))}"
+                         f"{reference_text(tr)}")
     if s.get("eval"):
         lines += eval_lines(s["eval"], start_eval)
     return "\n".join(clip(line) for line in lines)

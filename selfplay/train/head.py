@@ -14,9 +14,12 @@ Triton (any CPU). Here, keeping TRL's loss code and its per-token output layout:
   position ids that restart the rejected tokens where the prompt ends. Every token then sees
   exactly what it sees in TRL's two rows, so the log-probs are the same (within bf16 rounding),
   and the prompt, most of a default-job pair's tokens, runs once instead of twice, for the policy
-  (forward and backward) and the reference. A batch that is not in that layout (rows that do not
-  share their prompt, an attention implementation that takes no 4D mask) runs the two-row way;
-  `SharedPromptCounter` counts both.
+  (forward and backward) and the reference. Pairs of a micro-batch with the same prompt (a
+  problem's pairs, which selfplay.train.data.pair_order keeps together) share one block: the
+  prompt once, then every pair's chosen and rejected segments. A micro-batch's blocks go into one
+  row or a row each, whichever `row_cost` says is cheaper. A batch that is not in that layout
+  (rows that do not share their prompt, an attention implementation that takes no 4D mask) runs
+  the two-row way; `SharedPromptCounter` counts both.
 """
 from __future__ import annotations
 

@@ -115,3 +115,14 @@ def test_the_training_set_line_says_how_many_pairs_training_saw():
     assert training_set_text(1, {**mix, "steps": 40, "config": {"batch_size": 2, "grad_accum": 4}}).endswith(
         "every pair seen (2.13 epochs)")
     assert training_set_text(0, {"n_train": 5}) == "trained 5"
+
+
+def test_the_train_line_says_where_the_reference_log_probs_came_from():
+    from selfplay.run.summary import reference_text
+
+    assert reference_text({"ref_logps": {"engine": 103, "forward": 25, "engine_agreed": True}}) == (
+        "; reference log-probs: engine 103, forward 25")
+    assert reference_text({"ref_logps": {"engine": 0, "forward": 128, "engine_agreed": False}}).endswith(
+        "forward 128 (the engine's failed the check)")
+    assert reference_text({"ref_logps": {"engine": 0, "forward": 16}}) == "; reference log-probs: engine 0, forward 16"
+    assert reference_text({"n_train": 5}) == ""  # stats written before the engine's log-probs
