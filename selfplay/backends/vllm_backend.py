@@ -247,12 +247,12 @@ class VLLMBackend:
             k = 1 if greedy else params.n  # a prompt's samples are adjacent: they share its cached prefix
             yield [self._params(params, seed_i[j]) for j in range(k)], seed_i
 
-    def _completion(self, out: Any, seed: int, p: SamplingParams, prompt_ids: Sequence[int] = ()) -> Completion:
+    def _completion(self, out: Any, seed: int, p: SamplingParams, prompt_ids: Sequence[int]) -> Completion:
         toks = list(out.token_ids)
         lps = [float(lp[t].logprob) for t, lp in zip(toks, out.logprobs)] if p.with_logprobs and out.logprobs else []
         ref_logprob = ref_key = None
         if toks and toks[-1] in self.eos_ids and out.stop_reason is None and out.finish_reason == "stop":
-            if len(lps) == len(toks) and prompt_ids:  # raw logprobs (vLLM's default logprobs_mode)
+            if len(lps) == len(toks):  # raw logprobs (vLLM's default logprobs_mode)
                 ref_logprob, ref_key = sum(lps), token_key([*prompt_ids, *toks])
             toks, lps = toks[:-1], lps[:-1]  # count like the hf backend: the eos token is no text
         finish = "length" if out.finish_reason == "length" else "stop"

@@ -56,11 +56,15 @@ def engine_values(pairs: Sequence[Pair], rows: Sequence[dict[str, Any]],
     """Per pair: (chosen, rejected) reference log-probs from the engine, or None when either side
     has none, its sampling model is not `ref_path`, or its digest differs from TRL's ids."""
     out: list[tuple[float, float] | None] = []
+    ref = resolve_model(ref_path)
+    same: dict[str, bool] = {}  # each distinct sampling model resolved once
     for pair, row in zip(pairs, rows):
         md = pair.metadata
         model = md.get("model")
         got = None
-        if model and _same_model(str(model), ref_path):
+        if model and str(model) not in same:
+            same[str(model)] = resolve_model(str(model)) == ref
+        if model and same[str(model)]:
             sides = []
             for side in ("chosen", "rejected"):
                 lp, key = md.get(f"{side}_ref_logprob"), md.get(f"{side}_ref_key")
@@ -71,13 +75,6 @@ def engine_values(pairs: Sequence[Pair], rows: Sequence[dict[str, Any]],
                 got = (sides[0], sides[1])
         out.append(got)
     return out
-
-
-def _same_model(a: str, b: str) -> bool:
-    try:
-        return resolve_model(a) == resolve_model(b)
-    except (OSError, ValueError):
-        return False
 
 
 def attach_ref_logps(trainer: Any, pairs: Sequence[Pair], ref_path: str, *, check: int = 8) -> dict[str, Any]:
