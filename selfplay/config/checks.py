@@ -114,6 +114,8 @@ def checks(c: Config) -> Iterator[Check]:
         "must be 'all', 'vllm' or a list of cores such as '0-3' or '0,2'"
     yield "vllm.kv_cache_gib", v.kv_cache_gib >= 0, "must be >= 0 (0 = 3 GiB)"
     yield "vllm.max_num_seqs", v.max_num_seqs >= 0, "must be >= 0 (0 = vLLM's default)"
+    yield "vllm.block_size", v.block_size >= 0 and v.block_size % 16 == 0, \
+        "must be 0 (32 on CPU, vLLM's default on GPU) or a multiple of 16 (of 32 on CPU)"
     yield "vllm.max_num_batched_tokens", v.max_num_batched_tokens >= 0, "must be >= 0 (0 = vLLM's default)"
     yield "vllm.gpu_memory_utilization", 0 <= v.gpu_memory_utilization <= 1, "must be in [0, 1] (0 = vLLM's default)"
     yield "vllm.tensor_parallel_size", v.tensor_parallel_size >= 1, "must be >= 1"
@@ -150,6 +152,7 @@ def checks(c: Config) -> Iterator[Check]:
     yield "pose.prompts", bool(po.prompts) and all(k in POSE_KINDS for k in po.prompts), \
         f"must be a non-empty list of {sorted(POSE_KINDS)}, got {po.prompts!r}"
     yield "pose.witness", po.witness in WITNESSES, f"must be one of {list(WITNESSES)}, got {po.witness!r}"
+    yield "pose.shot_sets", po.shot_sets >= 0, "must be >= 0"
     yield "pose.witness_temperature", po.witness_temperature >= 0, "must be >= 0"
     yield "pose.temperature", po.temperature >= 0, "must be >= 0"
     yield "pose.top_p", 0 < po.top_p <= 1, "must be in (0, 1]"

@@ -60,6 +60,9 @@ class VLLMSection:
     kv_cache_gib: float = 0.0  # CPU: KV cache size in GiB; 0 = 3 GiB (or $VLLM_CPU_KVCACHE_SPACE)
     max_num_seqs: int = 0  # sequences decoded together; 0 = vLLM's default (256)
     max_num_batched_tokens: int = 0  # tokens per engine step; 0 = vLLM's default
+    # KV-cache block in tokens, the unit prefix caching reuses; 0 = 32 on CPU (vLLM's CPU default,
+    # 128, leaves prompts under 128 tokens uncached), vLLM's default on GPU
+    block_size: int = 0
     gpu_memory_utilization: float = 0.0  # GPU: fraction of its memory for the engine; 0 = vLLM's (0.9)
     tensor_parallel_size: int = 1  # GPUs one engine spans (model too big for one GPU)
 
@@ -104,6 +107,9 @@ class PoseConfig:
     # were solved above filters.band_high; easier when below band_low (level >= 0)
     curriculum: bool = True
     shots: int = 3
+    # seed-shot sets per kind and call within a batch: attempts that share a set share their
+    # prompt's prefix, which the engine's prefix cache then skips (0: fresh shots per attempt)
+    shot_sets: int = 4
     temperature: float = 0.9
     top_p: float = 0.95
     max_new_tokens: int = 160

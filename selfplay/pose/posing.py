@@ -12,10 +12,12 @@ solver majority after solving). Every rejection is counted by reason.
 """
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 from typing import Any, Callable, Iterable, Sequence
 
+from selfplay.backends import generate_many
 from selfplay.backends.base import Backend, SamplingParams
 from selfplay.core.records import Problem
 from selfplay.core.rng import derive_seed, rng_for
@@ -25,12 +27,18 @@ from selfplay.prompts import POSE_KINDS, PROGRAM_STOP, QUESTION_STOP, pose_messa
 from selfplay_seeds.text import normalize_question  # the one normaliser (operators kept): also pose dedup's
 
 
-def _texts(backend: Backend, prompts: Sequence[Any], temperature: float, top_p: float, max_new_tokens: int,
-           stop: tuple[str, ...], seeds: Sequence[int]) -> list[str]:
-    if not prompts:
-        return []
-    params = SamplingParams(n=1, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, stop=stop)
-    return [comps[0].text for comps in backend.generate(list(prompts), params, [[s] for s in seeds])]
+# One generation call: (prompts, temperature, stop, seeds); n=1 per prompt.
+Call = tuple[Sequence[Any], float, tuple[str, ...], Sequence[int]]
+
+
+def _texts(backend: Backend, calls: Sequence[Call], top_p: float, max_new_tokens: int) -> list[list[str]]:
+    """The texts of independent calls, submitted together (one engine submission where the backend
+    takes several: no wait for one call's longest path before the next starts)."""
+    jobs = [(list(prompts), SamplingParams(n=1, temperature=temperature, top_p=top_p,
+                                           max_new_tokens=max_new_tokens, stop=stop), [[s] for s in seeds])
+            for prompts, temperature, stop, seeds in calls if prompts]
+    done = iter(generate_many(backend, jobs) if jobs else [])
+    return [[comps[0].text for comps in next(done)] if prompts else [] for prompts, _, _, _ in calls]
 
 
 def _clean_program(text: str) -> str | None:
@@ -41,12 +49,18 @@ def pose_problems(backend: Backend, sandbox: Any, examples: Sequence[Problem], *
                   params: SamplingParams, seed: int, round_idx: int, existing: Iterable[str] = (),
                   model: str = "", progress: Any = None, require_program: bool = True, target: int = 0,
                   batch: int = 32, kinds: Sequence[str] = ("fewshot", "program_first"), level: int = 0,
+                  shot_sets: int = 0,
                   witness: str = "auto", witness_temperature: float = 0.7, max_seconds: float = 0.0,
                   accept: Callable[[list[Problem]], tuple[list[Problem], dict[str, int]]] | None = None,
                   ) -> tuple[list[Problem], dict[str, Any]]:
     """Overgenerate, then keep: pose in batches of `batch` attempts until `target` problems are
     kept (0: make every attempt), `attempts` (the budget) are spent or `max_seconds` have passed.
+    Once some are kept, a batch is no larger than 1.5x what the kept rate so far says the target
+    still needs (at least 16).
     Attempt a uses prompt kind kinds[a % len(kinds)] (selfplay/prompts.py) at curriculum `level`.
+    shot_sets > 0: within a batch, the attempts of a kind draw their seed shots from `shot_sets`
+    sets (per call role), so prompts share their shot prefix and the engine's prefix cache skips
+    most of the prefill; each attempt still samples with its own seed. 0: fresh shots per attempt.
 
     Per attempt: a question (program_first: a program, then its question), then its program
     (greedy, from seed shots), then check_posed. Then the witnesses (docs/posing.md): unless
@@ -75,22 +89,31 @@ def pose_problems(backend: Backend, sandbox: Any, examples: Sequence[Problem], *
     kept: list[Problem] = []
     reasons: Counter[str] = Counter()
     t0 = time.monotonic()
-    a0 = 0
+    a0 = batch_no = 0
 
     def shots_for(a: int, role: str, n: int | None) -> list[tuple[str, str]]:
-        picks = rng_for(seed, round_idx, role, a).sample(shot_pool, min(n or shots, len(shot_pool)))
+        key: tuple[Any, ...] = (a,)
+        if shot_sets > 0:  # the batch's b-th set of this role for this kind
+            key = ("set", batch_no, (a // len(kinds)) % shot_sets, kinds[a % len(kinds)])
+        picks = rng_for(seed, round_idx, role, *key).sample(shot_pool, min(n or shots, len(shot_pool)))
         return [(p.question, p.program or "") for p in picks]
 
-    def gen(prompts: list[Any], idx: list[int], role: str, temperature: float, stop: tuple[str, ...]) -> list[str]:
-        return _texts(backend, prompts, temperature, params.top_p, params.max_new_tokens, stop,
-                      [derive_seed(seed, round_idx, role, a) for a in idx])
+    def call(prompts: list[Any], idx: list[int], role: str, temperature: float, stop: tuple[str, ...]) -> Call:
+        return prompts, temperature, stop, [derive_seed(seed, round_idx, role, a) for a in idx]
+
+    def gen(*calls: Call) -> list[list[str]]:
+        return _texts(backend, calls, params.top_p, params.max_new_tokens)
 
     while a0 < attempts and (target <= 0 or len(kept) < target):
         if max_seconds and time.monotonic() - t0 >= max_seconds:
             stats["stopped"] = "max_seconds"
             break
-        idx = list(range(a0, min(attempts, a0 + max(1, batch))))
+        size = max(1, batch)
+        if target > 0 and kept and a0:  # size the next batch by the kept rate so far, not past need
+            size = min(size, max(16, math.ceil(1.5 * (target - len(kept)) * a0 / len(kept))))
+        idx = list(range(a0, min(attempts, a0 + size)))
         a0 = idx[-1] + 1
+        batch_no += 1
         kind_of = {a: kinds[a % len(kinds)] for a in idx}
         for a in idx:
             stats["by_kind"][kind_of[a]]["attempted"] += 1
@@ -98,22 +121,25 @@ def pose_problems(backend: Backend, sandbox: Any, examples: Sequence[Problem], *
         program: dict[int, str | None] = {}
         pf = [a for a in idx if kind_of[a] == "program_first"]
         qf = [a for a in idx if kind_of[a] != "program_first"]
-        for a, text in zip(pf, gen([pose_messages("program_first", shots_for(a, "pose-shots", None), level)
-                                    for a in pf], pf, "pose", params.temperature, PROGRAM_STOP)):
-            program[a] = _clean_program(text)
+        # first calls of both routes together: program_first's programs, the others' questions
+        programs, questions = gen(
+            call([pose_messages("program_first", shots_for(a, "pose-shots", None), level) for a in pf], pf, "pose",
+                 params.temperature, PROGRAM_STOP),
+            call([pose_messages(kind_of[a], shots_for(a, "pose-shots", POSE_KINDS[kind_of[a]]), level) for a in qf],
+                 qf, "pose", params.temperature, QUESTION_STOP))
+        program.update((a, _clean_program(t)) for a, t in zip(pf, programs))
+        question.update((a, clean_question(t)) for a, t in zip(qf, questions))
+        # second calls together: a program's question; a program only for a question that passes
+        # the question checks
         asked = [a for a in pf if program[a]]
-        for a, text in zip(asked, gen([question_messages(shots_for(a, "pose-question-shots", None), program[a] or "")
-                                       for a in asked], asked, "pose-question", 0.0, QUESTION_STOP)):
-            question[a] = clean_question(text)
-        for a, text in zip(qf, gen([pose_messages(kind_of[a], shots_for(a, "pose-shots", POSE_KINDS[kind_of[a]]),
-                                                  level) for a in qf], qf, "pose", params.temperature,
-                                   QUESTION_STOP)):
-            question[a] = clean_question(text)
-        # a program only for a question that passes the question checks
         need = [a for a in qf if check_posed(question[a], None, sandbox, seen, False)[1] == "unlabelled"]
-        for a, text in zip(need, gen([program_messages(shots_for(a, "pose-program-shots", None), question[a] or "")
-                                      for a in need], need, "pose-program", 0.0, PROGRAM_STOP)):
-            program[a] = _clean_program(text)
+        questions, programs = gen(
+            call([question_messages(shots_for(a, "pose-question-shots", None), program[a] or "") for a in asked],
+                 asked, "pose-question", 0.0, QUESTION_STOP),
+            call([program_messages(shots_for(a, "pose-program-shots", None), question[a] or "") for a in need],
+                 need, "pose-program", 0.0, PROGRAM_STOP))
+        question.update((a, clean_question(t)) for a, t in zip(asked, questions))
+        program.update((a, _clean_program(t)) for a, t in zip(need, programs))
         fresh: list[Problem] = []
         for a in idx:
             q, prog = question.get(a), program.get(a)
@@ -133,8 +159,8 @@ def pose_problems(backend: Backend, sandbox: Any, examples: Sequence[Problem], *
         if witness in ("auto", "program", "both"):
             labelled = [p for p in fresh if p.answer]
             ids = [p.meta["attempt"] for p in labelled]
-            texts = gen([program_messages(shots_for(a, "pose-witness-shots", None), p.question)
-                         for a, p in zip(ids, labelled)], ids, "pose-witness", witness_temperature, PROGRAM_STOP)
+            texts, = gen(call([program_messages(shots_for(a, "pose-witness-shots", None), p.question)
+                               for a, p in zip(ids, labelled)], ids, "pose-witness", witness_temperature, PROGRAM_STOP))
             agreed = {p.id: program_witness(p, _clean_program(t), sandbox, reasons) for p, t in zip(labelled, texts)}
             fresh = [p for p in fresh if agreed.get(p.id, True)]
         if accept is not None and fresh:

@@ -113,6 +113,7 @@ def stage_problems(ctx: RoundContext) -> list[Problem]:
             seed=cfg.run.seed, round_idx=ctx.round_idx,
             existing=[p.question for p in seeds], model=ctx.model, progress=pbar,
             require_program=cfg.pose.require_program, target=cfg.pose.target, batch=cfg.pose.batch,
+            shot_sets=cfg.pose.shot_sets,
             kinds=tuple(cfg.pose.prompts), level=level, witness=cfg.pose.witness,
             witness_temperature=cfg.pose.witness_temperature, max_seconds=cfg.pose.max_seconds,
             accept=accept)
