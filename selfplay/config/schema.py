@@ -109,7 +109,7 @@ class PoseConfig:
     shots: int = 3
     # seed-shot sets per kind and call within a batch: attempts that share a set share their
     # prompt's prefix, which the engine's prefix cache then skips (0: fresh shots per attempt)
-    shot_sets: int = 4
+    shot_sets: int = 16
     temperature: float = 0.9
     top_p: float = 0.95
     max_new_tokens: int = 160

@@ -197,6 +197,26 @@ def test_engine_threads_bound_to_every_core(backend):
     assert os.environ["VLLM_CPU_NUM_OF_RESERVED_CPU"] == "0"
 
 
+@pytest.mark.vllm
+def test_a_prompt_under_128_tokens_is_prefix_cached_on_cpu(backend):
+    from vllm import SamplingParams as VParams
+
+    from selfplay.backends.vllm_backend import CPU_BLOCK_SIZE
+    from selfplay.prompts import pose_messages
+
+    if backend.device != "cpu":
+        pytest.skip("the CPU block size")
+    assert backend.llm.llm_engine.vllm_config.cache_config.block_size == CPU_BLOCK_SIZE == 32
+    ids = backend.encode(pose_messages("fewshot", [("What is 12 + 30?", ""), ("Ann has 3 pens and buys 9 more. "
+                                                                               "How many pens does she have?", "")]))
+    assert 64 <= len(ids) < 128  # vLLM's CPU default block (128) would cache none of it
+    backend.llm.reset_prefix_cache()
+    outs = [backend.llm.generate([{"prompt_token_ids": ids}], VParams(max_tokens=1), use_tqdm=False)[0]
+            for _ in range(2)]
+    assert outs[0].num_cached_tokens == 0
+    assert outs[1].num_cached_tokens >= len(ids) // 32 * 32 - 32 > 0
+
+
 def test_cpu_list_and_binding_choice(monkeypatch):
     from selfplay.backends.vllm_backend import bind_cpu_threads, cpu_list
 

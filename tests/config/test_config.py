@@ -79,6 +79,9 @@ BAD_VALUES = [
     ({"seeds.hf_datasets": ["openai/gsm8k:main:train"]}, "seeds.file_problems"),  # loaded, never used
     ({"pose.attempts": -1}, "pose.attempts"),
     ({"pose.shots": 0}, "pose.shots"),
+    ({"pose.shot_sets": -1}, "pose.shot_sets"),
+    ({"vllm.block_size": 40}, "vllm.block_size"),
+    ({"vllm.block_size": -32}, "vllm.block_size"),
     ({"pose.temperature": -0.1}, "pose.temperature"),
     ({"pose.top_p": 0.0}, "pose.top_p"),
     ({"pose.max_new_tokens": 0}, "pose.max_new_tokens"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import io as _io
+import math
 from collections import Counter
 from fractions import Fraction
 from pathlib import Path
@@ -309,6 +310,61 @@ def test_shots_per_kind(kind, shots):
     assert len(first) == 4
     for m in first:
         assert (m[0]["content"] + m[1]["content"]).count("Problem: What is") == shots
+
+
+def _first_calls(backend):
+    return [m[1]["content"] for m in backend.prompts if m[0]["content"].startswith("Write new math")]
+
+
+def test_shot_sets_share_the_shot_prefix_within_a_batch():
+    shared = RecordingBackend()
+    pose(shared, attempts=16, batch=16, kinds=("fewshot",), shots=2, shot_sets=2, target=0)
+    fresh = RecordingBackend()
+    pose(fresh, attempts=16, batch=16, kinds=("fewshot",), shots=2, shot_sets=0, target=0)
+    assert len(_first_calls(shared)) == len(_first_calls(fresh)) == 16
+    assert len(set(_first_calls(shared))) == 2  # two prompts, eight attempts each (own sampling seeds)
+    assert len(set(_first_calls(fresh))) > 2
+
+
+def test_later_batches_are_sized_by_the_kept_rate():
+    sizes: list[int] = []
+    kept_per: list[int] = []
+
+    def accept(batch):
+        keep = [p for p in batch if p.meta["attempt"] % 4 == 1]
+        kept_per.append(len(keep))
+        return keep, {"heldout": len(batch) - len(keep)}
+
+    pose(attempts=64, batch=64, target=0, accept=accept)
+    first = kept_per[0]
+    assert 0 < first < 16
+    kept_per.clear()
+    kept, stats = pose(attempts=400, batch=64, target=first + 3, accept=accept,
+                       progress=SimpleNamespace(update=sizes.append))
+    assert sizes[0] == 64 and kept_per[0] == first
+    assert sizes[1] == min(64, max(16, math.ceil(1.5 * 3 * 64 / first))) < 64
+    assert len(kept) == first + 3 == stats["kept"]
+
+
+class ManyBackend(ScriptedBackend):
+    """The scripted backend with generate_many, keeping how many jobs each submission had."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.submissions: list[int] = []
+
+    def generate_many(self, jobs):
+        self.submissions.append(len(jobs))
+        return [super(ManyBackend, self).generate(*job) for job in jobs]
+
+
+def test_independent_posing_calls_are_submitted_together():
+    backend = ManyBackend()
+    kept, _ = pose(backend, attempts=8, batch=8, kinds=("fewshot", "program_first"))
+    plain, _ = pose(attempts=8, batch=8, kinds=("fewshot", "program_first"))
+    # first calls of both routes, then both second calls, then the witness: three submissions
+    assert backend.submissions == [2, 2, 1]
+    assert [p.to_dict() for p in kept] == [p.to_dict() for p in plain] and kept
 
 
 def test_accept_callback_drops_are_counted_and_not_kept():
