@@ -182,8 +182,10 @@ class TrainSection:
     nll_weight: float = 1.0
     max_steps: int = -1
     use_lora: bool = False
-    # each epoch shuffles problems, not pairs: a problem's pairs in one step and one prompt block
-    group_by_prompt: bool = True
+    # each epoch shuffles problems, not pairs: a problem's pairs in one step and one prompt block.
+    # Faster (each prompt runs once), but a step then holds 2-3 problems, not ~8: in-distribution
+    # accuracy after two rounds fell 11 points against false (docs/results.md), so false
+    group_by_prompt: bool = False
     # DPO's reference log-probs from the sampling engine where they apply (checked against a forward)
     engine_ref: bool = True
     report_to: ReportTo = "none"  # none | tensorboard | trackio | wandb: TRL's experiment tracking

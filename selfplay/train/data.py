@@ -103,13 +103,14 @@ def pair_tokens(p: Pair, tokenizer) -> tuple[int, int]:
 
 
 def pair_order(lengths: Sequence[int], step_pairs: int, n_pairs: int, seed: int, group: bool,
-               keys: Sequence[str] | None = None, batch: int | None = None) -> list[int]:
+               keys: Sequence[str] | None = None, batch: int | None = None, by_problem: bool = True) -> list[int]:
     """Indices into the pairs, in training order: seeded shuffles (one per epoch) cut to `n_pairs`.
 
-    keys (a prompt per pair, optional): each epoch shuffles the prompts, not the pairs, and a
-    prompt's pairs follow one another, so an optimizer step holds a few problems' pairs rather
-    than pairs of as many problems, and the pairs of one problem can share one row in a
-    micro-batch (selfplay/train/head.py).
+    keys (a prompt per pair, optional) with by_problem: each epoch shuffles the prompts, not the
+    pairs, and a prompt's pairs follow one another, so an optimizer step holds a few problems'
+    pairs rather than pairs of as many problems, and the pairs of one problem can share one row in
+    a micro-batch (selfplay/train/head.py). Without by_problem the epoch shuffles pairs (the
+    order is the same as without keys) and keys only lay out each step's micro-batches (below).
 
     group: within each optimizer step (consecutive `step_pairs`), longest first, so each
     micro-batch pads to a similar length; with `keys`, the step is cut into micro-batches of
@@ -119,7 +120,7 @@ def pair_order(lengths: Sequence[int], step_pairs: int, n_pairs: int, seed: int,
     """
     rng = random.Random(seed)
     units: list[list[int]] = [[i] for i in range(len(lengths))]
-    if keys is not None:
+    if keys is not None and by_problem:
         by_key: dict[str, list[int]] = {}
         for i, k in enumerate(keys):
             by_key.setdefault(k, []).append(i)

@@ -151,8 +151,9 @@ def train_dpo(pair_files: Sequence[Path], base_model: str, out_dir: Path, cfg: T
     group_by_length (sort each optimizer step's pairs by length: less padding, same gradient),
     completion_only_head (the LM head on completion tokens only, selfplay/train/head.py) and
     shared_prompt (with it: each prompt runs once per micro-batch, not once per completion;
-    head.py). cfg.group_by_prompt: each epoch shuffles problems, not pairs (a problem's pairs
-    train in one step and, with shared_prompt, in one block; data.pair_order). cfg.engine_ref:
+    head.py; the pairs of one prompt that a step holds go in one micro-batch). cfg.group_by_prompt:
+    each epoch shuffles problems, not pairs (a problem's pairs train in one step and, with
+    shared_prompt, in one block; data.pair_order). cfg.engine_ref:
     the reference log-probs the sampling engine stored with the pairs, checked against a forward,
     instead of a reference forward, where they apply (train/reflogps.py). Completions end at
     their end-of-sequence token either way.
@@ -193,8 +194,10 @@ def train_dpo(pair_files: Sequence[Path], base_model: str, out_dir: Path, cfg: T
     n_slots = cfg.max_steps * step_pairs if cfg.max_steps > 0 else math.ceil(cfg.epochs * len(kept))
     widths = [pair_tokens(p, tokenizer) for p in kept]
     lengths = [packed if shared_prompt else longer for longer, packed in widths]
-    keys = [io.dumps(p.prompt).decode() for p in kept] if cfg.group_by_prompt else None
-    order = pair_order(lengths, step_pairs, n_slots, seed, group_by_length, keys=keys, batch=cfg.batch_size)
+    # with shared_prompt, the pairs of one prompt that a step holds share a micro-batch (one block)
+    keys = [io.dumps(p.prompt).decode() for p in kept] if cfg.group_by_prompt or shared_prompt else None
+    order = pair_order(lengths, step_pairs, n_slots, seed, group_by_length, keys=keys, batch=cfg.batch_size,
+                       by_problem=cfg.group_by_prompt)
     dataset = Dataset.from_list([{"prompt": kept[i].prompt, "chosen": kept[i].chosen,
                                   "rejected": kept[i].rejected} for i in order])
     model, ref, ref_path, peft_config = _models(cfg, base_path, ref_model, lora_r=lora_r, lora_alpha=lora_alpha,

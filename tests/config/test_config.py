@@ -59,6 +59,29 @@ def test_shipped_configs_load(name):
     assert cfg.guard.enabled == (name == "default.toml")
 
 
+# the comparison configs of docs/results.md: the default job with exactly these settings changed
+CHANGED = {
+    "group.toml": {"train.group_by_prompt": True},
+    "pose-mutation.toml": {"pose.prompts": ["fewshot", "program_first", "mutation"]},
+    "no-word-mix.toml": {"seeds.generators": ["add", "sub", "word_add", "word_sub", "two_step"]},
+}
+
+
+@pytest.mark.parametrize("name", sorted(CHANGED))
+def test_comparison_configs_differ_from_the_default_only_where_they_say(name):
+    import dataclasses
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+
+    def flat(cfg):
+        return {f"{sec.name}.{f.name}": getattr(getattr(cfg, sec.name), f.name)
+                for sec in dataclasses.fields(cfg) for f in dataclasses.fields(getattr(cfg, sec.name))}
+
+    default, other = flat(load_config(root / "configs" / "default.toml")), flat(load_config(root / "configs" / name))
+    assert {k: v for k, v in other.items() if default[k] != v} == CHANGED[name]
+
+
 # Each bad value -> ValueError naming the field; a value of the right type but the wrong meaning
 # must fail at load, before a round of generation. (override dict, field named in the error)
 BAD_VALUES = [

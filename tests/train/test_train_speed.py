@@ -176,3 +176,24 @@ def test_real_training_auto_precision_first_step_trains(tmp_path):
     base = AutoModelForCausalLM.from_pretrained(resolve_model("default")).state_dict()
     assert all(v.dtype == torch.float32 for v in trained.values())  # fp32 master weights saved
     assert max((trained[k] - base[k]).abs().max().item() for k in base) > 0
+
+
+def test_pair_order_by_pair_uses_keys_only_for_the_micro_batch_layout():
+    # group_by_prompt off with shared prompts: the epoch shuffles pairs (the steps hold the same
+    # pairs as with no keys at all); within a step, pairs of one prompt share a micro-batch
+    keys = ["a"] * 3 + ["b"] + ["c"] * 4 + ["d"] * 2 + ["e"] * 2
+    lengths = [100, 90, 80, 70, 60, 50, 40, 30, 20, 10, 5, 1]
+    for seed in range(6):
+        plain = pair_order(lengths, 8, 24, seed=seed, group=True)
+        laid = pair_order(lengths, 8, 24, seed=seed, group=True, keys=keys, batch=4, by_problem=False)
+        assert [set(laid[k:k + 8]) for k in range(0, 24, 8)] == [set(plain[k:k + 8]) for k in range(0, 24, 8)]
+        for k in range(0, 24, 8):
+            step = laid[k:k + 8]
+            micro_of = {i: n // 4 for n, i in enumerate(step)}
+            for key in set(keys):
+                mine = [i for i in step if keys[i] == key]
+                # a prompt's pairs in one step are split over micro-batches only when they cannot fit
+                if 1 < len(mine) <= 4 and len({micro_of[i] for i in mine}) > 1:
+                    assert sum(len({micro_of[i] for i in step if keys[i] == other}) > 1 for other in set(keys)) <= 1
+    by_problem = pair_order(lengths, 8, 12, seed=0, group=True, keys=keys, batch=4)
+    assert by_problem != pair_order(lengths, 8, 12, seed=0, group=True, keys=keys, batch=4, by_problem=False)
