@@ -12,8 +12,9 @@ seeded and fed in sequence):
           --base fp32: precision fp32, no length grouping, TRL's LM head over every position (the
           code before issue 15)
   chosen: the defaults (precision auto: bf16 on a CPU with AVX-512 BF16 / AMX or a CUDA GPU
-          with bf16, group_by_length, completion_only_head, shared_prompt, group_by_prompt: a
-          problem's pairs in one step and one prompt block; engine_ref: the reference log-probs
+          with bf16, group_by_length, completion_only_head, shared_prompt: the pairs of one prompt
+          that a step holds share one prompt block (group_by_prompt is off: pairs are shuffled one
+          by one; "group:group_by_prompt=true" measures it); engine_ref: the reference log-probs
           the sampling engine stored with the pairs where they apply, the rest by a forward
           before the first step, which is counted in the step time)
   --variant NAME:k=v,k=v  more settings measured in the same run: [train] fields (selfplay.config.

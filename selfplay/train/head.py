@@ -17,9 +17,10 @@ Triton (any CPU). Here, keeping TRL's loss code and its per-token output layout:
   (forward and backward) and the reference. Pairs of a micro-batch with the same prompt (a
   problem's pairs, which selfplay.train.data.pair_order keeps together) share one block: the
   prompt once, then every pair's chosen and rejected segments. A micro-batch's blocks go into one
-  row or a row each, whichever `row_cost` says is cheaper. A batch that is not in that layout
-  (rows that do not share their prompt, an attention implementation that takes no 4D mask) runs
-  the two-row way; `SharedPromptCounter` counts both.
+  row or a row each, whichever `row_cost` says is cheaper; in one row, the first tokens all their
+  prompts share (a solve prompt's template, instruction and worked example) come once. A batch
+  that is not in that layout (rows that do not share their prompt, an attention implementation
+  that takes no 4D mask) runs the two-row way; `SharedPromptCounter` counts both.
 """
 from __future__ import annotations
 
@@ -64,7 +65,19 @@ def row_cost(widths: list[int]) -> float:
     return sum(n * (1 + n / ATTENTION_WIDTH) for n in widths)
 
 
-def shared_layout(input_ids, attention_mask, labels, pack: bool | None = None):
+def _common_prefix(prompts) -> int:
+    """How many first tokens all these prompts share, at most the shortest one's length - 1 (each
+    keeps a token of its own: the position that predicts its first completion token)."""
+    import torch
+
+    short = min(len(t) for t in prompts) - 1
+    if short <= 0:
+        return 0
+    same = (torch.stack([t[:short] for t in prompts]) == prompts[0][:short]).all(0)
+    return int(same.long().cumprod(0).sum())
+
+
+def shared_layout(input_ids, attention_mask, labels, pack: bool | None = None, common_prefix: bool = True):
     """The shared-prompt layout of a DPO batch, or None when the batch is not [prompt + chosen] * B
     then [prompt + rejected] * B, right-padded, each pair's two rows with one prompt.
 
@@ -72,7 +85,9 @@ def shared_layout(input_ids, attention_mask, labels, pack: bool | None = None):
     prompt, then each pair's chosen and rejected completion as a segment that sees the prompt and
     itself only, its position ids restarting where the prompt ends. pack: the blocks go into one
     row (no padding; longer attention), or a row each, padded to the widest; None picks the one of
-    lower row_cost. Returns a Layout: ids [R, N],
+    lower row_cost. In one packed row (and with `common_prefix`), the first tokens all the blocks' prompts
+    share (the chat template, instruction and worked example of every solve prompt) come once, at
+    the row's start, and each block holds only the rest of its prompt, which sees them. Returns a Layout: ids [R, N],
     position_ids [R, N], allowed [R, 1, N, N] bool (True = may attend), gather (row, position) of
     the hidden state predicting each completion token, its target, out (row, column) of that
     token's log-prob in TRL's [2B, width - 1] layout, and the real tokens of the shared rows and
@@ -112,10 +127,15 @@ def shared_layout(input_ids, attention_mask, labels, pack: bool | None = None):
         else:
             groups.append([i])
     widths = [spans[g[0]][0] + sum(lc + lr - 2 * p for p, lc, lr in (spans[i] for i in g)) for g in groups]
+    prompts = [input_ids[g[0], :spans[g[0]][0]] for g in groups]
+    common = _common_prefix(prompts) if common_prefix and len(groups) > 1 else 0
+    packed_width = sum(widths) - common * (len(groups) - 1)
     if pack is None:
-        pack = row_cost([sum(widths)]) < row_cost([max(widths)] * len(widths))
+        pack = row_cost([packed_width]) < row_cost([max(widths)] * len(widths))
+    if not pack:
+        common = 0
     rows_of = [list(range(len(groups)))] if pack else [[k] for k in range(len(groups))]
-    n = max(sum(widths[k] for k in r) for r in rows_of)
+    n = packed_width if pack else max(widths)
     dev = input_ids.device
     ids = input_ids.new_zeros((len(rows_of), n))
     positions = torch.arange(n, device=dev).repeat(len(rows_of), 1)
@@ -125,25 +145,31 @@ def shared_layout(input_ids, attention_mask, labels, pack: bool | None = None):
     g_row, g_pos, o_row, o_col, targets = [], [], [], [], []
     rows_list = input_ids.tolist()
     for k, members in enumerate(rows_of):
-        o = 0  # where the next group starts in row k
+        # the prompts' common first tokens, once at the row's start (packed rows only)
+        ids[k, :common] = input_ids[groups[0][0], :common]
+        allowed[k, 0, :common, :common] = causal[:common, :common]
+        o = common  # where the next group starts in row k
         for g in (groups[m] for m in members):
             p = spans[g[0]][0]
-            ids[k, o:o + p] = input_ids[g[0], :p]
-            positions[k, o:o + p] = torch.arange(p, device=dev)
-            allowed[k, 0, o:o + p, o:o + p] = causal[:p, :p]
-            s = o + p  # where the next segment starts
+            own = p - common  # the group's prompt tokens after the common ones (at least one)
+            ids[k, o:o + own] = input_ids[g[0], common:p]
+            positions[k, o:o + own] = torch.arange(common, p, device=dev)
+            allowed[k, 0, o:o + own, :common] = True
+            allowed[k, 0, o:o + own, o:o + own] = causal[:own, :own]
+            s = o + own  # where the next segment starts
             for i in g:
                 _, lc, lr = spans[i]
                 for row, end in ((i, lc), (i + pairs, lr)):  # the chosen segment, then the rejected one
                     m = end - p
                     ids[k, s:s + m] = input_ids[row, p:end]
                     positions[k, s:s + m] = torch.arange(p, end, device=dev)
-                    allowed[k, 0, s:s + m, o:o + p] = True
+                    allowed[k, 0, s:s + m, :common] = True
+                    allowed[k, 0, s:s + m, o:o + own] = True
                     allowed[k, 0, s:s + m, s:s + m] = causal[:m, :m]
                     # token p + j is predicted at the prompt's last position (j = 0), else at its own
                     # packed position - 1; TRL puts token t's log-prob in column t - 1
                     g_row += [k] * m
-                    g_pos += [o + p - 1] + list(range(s, s + m - 1))
+                    g_pos += [o + own - 1] + list(range(s, s + m - 1))
                     o_row += [row] * m
                     o_col += list(range(p - 1, end - 1))
                     targets += rows_list[row][p:end]
@@ -154,12 +180,12 @@ def shared_layout(input_ids, attention_mask, labels, pack: bool | None = None):
         return torch.tensor(xs, dtype=torch.long, device=dev)
 
     return Layout(ids, positions, allowed, (as_t(g_row), as_t(g_pos)), as_t(targets),
-                  (as_t(o_row), as_t(o_col)), tokens=sum(widths),
+                  (as_t(o_row), as_t(o_col)), tokens=packed_width if pack else sum(widths),
                   two_row_tokens=sum(lc + lr for _, lc, lr in spans))
 
 
 def completion_only_head(model, precision: str, shared_prompt: bool = False,
-                         counter: SharedPromptCounter | None = None) -> bool:
+                         counter: SharedPromptCounter | None = None, common_prefix: bool = True) -> bool:
     """Replace TRL's fused LM head on `model` with one that scores only completion tokens and,
     with `shared_prompt`, runs each pair's prompt once (module docstring).
 
@@ -193,7 +219,8 @@ def completion_only_head(model, precision: str, shared_prompt: bool = False,
         return logp, entropy, mean_logits, is_top1
 
     def shared(input_ids, attention_mask, labels, kwargs):
-        layout = shared_layout(input_ids, attention_mask, labels) if attention_mask is not None else None
+        layout = (shared_layout(input_ids, attention_mask, labels, common_prefix=common_prefix)
+                  if attention_mask is not None else None)
         if layout is None:
             return None
         allowed = layout.allowed

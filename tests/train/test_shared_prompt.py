@@ -152,6 +152,41 @@ def test_the_segments_of_one_prompt_see_the_prompt_and_themselves_only():
     assert torch.equal(packed.allowed[0, 0, :17, :17], allowed)
 
 
+# two problems whose prompts share their first three tokens (a solve prompt's template,
+# instruction and worked example), the first with two pairs
+COMMON_PREFIX = [([5, 6, 7, 8, 9], [20, 21], [30]), ([5, 6, 7, 12], [40, 41, 42], [50, 51]),
+                 ([5, 6, 7, 8, 9], [22], [31, 32, 33])]
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_a_packed_row_holds_the_prompts_common_tokens_once(attn, monkeypatch):
+    from selfplay.train import head
+
+    monkeypatch.setattr(head, "ATTENTION_WIDTH", 10 ** 6)  # one packed row
+    batch = _batch(COMMON_PREFIX)
+    lay = head.shared_layout(*batch)
+    # [5, 6, 7] once; then [8, 9] + 2 + 1 + 1 + 3 for the first problem, [12] + 3 + 2 for the second
+    assert lay.ids.tolist() == [[5, 6, 7, 8, 9, 20, 21, 30, 22, 31, 32, 33, 12, 40, 41, 42, 50, 51]]
+    assert lay.position_ids[0].tolist() == [0, 1, 2, 3, 4, 5, 6, 5, 5, 5, 6, 7, 3, 4, 5, 6, 4, 5]
+    allowed = lay.allowed[0, 0]
+    assert allowed[12, :3].all() and not allowed[12, 3:12].any() and allowed[12, 12]  # [12] sees [5, 6, 7]
+    assert allowed[16, :3].all() and allowed[16, 12] and not allowed[16, 13:16].any()  # rejected: prompt only
+    assert not allowed[:12, 12:].any()  # the first problem never sees the second
+    assert lay.tokens == 18 and lay.two_row_tokens == sum(2 * len(p) + len(c) + len(r) for p, c, r in COMMON_PREFIX)
+    # the second problem's first completion tokens are predicted from its own prompt token
+    first = {(int(r), int(c)): int(g) for g, r, c in zip(lay.gather[1], *lay.out)}
+    assert first[(1, 3)] == 12 and first[(4, 3)] == 12
+    assert head.shared_layout(*batch, pack=False).ids.shape == (2, 12)  # a row each: no common part
+    two, g_two, _ = _run(attn, False, batch)
+    one, g_one, counter = _run(attn, True, batch)
+    assert (counter.shared, counter.tokens_shared) == (1, 18)
+    for name in ("log_probs", "entropy", "mean_logits"):
+        a, b = getattr(two, name), getattr(one, name)
+        assert torch.allclose(a, b, atol=1e-5), (name, (a - b).abs().max())
+    assert torch.equal(two.is_top1, one.is_top1)
+    assert (g_two - g_one).norm() / g_two.norm() < 1e-4
+
+
 def _pairs(path):
     """8 pairs of 5 problems: 3, 2, 1, 1 and 1 pairs (a problem's pairs share one prompt block)."""
     qs = [(2, 3, 0), (2, 3, 1), (2, 3, 2), (4, 5, 0), (4, 5, 1), (10, 7, 0), (6, 6, 0), (8, 1, 0)]
