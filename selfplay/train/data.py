@@ -115,8 +115,9 @@ def pair_order(lengths: Sequence[int], step_pairs: int, n_pairs: int, seed: int,
     group: within each optimizer step (consecutive `step_pairs`), longest first, so each
     micro-batch pads to a similar length; with `keys`, the step is cut into micro-batches of
     `batch` pairs that keep a prompt's pairs together where they fit (largest prompt groups
-    first). The step's set of pairs, and so its gradient, is the same as without grouping; only
-    the layout of its micro-batches changes.
+    first). The step's set of pairs is the same as without grouping; only the layout of its
+    micro-batches changes (and with it the NLL term's weights: TRL takes its token mean per
+    micro-batch; the DPO term is a mean over equal micro-batches and does not change).
     """
     rng = random.Random(seed)
     units: list[list[int]] = [[i] for i in range(len(lengths))]
