@@ -62,8 +62,6 @@ def test_shipped_configs_load(name):
 # the comparison configs of docs/results.md: the default job with exactly these settings changed
 CHANGED = {
     "group.toml": {"train.group_by_prompt": True},
-    "pose-mutation.toml": {"pose.prompts": ["fewshot", "program_first", "mutation"]},
-    "no-word-mix.toml": {"seeds.generators": ["add", "sub", "word_add", "word_sub", "two_step"]},
 }
 
 
