@@ -140,7 +140,7 @@ def train_dpo(pair_files: Sequence[Path], base_model: str, out_dir: Path, cfg: T
               max_grad_norm: float = 1.0, lora_r: int = 16, lora_alpha: int = 32, lora_dropout: float = 0.0,
               gradient_checkpointing: bool = False, logging_steps: int = 1, group_by_length: bool = True,
               completion_only_head: bool = True, shared_prompt: bool = True,
-              common_prefix: bool = True) -> dict[str, Any]:
+              common_prefix: bool = True, attention_pieces: bool = True) -> dict[str, Any]:
     """Train `base_model` on the pairs in `pair_files` and save a plain HF model to `out_dir`.
 
     cfg: the [train] section (checked here too). seed: trainer + data order (the loop passes
@@ -153,7 +153,8 @@ def train_dpo(pair_files: Sequence[Path], base_model: str, out_dir: Path, cfg: T
     completion_only_head (the LM head on completion tokens only, selfplay/train/head.py) and
     shared_prompt (with it: each prompt runs once per micro-batch, not once per completion;
     head.py; the pairs of one prompt that a step holds go in one micro-batch) and common_prefix
-    (with shared_prompt: a packed row holds its prompts' common first tokens once). cfg.group_by_prompt:
+    (with shared_prompt: a packed row holds its prompts' common first tokens once) and
+    attention_pieces (a packed row's attention runs piece by piece under sdpa). cfg.group_by_prompt:
     each epoch shuffles problems, not pairs (a problem's pairs train in one step and, with
     shared_prompt, in one block; data.pair_order). cfg.engine_ref:
     the reference log-probs the sampling engine stored with the pairs, checked against a forward,
@@ -170,7 +171,7 @@ def train_dpo(pair_files: Sequence[Path], base_model: str, out_dir: Path, cfg: T
                    lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
                    gradient_checkpointing=gradient_checkpointing, logging_steps=logging_steps,
                    group_by_length=group_by_length, completion_only_head=completion_only_head,
-                   shared_prompt=shared_prompt, common_prefix=common_prefix)
+                   shared_prompt=shared_prompt, common_prefix=common_prefix, attention_pieces=attention_pieces)
     Config(train=cfg).validate()  # the [train] rules of selfplay/config/checks.py
     check_options(cfg, **options)
     t0 = time.perf_counter()
@@ -223,8 +224,8 @@ def train_dpo(pair_files: Sequence[Path], base_model: str, out_dir: Path, cfg: T
     shared = SharedPromptCounter()
     if completion_only_head:
         policy = trainer.model.get_base_model() if cfg.use_lora else trainer.model
-        patched = [patch_head(m, precision, shared_prompt, shared, common_prefix) for m in (policy, trainer.ref_model)
-                   if m is not None]
+        patched = [patch_head(m, precision, shared_prompt, shared, common_prefix, attention_pieces,
+                              metrics=m is policy) for m in (policy, trainer.ref_model) if m is not None]
         head = "completion" if all(patched) else "trl"
     trainer.train_dataset = strip_after_eos(trainer.train_dataset, tokenizer.eos_token_id)
     ref_source: dict[str, Any] = {"engine": 0, "forward": len(order)}  # TRL's reference forward on every step
@@ -282,7 +283,8 @@ def train_dpo(pair_files: Sequence[Path], base_model: str, out_dir: Path, cfg: T
         "ref_logps": ref_source,
         # forwards (policy and reference micro-batches) run with each pair's prompt once / twice
         "shared_prompt": {"shared": shared.shared, "two_row": shared.two_row, "tokens": shared.tokens_shared,
-                          "two_row_tokens": shared.tokens_two_row, "no_grad_tokens": shared.tokens_no_grad},
+                          "two_row_tokens": shared.tokens_two_row, "no_grad_tokens": shared.tokens_no_grad,
+                          "pieces": shared.pieces},
         "step_seconds": progress.step_seconds,
         "tokens": history[-1].get("num_tokens") if history else None,  # TRL: real tokens seen
         "base_model": base_path, "ref_model": ref_path, "out_dir": str(out_dir),

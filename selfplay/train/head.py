@@ -18,7 +18,10 @@ Triton (any CPU). Here, keeping TRL's loss code and its per-token output layout:
   problem's pairs, which selfplay.train.data.pair_order keeps together) share one block: the
   prompt once, then every pair's chosen and rejected segments. A micro-batch's blocks go into one
   row or a row each, whichever `row_cost` says is cheaper; in one row, the first tokens all their
-  prompts share (a solve prompt's template, instruction and worked example) come once. A batch
+  prompts share (a solve prompt's template, instruction and worked example) come once, and with
+  sdpa the row's attention runs piece by piece (`pieces_attention`): each segment's queries
+  against only the keys it may see (the common tokens, its prompt's own tokens, itself), not the
+  whole row under a mask, so a packed row's attention grows with its pieces, not its width. A batch
   that is not in that layout (rows that do not share their prompt, an attention implementation
   that takes no 4D mask) runs the two-row way; `SharedPromptCounter` counts both.
 """
@@ -30,6 +33,9 @@ from typing import Any
 
 # Attention implementations that take a custom 4D mask: sdpa wants True = attend, eager an additive one.
 MASKED_ATTENTION = ("sdpa", "eager")
+# The attention a packed row runs with under sdpa: registered with transformers' AttentionInterface,
+# and set on the model's config only for the length of that forward.
+PIECES_ATTENTION = "selfplay_pieces"
 
 
 @dataclass
@@ -41,6 +47,7 @@ class SharedPromptCounter:
     tokens_shared: int = 0  # real tokens the shared rows processed
     tokens_two_row: int = 0  # real tokens the same batches have as TRL's two rows
     tokens_no_grad: int = 0  # real tokens processed without gradients (reference forwards)
+    pieces: int = 0  # shared forwards whose packed row's attention ran piece by piece
 
 
 @dataclass
@@ -53,6 +60,7 @@ class Layout:
     out: tuple[Any, Any]
     tokens: int
     two_row_tokens: int
+    pieces: Any = None  # Pieces of a packed row with pieces=True
 
 
 # Rows of width n cost about n * (1 + n / ATTENTION_WIDTH): a masked attention's cost per token grows
@@ -61,8 +69,11 @@ class Layout:
 ATTENTION_WIDTH = 1350
 
 
-def row_cost(widths: list[int]) -> float:
-    return sum(n * (1 + n / ATTENTION_WIDTH) for n in widths)
+def row_cost(widths: list[int], areas: list[int] | None = None) -> float:
+    """Cost of rows of these widths whose attention covers `areas` query-key entries (default:
+    width^2, a whole row under one mask)."""
+    areas = [n * n for n in widths] if areas is None else areas
+    return sum(n + a / ATTENTION_WIDTH for n, a in zip(widths, areas, strict=True))
 
 
 def _common_prefix(prompts) -> int:
@@ -77,7 +88,8 @@ def _common_prefix(prompts) -> int:
     return int(same.long().cumprod(0).sum())
 
 
-def shared_layout(input_ids, attention_mask, labels, pack: bool | None = None, common_prefix: bool = True):
+def shared_layout(input_ids, attention_mask, labels, pack: bool | None = None, common_prefix: bool = True,
+                  pieces: bool = False):
     """The shared-prompt layout of a DPO batch, or None when the batch is not [prompt + chosen] * B
     then [prompt + rejected] * B, right-padded, each pair's two rows with one prompt.
 
@@ -87,7 +99,10 @@ def shared_layout(input_ids, attention_mask, labels, pack: bool | None = None, c
     row (no padding; longer attention), or a row each, padded to the widest; None picks the one of
     lower row_cost. In one packed row (and with `common_prefix`), the first tokens all the blocks' prompts
     share (the chat template, instruction and worked example of every solve prompt) come once, at
-    the row's start, and each block holds only the rest of its prompt, which sees them. Returns a Layout: ids [R, N],
+    the row's start, and each block holds only the rest of its prompt, which sees them. pieces: a
+    packed row also gets its attention pieces (Layout.pieces, for `pieces_attention`): the common
+    tokens, then each block's own prompt tokens, then each segment, each with the keys it may see;
+    the packing choice then counts those pieces' attention, not the row's. Returns a Layout: ids [R, N],
     position_ids [R, N], allowed [R, 1, N, N] bool (True = may attend), gather (row, position) of
     the hidden state predicting each completion token, its target, out (row, column) of that
     token's log-prob in TRL's [2B, width - 1] layout, and the real tokens of the shared rows and
@@ -131,7 +146,13 @@ def shared_layout(input_ids, attention_mask, labels, pack: bool | None = None, c
     common = _common_prefix(prompts) if common_prefix and len(groups) > 1 else 0
     packed_width = sum(widths) - common * (len(groups) - 1)
     if pack is None:
-        pack = row_cost([packed_width]) < row_cost([max(widths)] * len(widths))
+        area = None
+        if pieces:  # the common tokens causal, then each block's prompt and each segment against what it sees
+            area = [common * common + sum(
+                (spans[g[0]][0] - common) * spans[g[0]][0]
+                + sum(m * (spans[g[0]][0] + m) for p, lc, lr in (spans[i] for i in g) for m in (lc - p, lr - p))
+                for g in groups)]
+        pack = row_cost([packed_width], area) < row_cost([max(widths)] * len(widths))
     if not pack:
         common = 0
     rows_of = [list(range(len(groups)))] if pack else [[k] for k in range(len(groups))]
@@ -144,10 +165,13 @@ def shared_layout(input_ids, attention_mask, labels, pack: bool | None = None, c
     causal = torch.ones((n, n), dtype=torch.bool, device=dev).tril()
     g_row, g_pos, o_row, o_col, targets = [], [], [], [], []
     rows_list = input_ids.tolist()
+    spans_of_row: list[tuple[int, int, list[range]]] = []  # (query start, end, key ranges) of a packed row
     for k, members in enumerate(rows_of):
         # the prompts' common first tokens, once at the row's start (packed rows only)
         ids[k, :common] = input_ids[groups[0][0], :common]
         allowed[k, 0, :common, :common] = causal[:common, :common]
+        if common:
+            spans_of_row.append((0, common, []))
         o = common  # where the next group starts in row k
         for g in (groups[m] for m in members):
             p = spans[g[0]][0]
@@ -156,6 +180,7 @@ def shared_layout(input_ids, attention_mask, labels, pack: bool | None = None, c
             positions[k, o:o + own] = torch.arange(common, p, device=dev)
             allowed[k, 0, o:o + own, :common] = True
             allowed[k, 0, o:o + own, o:o + own] = causal[:own, :own]
+            spans_of_row.append((o, o + own, [range(common), range(o, o + own)]))
             s = o + own  # where the next segment starts
             for i in g:
                 _, lc, lr = spans[i]
@@ -166,6 +191,7 @@ def shared_layout(input_ids, attention_mask, labels, pack: bool | None = None, c
                     allowed[k, 0, s:s + m, :common] = True
                     allowed[k, 0, s:s + m, o:o + own] = True
                     allowed[k, 0, s:s + m, s:s + m] = causal[:m, :m]
+                    spans_of_row.append((s, s + m, [range(common), range(o, o + own), range(s, s + m)]))
                     # token p + j is predicted at the prompt's last position (j = 0), else at its own
                     # packed position - 1; TRL puts token t's log-prob in column t - 1
                     g_row += [k] * m
@@ -179,18 +205,120 @@ def shared_layout(input_ids, attention_mask, labels, pack: bool | None = None, c
     def as_t(xs: list[int]):
         return torch.tensor(xs, dtype=torch.long, device=dev)
 
+    row_pieces = None
+    if pieces and pack:
+        row_pieces = _pieces(allowed[0, 0], spans_of_row)
     return Layout(ids, positions, allowed, (as_t(g_row), as_t(g_pos)), as_t(targets),
                   (as_t(o_row), as_t(o_col)), tokens=packed_width if pack else sum(widths),
-                  two_row_tokens=sum(lc + lr for _, lc, lr in spans))
+                  two_row_tokens=sum(lc + lr for _, lc, lr in spans), pieces=row_pieces)
+
+
+@dataclass
+class Pieces:
+    """A packed row's attention in pieces (`pieces_attention`): the first `common` tokens causal
+    among themselves, then buckets of pieces padded to one shape, each (query positions [P, q],
+    key positions [P, k], bool mask [P, 1, q, k]); back: for each row position from `common` on,
+    its index among the buckets' queries, flattened in order."""
+
+    common: int
+    buckets: list[tuple[Any, Any, Any]]
+    back: Any
+
+
+# a bucket takes the next (shorter) piece while its padded area stays within this factor of its pieces' own
+BUCKET_SLACK = 1.25
+
+
+def _pieces(allowed, spans: list[tuple[int, int, list[range]]]) -> Pieces:
+    """Pieces of a packed row from its spans (query start, end, the key ranges it may see; none:
+    the common tokens, which come first)."""
+    import torch
+
+    common = spans[0][1] if spans and not spans[0][2] else 0
+    rest = sorted((s for s in spans if s[2]), key=lambda s: s[0] - s[1])  # longest first
+    groups: list[list[tuple[int, int, list[int]]]] = []
+    area = 0
+    for q0, q1, ranges in rest:
+        keys = [j for r in ranges for j in r]
+        if groups:
+            g = groups[-1]
+            lq, lk = g[0][1] - g[0][0], max(len(keys), *(len(x[2]) for x in g))
+            if (len(g) + 1) * lq * lk <= BUCKET_SLACK * (area + (q1 - q0) * len(keys)):
+                g.append((q0, q1, keys))
+                area += (q1 - q0) * len(keys)
+                continue
+        groups.append([(q0, q1, keys)])
+        area = (q1 - q0) * len(keys)
+    back = torch.zeros(allowed.shape[0] - common, dtype=torch.long)
+    buckets, base = [], 0
+    for g in groups:
+        lq, lk = g[0][1] - g[0][0], max(len(keys) for _, _, keys in g)
+        qpos = torch.zeros(len(g), lq, dtype=torch.long)
+        kpos = torch.zeros(len(g), lk, dtype=torch.long)
+        mask = torch.zeros(len(g), 1, lq, lk, dtype=torch.bool)
+        mask[:, 0, :, 0] = True  # a padded query sees one key (a row with none would give NaN); dropped after
+        for p, (q0, q1, keys) in enumerate(g):
+            q, k = torch.arange(q0, q1), torch.tensor(keys)
+            qpos[p, :len(q)], kpos[p, :len(k)] = q, k
+            mask[p, 0, :len(q), :len(k)] = allowed[q0:q1].index_select(1, k)
+            back[q - common] = base + p * lq + torch.arange(len(q))
+        buckets.append((qpos.to(allowed.device), kpos.to(allowed.device), mask.to(allowed.device)))
+        base += len(g) * lq
+    return Pieces(common, buckets, back.to(allowed.device))
+
+
+def pieces_attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling: float | None = None,
+                     selfplay_pieces: Pieces | None = None, **kwargs):
+    """transformers attention (AttentionInterface) of a packed shared-prompt row, in pieces.
+
+    With `selfplay_pieces` (Layout.pieces of a one-row batch), each piece's queries attend to its
+    own keys under its own small mask (pieces of like size in one padded batch), and the outputs
+    go back in row order: the same result as sdpa over the whole row under `attention_mask` (every
+    key a piece leaves out is one its queries may not see), for a fraction of the work. Without
+    it: transformers' sdpa.
+    """
+    import torch
+    from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
+
+    if selfplay_pieces is None:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      **kwargs)
+    groups = getattr(module, "num_key_value_groups", 1)
+    if groups > 1:
+        key, value = repeat_kv(key, groups), repeat_kv(value, groups)
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    q_all, k_all, v_all = query[0], key[0], value[0]  # [heads, n, dim]
+    heads, dim = q_all.shape[0], q_all.shape[-1]
+    c = selfplay_pieces.common
+    out = []
+    if c:
+        out.append(sdpa(q_all[:, :c], k_all[:, :c], v_all[:, :c], dropout_p=dropout, scale=scaling,
+                        is_causal=True).transpose(0, 1))  # [c, heads, dim]
+    flat = []
+    for qpos, kpos, mask in selfplay_pieces.buckets:
+        (n_p, lq), lk = qpos.shape, kpos.shape[1]
+
+        def take(x, pos, width):  # [heads, n, dim] -> [pieces, heads, width, dim]
+            return x.index_select(1, pos.flatten()).view(heads, n_p, width, dim).transpose(0, 1)
+
+        o = sdpa(take(q_all, qpos, lq), take(k_all, kpos, lk), take(v_all, kpos, lk), attn_mask=mask,
+                 dropout_p=dropout, scale=scaling)  # [pieces, heads, lq, dim]
+        flat.append(o.transpose(1, 2).reshape(n_p * lq, heads, dim))
+    out.append(torch.cat(flat).index_select(0, selfplay_pieces.back))
+    return torch.cat(out).unsqueeze(0), None  # [1, n, heads, dim]
 
 
 def completion_only_head(model, precision: str, shared_prompt: bool = False,
-                         counter: SharedPromptCounter | None = None, common_prefix: bool = True) -> bool:
+                         counter: SharedPromptCounter | None = None, common_prefix: bool = True,
+                         attention_pieces: bool = True, metrics: bool = True) -> bool:
     """Replace TRL's fused LM head on `model` with one that scores only completion tokens and,
     with `shared_prompt`, runs each pair's prompt once (module docstring).
 
     Returns False (TRL's head is kept) for models whose logits are scaled or soft-capped, which
     this plain head does not reproduce. `counter` (if given) counts shared and two-row batches.
+    attention_pieces: under sdpa, a packed row's attention runs piece by piece (`pieces_attention`).
+    metrics: the entropy, mean logit and top-1 TRL logs from the policy's outputs; a frozen
+    reference's are never read (TRL takes only its log-probs), so False returns zeros for them.
     """
     import torch
     from trl.trainer.utils import FusedCausalLMOutput
@@ -205,6 +333,11 @@ def completion_only_head(model, precision: str, shared_prompt: bool = False,
     attention = getattr(model.config, "_attn_implementation", None)
     shared_prompt = shared_prompt and attention in MASKED_ATTENTION
     counter = counter if counter is not None else SharedPromptCounter()
+    by_pieces = attention_pieces and attention == "sdpa"
+    if by_pieces:
+        from transformers import AttentionInterface
+
+        AttentionInterface.register(PIECES_ATTENTION, pieces_attention)
 
     def score(hidden, target):
         """(log-prob of each target, entropy, mean logit, target is top-1), from its hidden state."""
@@ -212,23 +345,35 @@ def completion_only_head(model, precision: str, shared_prompt: bool = False,
             logits = model.get_output_embeddings()(hidden)  # [completion tokens, vocab]
         logp_all = logits.float().log_softmax(-1)
         logp = logp_all.gather(-1, target.unsqueeze(-1)).squeeze(-1)
+        if not metrics:
+            zeros = logp.detach().new_zeros(logp.shape)
+            return logp, zeros, zeros, zeros.bool()
         with torch.no_grad():
             entropy = -(logp_all.exp() * logp_all).sum(-1)
-            mean_logits = logits.float().mean(-1)
-            is_top1 = logits.argmax(-1) == target
+            mean_logits = logits.mean(-1, dtype=torch.float32)
+            # the fp32 log-softmax keeps the bf16 logits' order and ties: the same top-1, 4x faster
+            is_top1 = logp_all.argmax(-1) == target
         return logp, entropy, mean_logits, is_top1
 
     def shared(input_ids, attention_mask, labels, kwargs):
-        layout = (shared_layout(input_ids, attention_mask, labels, common_prefix=common_prefix)
+        layout = (shared_layout(input_ids, attention_mask, labels, common_prefix=common_prefix, pieces=by_pieces)
                   if attention_mask is not None else None)
         if layout is None:
             return None
         allowed = layout.allowed
         mask4d = allowed if attention == "sdpa" else torch.zeros(allowed.shape, dtype=torch.float32).masked_fill(
             ~allowed, torch.finfo(torch.float32).min)
-        with torch.autocast(input_ids.device.type, dtype=torch.bfloat16, enabled=bf16):
-            hidden = model.base_model(input_ids=layout.ids, attention_mask=mask4d, position_ids=layout.position_ids,
-                                      **kwargs).last_hidden_state
+        if layout.pieces is not None:
+            # the whole mask goes along too: a forward rerun under sdpa (gradient checkpointing) uses it
+            kwargs = {**kwargs, "selfplay_pieces": layout.pieces}
+            model.config._attn_implementation = PIECES_ATTENTION
+            counter.pieces += 1
+        try:
+            with torch.autocast(input_ids.device.type, dtype=torch.bfloat16, enabled=bf16):
+                hidden = model.base_model(input_ids=layout.ids, attention_mask=mask4d,
+                                          position_ids=layout.position_ids, **kwargs).last_hidden_state
+        finally:
+            model.config._attn_implementation = attention
         shape = (input_ids.shape[0], input_ids.shape[1] - 1)
         counter.shared += 1
         counter.tokens_shared += layout.tokens

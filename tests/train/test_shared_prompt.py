@@ -40,12 +40,12 @@ PAIRS = [([5, 6, 7, 8, 9, 10, 11], [20, 21, 22], [30, 31, 32, 33, 34]),
          ([12, 13, 14], [40, 41, 42, 43, 44, 45], [50])]
 
 
-def _run(attn: str, shared: bool, batch):
+def _run(attn: str, shared: bool, batch, pieces: bool = True):
     from selfplay.train.head import SharedPromptCounter, completion_only_head
 
     model = _tiny_model(attn)
     counter = SharedPromptCounter()
-    assert completion_only_head(model, "fp32", shared_prompt=shared, counter=counter)
+    assert completion_only_head(model, "fp32", shared_prompt=shared, counter=counter, attention_pieces=pieces)
     ids, att, labels = batch
     out = model(input_ids=ids, attention_mask=att, labels=labels, fused_lm_head=True, use_cache=False)
     weights = torch.arange(1, ids.shape[0] + 1, dtype=torch.float32)  # a different weight per row
@@ -113,8 +113,10 @@ def test_pairs_of_one_prompt_share_one_row_with_the_two_rows_log_probs_and_gradi
     batch = _batch(SAME_PROMPT)
     assert head.shared_layout(*batch).ids.shape[0] == (1 if pack else 2)
     two, g_two, _ = _run(attn, False, batch)
-    one, g_one, counter = _run(attn, True, batch)
+    # pieces count a packed row's attention by its pieces, which would pack these rows: off for a row each
+    one, g_one, counter = _run(attn, True, batch, pieces=pack)
     assert (counter.shared, counter.two_row) == (1, 0)
+    assert counter.pieces == (1 if pack and attn == "sdpa" else 0)  # sdpa runs a packed row in pieces
     # one block 4 + (3+2) + (1+4) + (2+1) and one 3 + 2 + 3, against TRL's 8 rows
     assert counter.tokens_shared == 17 + 8
     assert counter.tokens_two_row == sum(2 * len(p) + len(c) + len(r) for p, c, r in SAME_PROMPT)
@@ -180,11 +182,64 @@ def test_a_packed_row_holds_the_prompts_common_tokens_once(attn, monkeypatch):
     two, g_two, _ = _run(attn, False, batch)
     one, g_one, counter = _run(attn, True, batch)
     assert (counter.shared, counter.tokens_shared) == (1, 18)
+    assert counter.pieces == (attn == "sdpa")
     for name in ("log_probs", "entropy", "mean_logits"):
         a, b = getattr(two, name), getattr(one, name)
         assert torch.allclose(a, b, atol=1e-5), (name, (a - b).abs().max())
     assert torch.equal(two.is_top1, one.is_top1)
     assert (g_two - g_one).norm() / g_two.norm() < 1e-4
+
+
+def test_a_packed_rows_pieces_cover_it_and_leave_out_only_keys_it_may_not_see():
+    from selfplay.train import head
+
+    for batch in (_batch(COMMON_PREFIX), _batch(SAME_PROMPT), _batch(PAIRS)):
+        lay = head.shared_layout(*batch, pack=True, pieces=True)
+        allowed = lay.allowed[0, 0]
+        n, c = allowed.shape[0], lay.pieces.common
+        assert head.shared_layout(*batch, pack=False, pieces=True).pieces is None  # a row each: whole-row masks
+        assert torch.equal(allowed[:c, :c], torch.ones(c, c, dtype=torch.bool).tril()) and not allowed[:c, c:].any()
+        slots = []  # (query position, its keys, its mask row) of every query slot, flattened in bucket order
+        for qpos, kpos, mask in lay.pieces.buckets:
+            assert mask.any(-1).all()  # every query slot, padding too, sees a key (no NaN row)
+            for p in range(qpos.shape[0]):
+                slots += [(int(qpos[p, j]), kpos[p], mask[p, 0, j]) for j in range(qpos.shape[1])]
+        back = lay.pieces.back.tolist()
+        assert len(back) == n - c and len(set(back)) == n - c  # each position from c on has its own slot
+        for pos, slot in zip(range(c, n), back):
+            q, keys, row = slots[slot]
+            assert q == pos
+            seen = torch.zeros(n, dtype=torch.bool)
+            seen[keys[row]] = True
+            assert torch.equal(seen, allowed[pos])  # exactly the keys it may see, none it may not
+    # COMMON_PREFIX: [5, 6, 7] common; [8, 9], 2 + 1 + 1 + 3 and [12], 3 + 2 in pieces of like size
+    lay = head.shared_layout(*_batch(COMMON_PREFIX), pack=True, pieces=True)
+    assert lay.pieces.common == 3
+    assert sorted(int((q > 0).sum()) for q, _, _ in lay.pieces.buckets for q in q) == [1, 1, 1, 2, 2, 2, 3, 3]
+
+
+def test_pieces_attention_gives_whole_row_sdpa_outputs_and_gradients():
+    from transformers import LlamaConfig
+
+    from selfplay.train import head
+
+    lay = head.shared_layout(*_batch(COMMON_PREFIX), pack=True, pieces=True)
+    n = lay.ids.shape[1]
+    torch.manual_seed(1)
+    q = torch.randn(1, 4, n, 8, requires_grad=True)
+    k = torch.randn(1, 2, n, 8, requires_grad=True)  # grouped keys and values: 2 for 4 query heads
+    v = torch.randn(1, 2, n, 8, requires_grad=True)
+    module = torch.nn.Module()
+    module.num_key_value_groups, module.is_causal, module.config = 2, True, LlamaConfig()
+    whole, _ = head.pieces_attention(module, q, k, v, lay.allowed, scaling=0.3)
+    (gq, gk, gv) = torch.autograd.grad((whole * torch.arange(whole.numel()).reshape(whole.shape)).sum(), (q, k, v))
+    pieced, _ = head.pieces_attention(module, q, k, v, lay.allowed, scaling=0.3, selfplay_pieces=lay.pieces)
+    assert len(lay.pieces.buckets) > 1  # pieces of unlike size in buckets of their own
+    assert pieced.shape == whole.shape == (1, n, 4, 8)
+    assert torch.allclose(pieced, whole, atol=1e-6)
+    grads = torch.autograd.grad((pieced * torch.arange(whole.numel()).reshape(whole.shape)).sum(), (q, k, v))
+    for a, b in zip((gq, gk, gv), grads):
+        assert torch.allclose(a, b, atol=1e-4), (a - b).abs().max()
 
 
 def _pairs(path):
@@ -225,3 +280,22 @@ def test_training_curves_agree_with_trls_plain_dpo(tmp_path):
         tol = 2e-3 * max(1.0, max(abs(x) for x in a))
         assert all(math.isclose(x, y, abs_tol=tol) for x, y in zip(a, b)), (key, a, b)
     assert fast["history"][-1]["rewards/margins"] > 0  # it learned
+
+
+def test_a_reference_head_without_metrics_gives_the_same_log_probs():
+    """The frozen reference's entropy, mean logit and top-1 are never read (TRL takes its log-probs)."""
+    from selfplay.train.head import completion_only_head
+
+    batch = _batch(COMMON_PREFIX)
+    outs = []
+    for metrics in (True, False):
+        model = _tiny_model("sdpa")
+        assert completion_only_head(model, "fp32", shared_prompt=True, metrics=metrics)
+        with torch.no_grad():
+            ids, att, labels = batch
+            outs.append(model(input_ids=ids, attention_mask=att, labels=labels, fused_lm_head=True, use_cache=False))
+    full, bare = outs
+    assert torch.equal(full.log_probs, bare.log_probs) and torch.equal(full.label_mask, bare.label_mask)
+    mask = full.label_mask
+    assert (full.entropy[mask] > 0).all() and (bare.entropy == 0).all() and (bare.mean_logits == 0).all()
+    assert full.is_top1.shape == bare.is_top1.shape and not bare.is_top1.any()
