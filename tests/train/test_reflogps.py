@@ -115,11 +115,16 @@ def test_training_with_the_engines_reference_matches_the_reference_forward(tmp_p
     assert (trl["ref_logps"]["engine"], trl["ref_logps"]["forward"]) == (0, 16)
     assert engine["ref_logps"]["engine"] == 16 and engine["ref_logps"]["engine_agreed"]
     assert engine["ref_logps"]["checked"] == 8 and engine["ref_logps"]["check_worst_nats"] < 1e-3
-    for key in ("loss", "rewards/margins", "rewards/accuracies", "logps/chosen", "logps/rejected"):
+    for key in ("loss", "rewards/margins", "logps/chosen", "logps/rejected"):
         a = [h[key] for h in trl["history"]]
         b = [h[key] for h in engine["history"]]
         tol = 2e-3 * max(1.0, max(abs(x) for x in a))
         assert all(math.isclose(x, y, abs_tol=tol) for x, y in zip(a, b)), (key, a, b)
+    # accuracy counts margins > 0: at step 1 (policy = reference) the margins are 0 up to rounding,
+    # and the packed row's rounding is not the engine's forward's, so only decided steps compare
+    decided = [(h["rewards/accuracies"], g["rewards/accuracies"]) for h, g in zip(trl["history"], engine["history"])
+               if min(abs(h["rewards/margins"]), abs(g["rewards/margins"])) > 1e-3]
+    assert len(decided) >= len(trl["history"]) - 1 and all(x == y for x, y in decided), decided
 
     off = run("off", _engine_pairs(tmp_path / "off.jsonl", shift=5.0))
     assert not off["ref_logps"]["engine_agreed"] and off["ref_logps"]["engine"] == 0
