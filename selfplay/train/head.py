@@ -60,7 +60,7 @@ class Layout:
     out: tuple[Any, Any]
     tokens: int
     two_row_tokens: int
-    pieces: Any = None  # Pieces of a packed row with pieces=True
+    pieces: Pieces | None = None  # a packed row's, with pieces=True
 
 
 # Rows of width n cost about n * (1 + n / ATTENTION_WIDTH): a masked attention's cost per token grows
@@ -86,6 +86,19 @@ def _common_prefix(prompts) -> int:
         return 0
     same = (torch.stack([t[:short] for t in prompts]) == prompts[0][:short]).all(0)
     return int(same.long().cumprod(0).sum())
+
+
+def _pieces_area(common: int, groups: list[list[tuple[int, int, int]]]) -> int:
+    """Query-key entries a packed row's pieces cover: the common tokens among themselves, each
+    block's own prompt tokens against its whole prompt, each segment against its prompt and
+    itself. groups: each block's pairs as (prompt length, chosen end, rejected end)."""
+    area = common * common
+    for g in groups:
+        p = g[0][0]
+        area += (p - common) * p
+        for _, lc, lr in g:
+            area += sum(m * (p + m) for m in (lc - p, lr - p))
+    return area
 
 
 def shared_layout(input_ids, attention_mask, labels, pack: bool | None = None, common_prefix: bool = True,
@@ -146,12 +159,7 @@ def shared_layout(input_ids, attention_mask, labels, pack: bool | None = None, c
     common = _common_prefix(prompts) if common_prefix and len(groups) > 1 else 0
     packed_width = sum(widths) - common * (len(groups) - 1)
     if pack is None:
-        area = None
-        if pieces:  # the common tokens causal, then each block's prompt and each segment against what it sees
-            area = [common * common + sum(
-                (spans[g[0]][0] - common) * spans[g[0]][0]
-                + sum(m * (spans[g[0]][0] + m) for p, lc, lr in (spans[i] for i in g) for m in (lc - p, lr - p))
-                for g in groups)]
+        area = [_pieces_area(common, [[spans[i] for i in g] for g in groups])] if pieces else None
         pack = row_cost([packed_width], area) < row_cost([max(widths)] * len(widths))
     if not pack:
         common = 0
@@ -294,16 +302,15 @@ def pieces_attention(module, query, key, value, attention_mask, dropout: float =
     if c:
         out.append(sdpa(q_all[:, :c], k_all[:, :c], v_all[:, :c], dropout_p=dropout, scale=scaling,
                         is_causal=True).transpose(0, 1))  # [c, heads, dim]
+
+    def take(x, pos):  # [heads, n, dim] at positions [pieces, width] -> [pieces, heads, width, dim]
+        return x.index_select(1, pos.flatten()).view(heads, *pos.shape, dim).transpose(0, 1)
+
     flat = []
     for qpos, kpos, mask in selfplay_pieces.buckets:
-        (n_p, lq), lk = qpos.shape, kpos.shape[1]
-
-        def take(x, pos, width):  # [heads, n, dim] -> [pieces, heads, width, dim]
-            return x.index_select(1, pos.flatten()).view(heads, n_p, width, dim).transpose(0, 1)
-
-        o = sdpa(take(q_all, qpos, lq), take(k_all, kpos, lk), take(v_all, kpos, lk), attn_mask=mask,
-                 dropout_p=dropout, scale=scaling)  # [pieces, heads, lq, dim]
-        flat.append(o.transpose(1, 2).reshape(n_p * lq, heads, dim))
+        o = sdpa(take(q_all, qpos), take(k_all, kpos), take(v_all, kpos), attn_mask=mask,
+                 dropout_p=dropout, scale=scaling)  # [pieces, heads, q, dim]
+        flat.append(o.transpose(1, 2).reshape(qpos.numel(), heads, dim))
     out.append(torch.cat(flat).index_select(0, selfplay_pieces.back))
     return torch.cat(out).unsqueeze(0), None  # [1, n, heads, dim]
 
