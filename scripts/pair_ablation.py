@@ -22,9 +22,9 @@ import argparse
 import sys
 from pathlib import Path
 
-import tomllib
 
 from selfplay.backends.resources import build_verifier
+from selfplay.config import parse_setting
 from selfplay.core import io
 from selfplay.core.metrics import gain_points, greedy_gain
 from selfplay.core.records import Problem
@@ -43,14 +43,14 @@ def parse_variant(text: str) -> tuple[str, dict[str, object]]:
     name, _, rest = text.partition(":")
     overrides = {}
     for item in filter(None, rest.split(",")):
-        key, eq, value = item.partition("=")
-        if not eq or not key.startswith(VARIANT_SECTIONS):
+        try:
+            key, value = parse_setting(item)
+        except ValueError as e:
+            raise SystemExit(f"--variant {text}: {e}") from None
+        if not key.startswith(VARIANT_SECTIONS):
             raise SystemExit(f"--variant {text}: each setting is SECTION.FIELD=VALUE, SECTION one of "
                              f"{', '.join(s.rstrip('.') for s in VARIANT_SECTIONS)}")
-        try:  # a TOML value (true, 3, 0.5, "drop"); a bare word is a string
-            overrides[key] = tomllib.loads(f"v = {value}")["v"]
-        except tomllib.TOMLDecodeError:
-            overrides[key] = value
+        overrides[key] = value
     return name, overrides
 
 

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 from selfplay.backends.models import check_model, resolve_model
 from selfplay.backends.resources import build_verifier
 from selfplay.cli.parser import RUN_FLAGS, _cfg_default, build_parser
-from selfplay.config import Config, apply_overrides, load_config
+from selfplay.config import Config, apply_overrides, load_config, parse_setting
 from selfplay.core import console, io
 from selfplay.core import log as runlog
 from selfplay.core.log import log
@@ -30,7 +30,11 @@ from selfplay.verify.reverify import apply_relabel, downstream, relabel_file
 
 
 def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
-    return {field: getattr(args, flag) for flag, field in RUN_FLAGS.items() if hasattr(args, flag)}
+    """The config fields a command line sets: each --set, then the flags that name a field (a flag
+    given wins over a --set of its field; a flag not given leaves it)."""
+    settings = dict(parse_setting(text) for text in getattr(args, "settings", []))
+    flags = {field: getattr(args, flag) for flag, field in RUN_FLAGS.items() if hasattr(args, flag)}
+    return settings | {field: value for field, value in flags.items() if value is not None or field not in settings}
 
 
 def _stage_config(args: argparse.Namespace) -> tuple[Any, str | None]:

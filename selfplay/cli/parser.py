@@ -71,6 +71,10 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help=_from_cfg("generation backend: auto = vllm when installed, else hf; 'scripted' is a fake "
                                   "for tests", "model.backend"))
     p.add_argument("--batch-size", type=int, help=_from_cfg("rows per forward pass (hf backend)", "model.batch_size"))
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE", dest="settings",
+                   help="set any config field over --config (repeatable; the value is TOML: true, 3, 0.5, "
+                   '\'["add", "sub"]\', else a bare string), e.g. --set pose.enabled=false; a flag above for '
+                   "the same field wins")
     _verbose(p)
 
 

@@ -75,6 +75,20 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     return apply_overrides(from_dict(data), overrides).validate()
 
 
+def parse_setting(text: str) -> tuple[str, Any]:
+    """One `SECTION.FIELD=VALUE` setting (`selfplay run --set`, the ablation scripts' variants):
+    the value is read as TOML (true, 3, 0.5, "x", ["a", "b"]); anything else is a bare string. The
+    field itself is checked where it is applied (apply_overrides)."""
+    key, eq, value = text.partition("=")
+    key = key.strip()
+    if not eq or "." not in key or not all(key.split(".")):
+        raise ValueError(f"config: --set {text!r}: expected SECTION.FIELD=VALUE (e.g. pose.enabled=false)")
+    try:
+        return key, tomllib.loads(f"v = {value.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        return key, value.strip()
+
+
 def apply_overrides(cfg: Config, overrides: dict[str, Any] | None) -> Config:
     """Set dotted fields ({"solve.samples": 4, ...}; None values are skipped) with the same type
     checks as the file's; the one way every command layers flags over a config."""

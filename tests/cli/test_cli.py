@@ -36,6 +36,37 @@ def test_bad_config_is_one_line(tmp_path, toml, needle):
     assert not (tmp_path / "o").exists()  # nothing half-written
 
 
+@pytest.mark.parametrize("setting,needle", [
+    ("pose.enabld=false", "config: pose.enabld: unknown field"),
+    ("solve.samples=1", "config: solve.samples: must be >= 2"),
+    ("samples=4", "expected SECTION.FIELD=VALUE"),
+    ("solve.samples", "expected SECTION.FIELD=VALUE"),
+])
+def test_a_bad_set_is_one_line_and_writes_nothing(tmp_path, setting, needle):
+    r = sp("run", "--config", ROOT / "configs/default.toml", "--set", setting, "--out", tmp_path / "o")
+    assert r.returncode == 2 and needle in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_set_layers_any_field_over_the_config_and_a_flag_wins_over_it():
+    from selfplay.cli.main import overrides_from
+    from selfplay.cli.parser import build_parser
+    from selfplay.config import load_config
+
+    args = build_parser().parse_args(["run", "--set", "pose.enabled=false", "--set", 'seeds.generators=["add", "sub"]',
+                                      "--set", "run.seed=5", "--set", "solve.samples=4", "--samples", "6",
+                                      "--set", "model.name=some/model"])
+    cfg = load_config(ROOT / "configs/default.toml", overrides_from(args))
+    assert cfg.pose.enabled is False and cfg.seeds.generators == ["add", "sub"]
+    assert cfg.run.seed == 5  # no --seed: the --set stands
+    assert cfg.solve.samples == 6  # --samples names the same field and wins
+    assert cfg.model.name == "some/model"  # not TOML: a bare string
+    assert cfg.train.batch_size == 8  # the file's own value where nothing sets it
+    plain = load_config(ROOT / "configs/default.toml", overrides_from(build_parser().parse_args(["run"])))
+    assert plain.pose.enabled is True and plain.run.seed == 0
+
+
 def test_eval_bad_data_line_names_file_and_line(tmp_path):
     f = tmp_path / "e.jsonl"
     f.write_text('{"question": "1+1?", "answer": "2"}\n{"question": "no answer"}\n')
