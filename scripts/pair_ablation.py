@@ -22,7 +22,6 @@ import argparse
 import sys
 from pathlib import Path
 
-
 from selfplay.backends.resources import build_verifier
 from selfplay.config import parse_setting
 from selfplay.core import io
