@@ -7,7 +7,10 @@ For each prompt kind (selfplay/prompts.py POSE_KINDS) the same number of attempt
 job's round-0 seed problems, through the posing checks and the second-program witness. Prints per
 kind: kept / attempted, the witness's agreement (agree / problems that reached it) and the top
 rejection reasons; then one line per kind `kind=K level=L kept_rate=... agree_rate=...
-mean_steps=...` (arithmetic steps of the kept problems' programs: --level shows the curriculum).
+mean_steps=... word=W` (arithmetic steps of the kept problems' programs: --level shows the
+curriculum; W: kept problems that are word problems, selfplay_seeds.is_word_problem). The
+solver-majority witness that a word problem also needs in a run comes after solving and is not
+part of this count.
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ from selfplay.backends.models import resolve_model  # noqa: E402
 from selfplay.backends.resources import build_backend, build_sandbox  # noqa: E402
 from selfplay.config import load_config  # noqa: E402
 from selfplay.pose.posing import pose_problems  # noqa: E402
+from selfplay_seeds import is_word_problem  # noqa: E402
 
 
 def main() -> int:
@@ -67,7 +71,7 @@ def main() -> int:
             steps = sum(p.meta["steps"] for p in kept) / len(kept) if kept else 0.0
             lines.append(f"kind={kind} level={args.level} kept_rate={len(kept) / max(st['attempted'], 1):.3f} "
                          f"agree_rate={len(kept) / max(reached, 1):.3f} checks_passed={reached} "
-                         f"mean_steps={steps:.2f}")
+                         f"mean_steps={steps:.2f} word={sum(is_word_problem(p.question) for p in kept)}")
     finally:
         backend.close()
         sandbox.close()

@@ -7,7 +7,7 @@ the leaf modules selfplay.core.records and selfplay.core.rng, never a pipeline s
 """
 from selfplay_seeds.loaders import load_hf_dataset, load_jsonl_problems, parse_hf_spec
 from selfplay_seeds.procedural import GENERATORS, generate, procedural_problems
-from selfplay_seeds.text import normalize_question
+from selfplay_seeds.text import is_word_problem, normalize_question
 
 __all__ = ["GENERATORS", "generate", "procedural_problems", "load_jsonl_problems", "load_hf_dataset",
-           "parse_hf_spec", "normalize_question"]
+           "parse_hf_spec", "normalize_question", "is_word_problem"]

@@ -40,3 +40,18 @@ def normalize_question(text: str) -> str:
     t = unicodedata.normalize("NFKC", text).lower().translate(_SAME_OP)
     t = _RUNS.sub(" ", strip_thousands(t))
     return " ".join(_TOKEN.findall(t))
+
+
+_WORDS = re.compile(r"[A-Za-z]{2,}")
+
+
+def is_word_problem(question: str) -> bool:
+    """A word problem tells a story around its numbers; bare arithmetic ("What is 3 + 4?",
+    "Compute 12 minus 5.") has a handful of words at most.
+
+    >>> is_word_problem("Compute 12 minus 5.")
+    False
+    >>> is_word_problem("Li has 5 pencils and gets 2 more. How many pencils does Li have now?")
+    True
+    """
+    return len(_WORDS.findall(question)) >= 8

@@ -118,18 +118,18 @@ def copies_example(completion: str, extracted: str | None = None) -> bool:
 # selfplay.backends.base.chat_token_ids) and generation stops at the end of the one part asked:
 # a question ends at its line's end, a program at its closing fence.
 #   fewshot        `shots` seed questions, then "Problem:": a new question like them
-#   mutation       one seed question: the same kind with new numbers, names and story
+#   mutation       `shots` seed questions of one kind (one generator or seed file, word problems
+#                  first), then "Problem:": one more of that kind, new numbers, names and story
 #   composition    two seed questions: one new question that takes both steps
 #   program_first  `shots` seed programs, then an open fence: a new program; then the question it
 #                  answers, from seed (program, question) shots
 # A question's program (and the second witness's) comes from program_messages.
-POSE_KINDS: dict[str, int | None] = {"fewshot": None, "mutation": 1, "composition": 2, "program_first": None}
+POSE_KINDS: dict[str, int | None] = {"fewshot": None, "mutation": None, "composition": 2, "program_first": None}
 QUESTION_STOP = ("\n",)
 PROGRAM_STOP = ("```",)
 _ASK = {
     "fewshot": "Write new math word problems like these, with new numbers and names.{hint}",
-    "mutation": ("Write a new problem of the same kind as this one, with new numbers, new names and a "
-                 "new story.{hint}\n\n{examples}"),
+    "mutation": "Write one more problem of the same kind as these, with new numbers, new names and a new story.{hint}",
     "composition": ("Combine these two problems into one new problem, so that solving it takes both "
                     "steps.{hint}\n\n{examples}"),
     "program_first": "Write a new short Python program like these, with new numbers, that prints one number.{hint}",
@@ -159,7 +159,7 @@ def pose_messages(kind: str, examples: Sequence[tuple[str, str]], level: int = 0
         return [{"role": "user", "content": _ASK[kind].format(hint=hint)},
                 {"role": "assistant", "content": shown + "```python\n"}]
     listed = "".join(f"Problem: {q.strip()}\n" for q, _ in examples)
-    if kind == "fewshot":
+    if kind in ("fewshot", "mutation"):
         return [{"role": "user", "content": _ASK[kind].format(hint=hint)},
                 {"role": "assistant", "content": listed + "Problem:"}]
     return [{"role": "user", "content": _ASK[kind].format(hint=hint, examples=listed)},

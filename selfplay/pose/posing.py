@@ -24,7 +24,8 @@ from selfplay.core.rng import derive_seed, rng_for
 from selfplay.pose.checks import check_posed, clean_question, program_steps
 from selfplay.pose.witness import WITNESSES, expression_witness, program_witness
 from selfplay.prompts import POSE_KINDS, PROGRAM_STOP, QUESTION_STOP, pose_messages, program_messages, question_messages
-from selfplay_seeds.text import normalize_question  # the one normaliser (operators kept): also pose dedup's
+# normalize_question: the one normaliser (operators kept), also pose dedup's
+from selfplay_seeds.text import is_word_problem, normalize_question
 
 
 # One generation call: (prompts, temperature, stop, seeds); n=1 per prompt.
@@ -80,6 +81,13 @@ def pose_problems(backend: Backend, sandbox: Any, examples: Sequence[Problem], *
         if k not in POSE_KINDS:
             raise ValueError(f"pose.prompts: unknown kind {k!r}; choose from {sorted(POSE_KINDS)}")
     shot_pool = [e for e in examples if e.program]
+    # mutation's shots are all of one kind (one generator or seed file), word problems where the
+    # pool has any: the model writes one more of that kind, so its story and form follow them
+    by_kind: dict[str, list[Problem]] = {}
+    for e in shot_pool:
+        by_kind.setdefault(e.source, []).append(e)
+    word_pool = [e for e in shot_pool if is_word_problem(e.question)]
+    same_kind = [g for g in by_kind.values() if is_word_problem(g[0].question)] or list(by_kind.values())
     stats: dict[str, Any] = {"attempted": 0, "kept": 0, "rejected": {}, "target": target, "level": level,
                              "witness": witness, "golds_disagree": 0,
                              "by_kind": {k: {"attempted": 0, "kept": 0} for k in dict.fromkeys(kinds)}}
@@ -92,10 +100,17 @@ def pose_problems(backend: Backend, sandbox: Any, examples: Sequence[Problem], *
     a0 = batch_no = 0
 
     def shots_for(a: int, role: str, n: int | None) -> list[tuple[str, str]]:
+        """Seed shots for attempt a's call `role`. A mutation attempt's question is asked after
+        seeds of one kind, and its programs (the gold's, the witness's) are written after word
+        problems' programs, where the pool has them."""
         key: tuple[Any, ...] = (a,)
         if shot_sets > 0:  # the batch's b-th set of this role for this kind
             key = ("set", batch_no, (a // len(kinds)) % shot_sets, kinds[a % len(kinds)])
-        picks = rng_for(seed, round_idx, role, *key).sample(shot_pool, min(n or shots, len(shot_pool)))
+        rng = rng_for(seed, round_idx, role, *key)
+        pool = shot_pool
+        if kinds[a % len(kinds)] == "mutation":
+            pool = rng.choice(same_kind) if role == "pose-shots" else (word_pool or shot_pool)
+        picks = rng.sample(pool, min(n or shots, len(pool)))
         return [(p.question, p.program or "") for p in picks]
 
     def call(prompts: list[Any], idx: list[int], role: str, temperature: float, stop: tuple[str, ...]) -> Call:

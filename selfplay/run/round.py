@@ -8,7 +8,6 @@ stage whose output file exists is never redone.
 """
 from __future__ import annotations
 
-import re
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -30,7 +29,7 @@ from selfplay.run import executor
 from selfplay.run.context import RoundContext, solve_entry
 from selfplay.run.curriculum import FILE as CURRICULUM_FILE
 from selfplay.run.curriculum import curriculum_line, seed_levels
-from selfplay_seeds import load_hf_dataset, load_jsonl_problems, parse_hf_spec, procedural_problems
+from selfplay_seeds import is_word_problem, load_hf_dataset, load_jsonl_problems, parse_hf_spec, procedural_problems
 
 
 def seed_problems(cfg: Config, round_idx: int, gate: HeldoutGate,
@@ -291,15 +290,6 @@ def round_stats(ctx: RoundContext, problems: Sequence[Problem], rollouts: dict[s
         "curriculum": io.read_json(ctx.dir / CURRICULUM_FILE) if (ctx.dir / CURRICULUM_FILE).exists() else None,
         "by_source": by_source(problems, rollouts, pairs),
     }
-
-
-_WORDS = re.compile(r"[A-Za-z]{2,}")
-
-
-def is_word_problem(question: str) -> bool:
-    """A word problem tells a story around its numbers; bare arithmetic ("What is 3 + 4?",
-    "Compute 12 minus 5.") has a handful of words at most."""
-    return len(_WORDS.findall(question)) >= 8
 
 
 def by_source(problems: Sequence[Problem], rollouts: dict[str, list[Rollout]],

@@ -81,7 +81,7 @@ class IllPosedBackend(ScriptedBackend):
     """Poses a yes/no question for every question-first prompt."""
 
     def _pose(self, msgs, seed):
-        if msgs[0]["content"].startswith(("Write a new problem", "Write new math", "Combine")):
+        if msgs[0]["content"].startswith(("Write one more problem", "Write new math", "Combine")):
             return " Is 200 a multiple of 4?\n"
         return super()._pose(msgs, seed)
 
@@ -158,7 +158,7 @@ def test_pose_messages_prefill_and_level(kind):
         assert "print(3 + 4)" in prefill
     else:
         assert prefill.endswith("Problem:")
-        shown = prefill if kind == "fewshot" else plain[0]["content"]
+        shown = prefill if kind in ("fewshot", "mutation") else plain[0]["content"]
         assert all(q in shown for q, _ in SHOTS)
 
 
@@ -302,14 +302,52 @@ def test_by_kind_counts_and_program_first_path():
     assert sum(a.startswith("Write the math word problem") for a in asks) == 20
 
 
-@pytest.mark.parametrize("kind,shots", [("mutation", 1), ("composition", 2), ("fewshot", 3)])
+@pytest.mark.parametrize("kind,shots", [("mutation", 3), ("composition", 2), ("fewshot", 3)])
 def test_shots_per_kind(kind, shots):
     backend = RecordingBackend()
     pose(backend, attempts=4, kinds=(kind,), shots=3)
-    first = [m for m in backend.prompts if m[0]["content"].startswith(("Write a new problem", "Combine", "Write new"))]
+    first = [m for m in backend.prompts if m[0]["content"].startswith(("Write one more", "Combine", "Write new"))]
     assert len(first) == 4
     for m in first:
         assert (m[0]["content"] + m[1]["content"]).count("Problem: What is") == shots
+
+
+WORD_SEEDS = [Problem(id=f"w{src}{i}", question=f"{name} has {i} {thing} and gets {i + 2} more. How many {thing} "
+                     f"does {name} have now?", answer=str(2 * i + 2), origin="procedural", source=src,
+                     program=f"print({i} + {i + 2})")
+              for src, name, thing in (("word_add", "Li", "pencils"), ("word_mix", "Ana", "shells"))
+              for i in range(1, 4)]
+
+
+def test_mutation_shows_seeds_of_one_word_problem_kind_in_the_models_mouth():
+    backend = RecordingBackend()
+    pose_problems(backend, ExecSandbox(), EXAMPLES + WORD_SEEDS, attempts=16, shots=3, params=PARAMS, seed=0,
+                  round_idx=0, model="m", batch=16, kinds=("mutation",))
+    first = [m for m in backend.prompts if m[0]["content"].startswith("Write one more problem of the same kind")]
+    assert len(first) == 16
+    kinds_seen = set()
+    for m in first:
+        shown = m[1]["content"]
+        assert m[1]["role"] == "assistant" and shown.endswith("Problem:")  # the pattern the model continues
+        assert shown.count("Problem: ") == 3 and "What is" not in shown  # bare arithmetic is left out
+        kind = {"Li has" in shown, "Ana has" in shown}
+        assert kind in ({True, False},)  # one kind per prompt: only Li's or only Ana's stories
+        kinds_seen.add("Li has" in shown)
+    assert kinds_seen == {True, False}  # both word kinds get asked for over the batch
+    # the posed questions are word problems (Kim's beads): their programs and the witness's are
+    # written after word problems' programs, never after bare arithmetic's
+    programs = [m[1]["content"] for m in backend.prompts if m[0]["content"].startswith("Write a short Python")]
+    assert len(programs) >= 16 and all("Kim has" in p.rsplit("Problem:", 1)[1] for p in programs)
+    assert all(p.count("Problem: ") == 4 and p.count("What is") == 0 for p in programs)
+    fewshot = RecordingBackend()  # the default kinds keep their shots from the whole pool
+    pose_problems(fewshot, ExecSandbox(), EXAMPLES + WORD_SEEDS, attempts=16, shots=3, params=PARAMS, seed=0,
+                  round_idx=0, model="m", batch=16, kinds=("fewshot",))
+    assert any("What is" in m[1]["content"] for m in fewshot.prompts
+               if m[0]["content"].startswith("Write a short Python"))
+    only_bare = RecordingBackend()
+    pose(only_bare, attempts=4, kinds=("mutation",), shots=3)  # no word problems: the bare kind itself
+    assert all(m[1]["content"].count("Problem: What is") == 3 for m in only_bare.prompts
+               if m[0]["content"].startswith("Write one more"))
 
 
 def _first_calls(backend):

@@ -8,7 +8,8 @@ from selfplay.config import Config
 from selfplay.core import io
 from selfplay.core.records import Problem, Rollout
 from selfplay.run.curriculum import FILE, curriculum_line, seed_levels
-from selfplay.run.round import by_source, is_word_problem
+from selfplay.run.round import by_source
+from selfplay_seeds import is_word_problem
 from selfplay_seeds import procedural_problems
 
 
