@@ -5,9 +5,10 @@ Every procedural item is reproducible from (seed, generator, level, index); file
 loaders map records to `selfplay.core.records.Problem` with origin "file" / "hf". seeds/ imports only
 the leaf modules selfplay.core.records and selfplay.core.rng, never a pipeline stage (tests/seeds/test_seeds.py).
 """
-from selfplay_seeds.loaders import load_hf_dataset, load_jsonl_problems, parse_hf_spec
+from selfplay_seeds.loaders import (SHIPPED, easy_first_levels, load_hf_dataset, load_jsonl_problems, parse_hf_spec,
+                                    seed_file)
 from selfplay_seeds.procedural import GENERATORS, generate, procedural_problems
 from selfplay_seeds.text import is_word_problem, normalize_question
 
 __all__ = ["GENERATORS", "generate", "procedural_problems", "load_jsonl_problems", "load_hf_dataset",
-           "parse_hf_spec", "normalize_question", "is_word_problem"]
+           "parse_hf_spec", "normalize_question", "is_word_problem", "SHIPPED", "seed_file", "easy_first_levels"]

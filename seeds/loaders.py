@@ -16,6 +16,7 @@ pipeline stage; and the standalone verifiers' thousands-separator rule (selfplay
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 from decimal import Decimal
 from pathlib import Path
@@ -24,6 +25,42 @@ from typing import Any, Iterable
 from selfplay.core.io import iter_jsonl
 from selfplay.core.records import Problem
 from selfplay_verifiers.normalize import strip_thousands
+
+
+DATA = Path(__file__).resolve().parent / "data"
+# Seed files shipped in seeds/data, each with its licence (data/LICENSE-*.md): config names them
+# by these names (seeds.files = ["gsm8k_train"]).
+SHIPPED = {"gsm8k_train": DATA / "gsm8k_train.jsonl"}
+
+
+def seed_file(name: str | Path) -> Path:
+    """A seed file as the config names it: a path, or the name of a shipped file (SHIPPED) when no
+    such path exists."""
+    path = Path(name)
+    return SHIPPED[str(name)] if not path.exists() and str(name) in SHIPPED else path
+
+
+def solution_steps(solution: str) -> int:
+    """A GSM8K worked solution's steps: its non-empty lines before "####" (each line is one
+    calculation: 2 to 9 in GSM8K's train split)."""
+    return sum(1 for line in solution.rsplit("####", 1)[0].splitlines() if line.strip())
+
+
+def easy_first_levels(problems: list[Problem]) -> list[Problem]:
+    """The problems with `level` set by how many steps their worked solution takes, ranked per
+    source: level 1 is the fewest steps that source has (GSM8K: 2), level 2 the next, and so on.
+    The seed curriculum then starts every file at seeds.levels and widens it like a generator,
+    when the model solves its top level often enough. A problem without worked steps (not GSM8K
+    format) is refused, naming its file and line."""
+    for p in problems:
+        if not isinstance(p.meta.get("steps"), int):
+            raise ValueError(f"{p.source}:{p.meta.get('line')}: seeds.file_order = easy_first needs GSM8K worked "
+                             f"solutions ('... <<48/2=24>>24 ... #### 72'); this line is {p.meta.get('format')}")
+    ranks: dict[str, dict[int, int]] = {}
+    for src in {p.source for p in problems}:
+        counts = sorted({p.meta["steps"] for p in problems if p.source == src})
+        ranks[src] = {n: i + 1 for i, n in enumerate(counts)}
+    return [dataclasses.replace(p, level=ranks[p.source][p.meta["steps"]]) for p in problems]
 
 
 def _number(x: Any) -> str:
@@ -106,7 +143,7 @@ def parse_record(d: dict[str, Any], where: str, *, unlabelled: bool = False) -> 
         final = raw.rsplit("####", 1)[1].strip()
         if not final:
             raise ValueError(f"{where}: field 'answer' has nothing after '####'")
-        return question, _number(final), "gsm8k", {}
+        return question, _number(final), "gsm8k", {"steps": solution_steps(raw)}
     if unlabelled and raw is None and not any(map(answer_like, found)):
         return question, "", "generic", {"gold_trusted": False}  # no gold at all: the round's majority vote labels it
     return question, gold("answer", seed=unlabelled), "generic", {}

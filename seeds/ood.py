@@ -15,15 +15,13 @@ tests/seeds/test_ood.py checks that no template shares its wording with a traini
 from __future__ import annotations
 
 import random
-from pathlib import Path
 from typing import Callable
 
 from selfplay.core.records import Problem
 from selfplay.core.rng import rng_for
-from selfplay_seeds.loaders import load_jsonl_problems
+from selfplay_seeds.loaders import DATA, load_jsonl_problems
 
 Item = tuple[str, int]
-DATA = Path(__file__).resolve().parent / "data"
 SVAMP_FILE = DATA / "svamp_test.jsonl"
 
 _PEOPLE = ["Kofi", "Lena", "Hugo", "Priya", "Mateo", "Ines", "Yuki", "Noah", "Amara", "Felix"]

@@ -19,6 +19,7 @@ from selfplay.config.enums import (
     BackendName,
     DType,
     Executor,
+    FileOrder,
     FlawedChosen,
     Launcher,
     PoseKind,
@@ -31,7 +32,7 @@ from selfplay.config.enums import (
     names,
 )
 from selfplay.core.evalsets import OOD_SETS
-from selfplay_seeds.loaders import load_jsonl_problems, parse_hf_spec
+from selfplay_seeds.loaders import easy_first_levels, load_jsonl_problems, parse_hf_spec, seed_file
 from selfplay_seeds.procedural import GENERATORS
 
 if TYPE_CHECKING:
@@ -49,14 +50,18 @@ WITNESSES = names(Witness)
 TRAIN_ON = names(TrainOn)
 FLAWED_CHOSEN = names(FlawedChosen)
 PRECISIONS = names(Precision)
+FILE_ORDERS = names(FileOrder)
 Check = tuple[str, bool, str]
 
 
-def _file_error(path: str, *, unlabelled: bool, limit: int | None = None) -> str:
+def _file_error(path: str | Path, *, unlabelled: bool, limit: int | None = None, easy_first: bool = False) -> str:
     """The one-line reason a problems file would be refused when the run reads it ("" if none), so
-    the run stops before it writes anything (selfplay_seeds.loaders.load_jsonl_problems reads it then)."""
+    the run stops before it writes anything (selfplay_seeds.loaders.load_jsonl_problems reads it then;
+    easy_first: every line needs worked steps, selfplay_seeds.loaders.easy_first_levels)."""
     try:
-        load_jsonl_problems(path, unlabelled=unlabelled, limit=limit)
+        problems = load_jsonl_problems(path, unlabelled=unlabelled, limit=limit)
+        if easy_first:
+            easy_first_levels(problems)
     except ValueError as e:
         return str(e)
     return ""
@@ -129,10 +134,14 @@ def checks(c: Config) -> Iterator[Check]:
     yield "seeds.levels", bool(s.levels) and all(lv >= 1 for lv in s.levels), "non-empty, each >= 1"
     yield "seeds.widen_at", 0 < s.widen_at <= 1, "must be in (0, 1]"
     yield "seeds.max_level", s.max_level >= max(s.levels or [1]), "must be >= the highest of seeds.levels"
+    yield "seeds.file_order", s.file_order in FILE_ORDERS, f"must be one of {list(FILE_ORDERS)}, got {s.file_order!r}"
+    easy_first = s.file_order == "easy_first"
     for fn in s.files:
-        yield "seeds.files", Path(fn).is_file(), f"{fn} not found"
-        yield "seeds.files", not (err := _file_error(fn, unlabelled=True)), err
-    seed_stems = [Path(fn).stem for fn in s.files]  # problem ids are "<stem>-<line index>"
+        yield "seeds.files", seed_file(fn).is_file(), f"{fn} not found (a path, or a shipped file: gsm8k_train)"
+        yield "seeds.files", not (err := _file_error(seed_file(fn), unlabelled=True, easy_first=easy_first)), err
+    yield "seeds.file_order", not easy_first or (s.files and not s.hf_datasets), \
+        "easy_first orders seeds.files by their worked solutions' steps: it needs seeds.files and no seeds.hf_datasets"
+    seed_stems = [seed_file(fn).stem for fn in s.files]  # problem ids are "<stem>-<line index>"
     yield "seeds.files", len(set(seed_stems)) == len(seed_stems), \
         f"two files share a stem (their ids would collide): {seed_stems}"
     for spec in s.hf_datasets:

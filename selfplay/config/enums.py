@@ -22,6 +22,7 @@ FlawedChosen = Literal["drop", "rejected"]  # pair.flawed_chosen (selfplay/pair/
 Launcher = Literal["none", "accelerate"]  # train.launcher (selfplay/train/launch.py)
 ReportTo = Literal["none", "tensorboard", "trackio", "wandb"]  # train.report_to, passed to TRL
 Precision = Literal["auto", "fp32", "bf16"]  # train.precision
+FileOrder = Literal["random", "easy_first"]  # seeds.file_order (selfplay_seeds.loaders.easy_first_levels)
 
 
 def names(enum: object) -> tuple[str, ...]:

@@ -15,6 +15,7 @@ from selfplay.config.enums import (
     BackendName,
     DType,
     Executor,
+    FileOrder,
     FlawedChosen,
     Launcher,
     PoseKind,
@@ -77,8 +78,14 @@ class SeedsConfig:
     curriculum: bool = True
     widen_at: float = 0.35
     max_level: int = 4
-    files: list[str] = field(default_factory=list)  # JSONL files (GSM8K or question/answer)
+    # JSONL files (GSM8K or question/answer), or a shipped one by name: "gsm8k_train" (GSM8K's
+    # train split, MIT: seeds/data/LICENSE-GSM8K.md)
+    files: list[str] = field(default_factory=list)
     file_problems: int = 0  # problems drawn from the files per round
+    # random: each round draws file_problems from the whole file; easy_first (GSM8K-format files):
+    # a problem's level is the rank of its worked solution's step count (level 1 = fewest steps),
+    # and the seed curriculum widens each file's levels like a generator's (curriculum = true)
+    file_order: FileOrder = "random"
     hf_datasets: list[str] = field(default_factory=list)  # e.g. "openai/gsm8k:main:train"
 
 

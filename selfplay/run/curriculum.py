@@ -1,5 +1,6 @@
 """The seed curriculum (seeds.curriculum): each procedural generator's levels widen when the
-model solves that generator's problems well.
+model solves that generator's problems well; so do a seed file's with seeds.file_order =
+easy_first (a file problem's level ranks its worked solution's steps: selfplay_seeds.loaders).
 
 Round 0 uses seeds.levels for every generator. Round K > 0 reads round K-1's problems and
 verified paths: for each generator, the share of its labelled paths at its highest level that are
@@ -17,22 +18,30 @@ from selfplay.config import Config
 from selfplay.core import io
 from selfplay.core.metrics import pass_counts
 from selfplay.core.records import Problem, Rollout
+from selfplay_seeds.loaders import seed_file
 
 FILE = "curriculum.json"
+
+
+def curriculum_sources(cfg: Config) -> list[str]:
+    """What the seed curriculum levels: each generator, then with seeds.file_order = easy_first
+    each seed file, by its file name (its problems' `source`)."""
+    files = [seed_file(f).name for f in cfg.seeds.files] if cfg.seeds.file_order == "easy_first" else []
+    return list(cfg.seeds.generators) + files
 
 
 def _levels_of(rdir: Path, cfg: Config) -> dict[str, list[int]]:
     path = rdir / FILE
     if path.exists():
         return {g: list(v["levels"]) for g, v in io.read_json(path)["generators"].items()}
-    return {g: list(cfg.seeds.levels) for g in cfg.seeds.generators}
+    return {g: list(cfg.seeds.levels) for g in curriculum_sources(cfg)}
 
 
 def _unchanged(cfg: Config, levels: dict[str, list[int]], why: str) -> dict[str, Any]:
     """Every generator keeps its levels (`levels`, else seeds.levels), nothing measured, for `why`."""
     return {"widen_at": cfg.seeds.widen_at, "generators": {
         g: {"levels": levels.get(g, list(cfg.seeds.levels)), "widened": False, "solve_rate": None, "paths": 0,
-            "why": why} for g in cfg.seeds.generators}}
+            "why": why} for g in curriculum_sources(cfg)}}
 
 
 def seed_levels(cfg: Config, out: Path, round_idx: int) -> dict[str, Any]:
@@ -49,10 +58,10 @@ def seed_levels(cfg: Config, out: Path, round_idx: int) -> dict[str, Any]:
     labels: dict[tuple[str, int], list[str | None]] = defaultdict(list)
     for r in io.read_records(prev / "rollouts.jsonl", Rollout.from_dict):
         p = problems.get(r.problem_id)
-        if p is not None and p.origin == "procedural" and p.level is not None:
+        if p is not None and p.origin in ("procedural", "file") and p.level is not None:
             labels[(p.source, p.level)].append(r.label)
     result = {}
-    for g in cfg.seeds.generators:
+    for g in curriculum_sources(cfg):
         now = levels.get(g, list(cfg.seeds.levels))
         top = max(now)
         correct, labelled = pass_counts(labels.get((g, top), []))

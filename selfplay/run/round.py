@@ -29,13 +29,16 @@ from selfplay.run import executor
 from selfplay.run.context import RoundContext, solve_entry
 from selfplay.run.curriculum import FILE as CURRICULUM_FILE
 from selfplay.run.curriculum import curriculum_line, seed_levels
-from selfplay_seeds import is_word_problem, load_hf_dataset, load_jsonl_problems, parse_hf_spec, procedural_problems
+from selfplay_seeds import (easy_first_levels, is_word_problem, load_hf_dataset, load_jsonl_problems, parse_hf_spec,
+                            procedural_problems, seed_file)
 
 
 def seed_problems(cfg: Config, round_idx: int, gate: HeldoutGate,
                   levels: dict[str, list[int]] | None = None) -> list[Problem]:
     """This round's seed problems: fresh procedural items (per-round seed) plus file/HF items.
-    `levels`: each generator's levels (the seed curriculum's), else seeds.levels for all.
+    `levels`: each generator's levels (the seed curriculum's), else seeds.levels for all; with
+    seeds.file_order = easy_first each file's too (keyed by file name), and its problems are
+    drawn from those levels only (selfplay_seeds.loaders.easy_first_levels).
 
     Every candidate passes `gate` (held-out exact + near-duplicate check) before it is taken, and
     a rejected one is replaced by the next candidate, so the counts asked for are still met."""
@@ -47,10 +50,12 @@ def seed_problems(cfg: Config, round_idx: int, gate: HeldoutGate,
         return probs
     pool: list[Problem] = []
     for f in cfg.seeds.files:
-        pool.extend(load_jsonl_problems(f, unlabelled=True))
+        pool.extend(load_jsonl_problems(seed_file(f), unlabelled=True))
     for spec in cfg.seeds.hf_datasets:
         name, conf, split = parse_hf_spec(spec)
         pool.extend(load_hf_dataset(name, config=conf, split=split))
+    if cfg.seeds.file_order == "easy_first":
+        pool = [p for p in easy_first_levels(pool) if p.level in (levels or {}).get(p.source, cfg.seeds.levels)]
     rng_for(rseed, "files").shuffle(pool)
     drawn: list[Problem] = []
     for p in pool:  # only candidates are checked (and counted): a large pool costs no more
@@ -305,7 +310,7 @@ def by_source(problems: Sequence[Problem], rollouts: dict[str, list[Rollout]],
         elif p.origin == "posed":
             key = "posed word" if is_word_problem(p.question) else "posed bare"
         else:
-            key = f"{p.origin} {p.source}"
+            key = f"{p.origin} {p.source}" + (f" L{p.level}" if p.level is not None else "")
         row = out.setdefault(key, {"problems": 0, "paths": 0, "correct": 0, "with_pairs": 0, "pairs": 0})
         correct, labelled = pass_counts(r.label for r in rollouts.get(p.id, []))
         row["problems"] += 1
