@@ -1,0 +1,92 @@
+"""Whole runs side by side: the ablation table of docs/results.md from finished run directories.
+
+For each run, after round --round (default: each run's last evaluated round), every eval set's
+greedy pass@1 and its paired gain over the run's own starting model (OUT/eval_base.json), with the
+out-of-distribution sets also pooled. With --against, each run is also compared with the base run
+of the same seed (run.seed in OUT/config.json), problem by problem: the same seed draws the same
+evaluation sets. A variant given for several seeds gets a line pooled over its seeds too (problem
+ids told apart by seed), against its bases and against its starts.
+
+    .venv/bin/python scripts/compare_runs.py --against runs/pr11 runs/pr12 \\
+        --variant default=runs/pr11,runs/pr12 --variant no_posing=runs/a_nopose_s0,runs/a_nopose_s1
+
+Prints a markdown table: variant, seed(s), set, after, gain vs start [95% CI], gain vs base
+[95% CI] (paired bootstrap; McNemar p). A set that a run and its base do not share (the
+in-distribution split of a run with other generators) shows no comparison, never a number over
+different problems.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from selfplay.core import io  # noqa: E402
+from selfplay.core.evalsets import OOD_SETS  # noqa: E402
+from selfplay.core.metrics import gain_points, pooled_greedy_gain  # noqa: E402
+
+POOLED = "OOD pooled"
+
+
+def _sets(run: Path, round_idx: int | None) -> tuple[int, dict[str, Any], dict[str, Any]]:
+    """(seed, start sets, after-round sets) of a finished run; refuses a run without them."""
+    cfg = io.read_json(run / "config.json")
+    base = run / "eval_base.json"
+    rounds = sorted((int(d.name.split("_")[1]) for d in run.glob("round_*") if (d / "eval.json").is_file()))
+    if not base.is_file() or not rounds:
+        raise SystemExit(f"{run}: no eval_base.json or no evaluated round: not a finished run with evaluation")
+    k = rounds[-1] if round_idx is None else round_idx
+    if k not in rounds:
+        raise SystemExit(f"{run}: round {k} has no eval.json (evaluated: {rounds})")
+    return int(cfg["run"]["seed"]), io.read_json(base)["sets"], io.read_json(run / f"round_{k}" / "eval.json")["sets"]
+
+
+def _cell(g: dict[str, Any]) -> str:
+    if g["n"] == 0:
+        return "(no shared problems)"
+    gain, ci = gain_points(g)
+    return f"{gain} {ci}, p = {g['mcnemar_p']:.2g}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--variant", action="append", required=True, metavar="NAME=RUN[,RUN...]",
+                    help="a variant and its runs (one per seed)")
+    ap.add_argument("--against", nargs="*", default=[], type=Path, metavar="RUN",
+                    help="base runs, one per seed: each variant run is compared with the one of its seed")
+    ap.add_argument("--round", type=int, default=None, help="the round whose eval.json to read (default: last)")
+    args = ap.parse_args(argv)
+    bases = {}
+    for run in args.against:
+        seed, _, after = _sets(run, args.round)
+        if seed in bases:
+            raise SystemExit(f"--against: two base runs with seed {seed}")
+        bases[seed] = after
+    print("| variant | seeds | set | after | vs start | vs base (same seed) |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for spec in args.variant:
+        name, eq, runs = spec.partition("=")
+        if not eq or not runs:
+            raise SystemExit(f"--variant {spec!r}: expected NAME=RUN[,RUN...]")
+        loaded = [_sets(Path(r), args.round) for r in runs.split(",")]
+        seeds = [s for s, _, _ in loaded]
+        names = [n for n in loaded[0][2] if all(n in a for _, _, a in loaded)]
+        for set_name in names + [POOLED]:
+            members = list(OOD_SETS) if set_name == POOLED else [set_name]
+            vs_start = [(f"{s}/{m}", st[m], a[m]) for s, st, a in loaded for m in members if m in a and m in st]
+            vs_base = [(f"{s}/{m}", bases[s][m], a[m]) for s, _, a in loaded for m in members
+                       if s in bases and m in a and m in bases[s]]
+            if not vs_start:
+                continue
+            g = pooled_greedy_gain(vs_start)
+            after = f"{100 * g['after']:.1f}%"
+            cell_base = _cell(pooled_greedy_gain(vs_base)) if vs_base else ""
+            print(f"| {name} | {','.join(map(str, seeds))} | {set_name} | {after} | {_cell(g)} | {cell_base} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

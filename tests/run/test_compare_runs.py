@@ -1,0 +1,59 @@
+"""scripts/compare_runs.py: whole runs side by side, paired per seed, pooled over seeds."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from selfplay.core import io
+
+ROOT = Path(__file__).resolve().parents[2]
+spec = importlib.util.spec_from_file_location("compare_runs", ROOT / "scripts" / "compare_runs.py")
+compare_runs = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(compare_runs)
+
+
+def _set(right: int, n: int = 10, prefix: str = "p") -> dict:
+    return {"problems": [{"id": f"{prefix}{i}", "greedy": {"label": "correct" if i < right else "incorrect"}}
+                         for i in range(n)]}
+
+
+def _run(path: Path, seed: int, start: dict[str, int], after: dict[str, int], heldout_prefix: str = "p") -> Path:
+    io.write_json(path / "config.json", {"run": {"seed": seed}})
+    sets = lambda d: {k: _set(v, prefix=heldout_prefix if k == "heldout_procedural" else "p")  # noqa: E731
+                      for k, v in d.items()}
+    io.write_json(path / "eval_base.json", {"sets": sets(start)})
+    io.write_json(path / "round_1" / "eval.json", {"sets": sets(after)})
+    (path / "round_0").mkdir()  # a round without eval.json is skipped
+    return path
+
+
+def _rows(capsys) -> dict[tuple[str, str], list[str]]:
+    lines = capsys.readouterr().out.strip().splitlines()[2:]
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines]
+    return {(c[0], c[2]): c for c in cells}
+
+
+def test_gains_against_the_start_and_the_same_seeds_base_pooled_over_seeds(tmp_path, capsys):
+    start = {"heldout_procedural": 2, "ood_arith": 1, "ood_word": 0, "svamp": 0}
+    b0 = _run(tmp_path / "b0", 0, start, {"heldout_procedural": 6, "ood_arith": 3, "ood_word": 2, "svamp": 0})
+    b1 = _run(tmp_path / "b1", 1, start, {"heldout_procedural": 6, "ood_arith": 3, "ood_word": 2, "svamp": 0})
+    v0 = _run(tmp_path / "v0", 0, start, {"heldout_procedural": 5, "ood_arith": 3, "ood_word": 6, "svamp": 1},
+              heldout_prefix="other")  # its own generators: another in-distribution split
+    v1 = _run(tmp_path / "v1", 1, start, {"heldout_procedural": 6, "ood_arith": 3, "ood_word": 4, "svamp": 0})
+    compare_runs.main(["--against", str(b0), str(b1), "--variant", f"v={v0},{v1}", "--variant", f"v0={v0}"])
+    rows = _rows(capsys)
+    word = rows[("v", "ood_word")]
+    assert word[1] == "0,1" and word[3] == "50.0%"  # (6 + 4) of 20
+    assert word[4].startswith("+50.0 [") and word[5].startswith("+30.0 [")  # vs start 0/20; vs base 4/20
+    pooled = rows[("v0", "OOD pooled")]
+    assert pooled[3] == "33.3%" and pooled[4].startswith("+30.0 [") and pooled[5].startswith("+16.7 [")
+    assert rows[("v0", "heldout_procedural")][5] == "(no shared problems)"  # never across different problems
+
+
+def test_a_run_without_evaluation_is_refused_by_name(tmp_path):
+    (tmp_path / "r").mkdir()
+    io.write_json(tmp_path / "r" / "config.json", {"run": {"seed": 0}})
+    with pytest.raises(SystemExit, match="r: no eval_base.json or no evaluated round"):
+        compare_runs.main(["--variant", f"x={tmp_path / 'r'}"])
