@@ -26,6 +26,7 @@ samples = 1024 samples, <= 192 tokens, levels 1-3 (a realistic spread of lengths
 
   .venv-vllm/bin/python bench/throughput.py
   .venv-vllm/bin/python bench/throughput.py --bind vllm,all --problems 32 --skip-naive   # the sweep
+  .venv-vllm/bin/python bench/throughput.py --skip-naive --skip-raw --compiled          # eager vs compiled
 
 The last line is `ratio_vs_raw=(b)/(a) ratio_vs_naive=(b)/(c) tokens_per_s=(b) verified_per_s=(b)`.
 """
@@ -67,6 +68,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--only-hf-stage", action="store_true",
                     help="run only (d), e.g. in the main venv when the vllm venv's transformers differs")
     ap.add_argument("--skip-naive", action="store_true")
+    ap.add_argument("--compiled", action="store_true",
+                    help="also run (b) on an engine that compiles (enforce_eager false: torch.compile, inductor) "
+                    "at the first binding and last block size: its start-up and `compiled_ratio=` (stage tokens/s "
+                    "compiled over eager)")
     ap.add_argument("--json", default=None, help="also write all numbers to this file")
     return ap.parse_args(argv)
 
@@ -163,13 +168,15 @@ def hf_stage(problems, params, args) -> dict:
     return res
 
 
-def engine_run(bind: str, block: int, problems, params, seeds, args) -> dict:
-    """(a) then (b) on a fresh engine with this CPU binding and KV-cache block size."""
+def engine_run(bind: str, block: int, problems, params, seeds, args, eager: bool = True) -> dict:
+    """(a) then (b) on a fresh engine with this CPU binding and KV-cache block size (eager false:
+    the engine compiles its model first; its start-up includes that)."""
     from selfplay.backends.base import SamplingParams
     from selfplay.backends.vllm_backend import VLLMBackend
 
-    tag = f"[bind {bind} block {block}]"
-    backend = VLLMBackend(args.model, seed=args.seed, dtype=args.dtype, cpu_bind=bind, block_size=block)
+    tag = f"[bind {bind} block {block}{'' if eager else ' compiled'}]"
+    backend = VLLMBackend(args.model, seed=args.seed, dtype=args.dtype, cpu_bind=bind, block_size=block,
+                          enforce_eager=eager)
     res: dict = {"startup_s": backend.startup_s, "device": backend.device, "binding": backend.cpu_bind,
                  "block_size": block}
     print(f"{tag} vllm start-up: {backend.startup_s:.1f} s on {backend.device}, binding {backend.cpu_bind}",
@@ -247,6 +254,14 @@ def main(argv: list[str] | None = None) -> None:
         print(f"block_ratio={last['tokens_per_s'] / first['tokens_per_s']:.3f} (stage tokens/s, block "
               f"{blocks[-1]} over {blocks[0]}; {100 * last['vs_bf16_peak']:.1f}% vs "
               f"{100 * first['vs_bf16_peak']:.1f}% of the bf16 peak)", flush=True)
+    if args.compiled:
+        eager = res["sweep"][f"{binds[0]}/{blocks[-1]}"]
+        res["compiled"] = engine_run(binds[0], blocks[-1], problems, params, seeds, args, eager=False)
+        comp = res["compiled"]
+        print(f"compiled_ratio={comp['stage']['tokens_per_s'] / eager['stage']['tokens_per_s']:.3f} (stage tokens/s, "
+              f"compiled over eager; {100 * comp['stage']['vs_bf16_peak']:.1f}% vs "
+              f"{100 * eager['stage']['vs_bf16_peak']:.1f}% of the bf16 peak; start-up {comp['startup_s']:.1f} s vs "
+              f"{eager['startup_s']:.1f} s)", flush=True)
     raws = [r["raw"] for r in res["sweep"].values() if "raw" in r]
     best_raw = max(raws, key=lambda r: r["tokens_per_s"]) if raws else None
     default = VLLMSection().cpu_bind
