@@ -11,9 +11,10 @@ ids told apart by seed), against its bases and against its starts.
         --variant default=runs/pr11,runs/pr12 --variant no_posing=runs/a_nopose_s0,runs/a_nopose_s1
 
 Prints a markdown table: variant, seed(s), set, after, gain vs start [95% CI], gain vs base
-[95% CI] (paired bootstrap; McNemar p). A set that a run and its base do not share (the
-in-distribution split of a run with other generators) shows no comparison, never a number over
-different problems.
+[95% CI] (paired bootstrap; McNemar p). Problems are matched by id: a run with other generators
+shares only part of its base's in-distribution split (a procedural id names its generator, level
+and index), and the cell says over how many problems it compares; a set with none shared shows
+no comparison, never a number over different problems.
 """
 from __future__ import annotations
 
@@ -44,11 +45,15 @@ def _sets(run: Path, round_idx: int | None) -> tuple[int, dict[str, Any], dict[s
     return int(cfg["run"]["seed"]), io.read_json(base)["sets"], io.read_json(run / f"round_{k}" / "eval.json")["sets"]
 
 
-def _cell(g: dict[str, Any]) -> str:
+def _cell(g: dict[str, Any], of: int | None = None) -> str:
+    """A paired gain; with `of`, the count of problems it covers when that is fewer (a run whose
+    generators differ shares only part of the in-distribution split: the same ids are the same
+    problems, since a procedural id names its generator, level and index)."""
     if g["n"] == 0:
         return "(no shared problems)"
     gain, ci = gain_points(g)
-    return f"{gain} {ci}, p = {g['mcnemar_p']:.2g}"
+    part = f" (the {g['n']} shared problems)" if of is not None and g["n"] < of else ""
+    return f"{gain} {ci}, p = {g['mcnemar_p']:.2g}{part}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             g = pooled_greedy_gain(vs_start)
             after = f"{100 * g['after']:.1f}%"
-            cell_base = _cell(pooled_greedy_gain(vs_base)) if vs_base else ""
+            cell_base = _cell(pooled_greedy_gain(vs_base), of=g["n"]) if vs_base else ""
             print(f"| {name} | {','.join(map(str, seeds))} | {set_name} | {after} | {_cell(g)} | {cell_base} |")
     return 0
 

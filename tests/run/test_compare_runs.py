@@ -50,6 +50,8 @@ def test_gains_against_the_start_and_the_same_seeds_base_pooled_over_seeds(tmp_p
     pooled = rows[("v0", "OOD pooled")]
     assert pooled[3] == "33.3%" and pooled[4].startswith("+30.0 [") and pooled[5].startswith("+16.7 [")
     assert rows[("v0", "heldout_procedural")][5] == "(no shared problems)"  # never across different problems
+    assert rows[("v", "heldout_procedural")][5].endswith("(the 10 shared problems)")  # v1's, not v0's
+    assert "shared" not in word[5]
 
 
 def test_a_run_without_evaluation_is_refused_by_name(tmp_path):
