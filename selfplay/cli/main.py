@@ -30,11 +30,11 @@ from selfplay.verify.reverify import apply_relabel, downstream, relabel_file
 
 
 def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
-    """The config fields a command line sets: each --set, then the flags that name a field (a flag
-    given wins over a --set of its field; a flag not given leaves it)."""
+    """The config fields a command line sets: each --set, then the flags given that name a field
+    (a flag wins over a --set of its field)."""
     settings = dict(parse_setting(text) for text in getattr(args, "settings", []))
-    flags = {field: getattr(args, flag) for flag, field in RUN_FLAGS.items() if hasattr(args, flag)}
-    return settings | {field: value for field, value in flags.items() if value is not None or field not in settings}
+    return settings | {field: getattr(args, flag) for flag, field in RUN_FLAGS.items()
+                       if getattr(args, flag, None) is not None}
 
 
 def _stage_config(args: argparse.Namespace) -> tuple[Any, str | None]:
