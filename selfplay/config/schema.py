@@ -23,6 +23,7 @@ from selfplay.config.enums import (
     ReportTo,
     SandboxMode,
     SolveMode,
+    TopP,
     TrainOn,
     Witness,
 )
@@ -66,6 +67,10 @@ class VLLMSection:
     block_size: int = 0
     gpu_memory_utilization: float = 0.0  # GPU: fraction of its memory for the engine; 0 = vLLM's (0.9)
     tensor_parallel_size: int = 1  # GPUs one engine spans (model too big for one GPU)
+    # CPU: how the sampler finds a top-p nucleus. "topk": from each row's 128 most likely tokens
+    # (exact; a row they do not settle is sorted); "sort": vLLM's own full sort of the vocabulary,
+    # which took most of a decode step here (selfplay/backends/top_p.py, docs/vllm.md)
+    top_p: TopP = "topk"
 
 
 @dataclass

@@ -229,6 +229,76 @@ def test_a_prompt_under_128_tokens_is_prefix_cached_on_cpu(backend):
     assert outs[1].num_cached_tokens >= len(ids) // 32 * 32 - 32 > 0
 
 
+@pytest.mark.vllm
+def test_top_p_without_sort_keeps_vllms_tokens():
+    """selfplay/backends/top_p.py against vLLM's own sorting filter, on rows from flat (the
+    full-sort path) to peaked (settled by the top tokens), p = 1 rows mixed in."""
+    pytest.importorskip("vllm")
+    import torch
+    from vllm.v1.sample.ops.topk_topp_sampler import apply_top_k_top_p_pytorch
+
+    from selfplay.backends.top_p import top_p_filter
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(48, 8192, generator=g) * torch.linspace(0.5, 12.0, 48).unsqueeze(1)
+    for value in (0.5, 0.95):
+        p = torch.full((48,), value)
+        p[::5] = 1.0
+        ours = top_p_filter(logits.clone(), p, apply_top_k_top_p_pytorch, first_k=64)
+        theirs = apply_top_k_top_p_pytorch(logits.clone(), None, p)
+        assert torch.equal(torch.isinf(ours), torch.isinf(theirs))
+
+
+@pytest.mark.vllm
+def test_engine_top_p_differs_from_vllms_sort_only_at_tied_edges(backend):
+    """During real sampling, every step's nucleus is vLLM's: the same number of tokens, and where
+    the sets differ, only tokens whose logit ties the nucleus' last one (bf16 logits tie often;
+    a sort and a top-k break ties their own ways)."""
+    import torch
+    from vllm.v1.sample.ops import topk_topp_sampler as sampler
+
+    assert backend.top_p == "topk" and sampler.apply_top_k_top_p is not sampler._selfplay_stock
+    ours, stock = sampler.apply_top_k_top_p, sampler._selfplay_stock
+    seen = {"rows": 0, "tied": 0}
+
+    def both(logits, k, p):
+        orig = logits.clone()
+        theirs = stock(logits.clone(), k, p)
+        out = ours(logits, k, p)  # in place, as the sampler calls it
+        kept_a, kept_b = ~torch.isinf(theirs), ~torch.isinf(out)
+        assert torch.equal(kept_a.sum(1), kept_b.sum(1))
+        for r in (kept_a != kept_b).any(1).nonzero().squeeze(1).tolist():
+            edge = orig[r][kept_a[r]].min()
+            assert bool((orig[r][kept_a[r] != kept_b[r]] == edge).all())
+            seen["tied"] += 1
+        seen["rows"] += logits.shape[0]
+        return out
+
+    sampler.apply_top_k_top_p = both
+    try:
+        p = SamplingParams(n=8, temperature=0.8, top_p=0.95, max_new_tokens=48)
+        out = backend.generate([Q1, Q2], p, [list(range(8)), list(range(8, 16))])
+    finally:
+        sampler.apply_top_k_top_p = ours
+    assert seen["rows"] > 100 and all(c.n_tokens > 0 for r in out for c in r)
+
+
+@pytest.mark.vllm
+def test_top_p_install_toggles_the_samplers_function():
+    pytest.importorskip("vllm")
+    from vllm.v1.sample.ops import topk_topp_sampler as sampler
+
+    from selfplay.backends.top_p import install
+
+    before = sampler.apply_top_k_top_p
+    try:
+        assert install(False) is False and sampler.apply_top_k_top_p is sampler._selfplay_stock
+        assert install(True) is True and sampler.apply_top_k_top_p is not sampler._selfplay_stock
+        assert install(True) and sampler._selfplay_stock.__module__ == sampler.__name__  # never wraps ours
+    finally:
+        sampler.apply_top_k_top_p = before
+
+
 def test_cpu_list_and_binding_choice(monkeypatch):
     from selfplay.backends.vllm_backend import bind_cpu_threads, cpu_list
 

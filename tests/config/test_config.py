@@ -103,6 +103,7 @@ BAD_VALUES = [
     ({"pose.shot_sets": -1}, "pose.shot_sets"),
     ({"vllm.block_size": 40}, "vllm.block_size"),
     ({"vllm.block_size": -32}, "vllm.block_size"),
+    ({"vllm.top_p": "nucleus"}, "vllm.top_p"),
     ({"pose.temperature": -0.1}, "pose.temperature"),
     ({"pose.top_p": 0.0}, "pose.top_p"),
     ({"pose.max_new_tokens": 0}, "pose.max_new_tokens"),
