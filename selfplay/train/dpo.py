@@ -30,6 +30,7 @@ from selfplay.train.data import NoUsablePairs, filter_pairs, load_pairs, pair_or
 from selfplay.train.dist import full_state_dict, main_process
 from selfplay.train.head import SharedPromptCounter
 from selfplay.train.head import completion_only_head as patch_head
+from selfplay.train.heap import held_heap
 from selfplay.train.precision import resolve_precision
 from selfplay.train.reflogps import attach_ref_logps, strip_after_eos
 from selfplay.train.trainer import LR_SCHEDULERS, dpo_config, progress_callback, quiet_callbacks, trainer_class
@@ -133,6 +134,7 @@ def _mean(xs: list[float]) -> float | None:
     return float(sum(xs) / len(xs)) if xs else None
 
 
+@held_heap()  # glibc's heap held from loading to saving (heap.py: 1.11x per step here)
 def train_dpo(pair_files: Sequence[Path], base_model: str, out_dir: Path, cfg: TrainSection,
               ref_model: str | None = None, *, seed: int = 0, logging_dir: str | None = None,
               stats_path: Path | None = None, max_prompt_length: int | None = None, threads: int | None = None,

@@ -197,3 +197,48 @@ def test_pair_order_by_pair_uses_keys_only_for_the_micro_batch_layout():
                     assert sum(len({micro_of[i] for i in step if keys[i] == other}) > 1 for other in set(keys)) <= 1
     by_problem = pair_order(lengths, 8, 12, seed=0, group=True, keys=keys, batch=4)
     assert by_problem != pair_order(lengths, 8, 12, seed=0, group=True, keys=keys, batch=4, by_problem=False)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("metrics", [True, False])
+def test_head_scores_match_autograd_log_softmax(dtype, metrics):
+    """head_scores (sliced, no fp32 [tokens, vocab] tensors kept) against the plain autograd head it
+    replaces: linear in `dtype`, fp32 log-softmax, gather; values, metrics and both gradients.
+    150 tokens: three slices of HEAD_CHUNK, the last one short."""
+    import torch
+
+    from selfplay.train import head
+
+    dt = getattr(torch, dtype)
+    torch.manual_seed(0)
+    h0 = torch.randn(150, 32)
+    w0 = torch.randn(500, 32) * 0.5
+    target = torch.randint(0, 500, (150,))
+    upstream = torch.randn(150)
+
+    def ref():
+        h, w = h0.clone().requires_grad_(), w0.clone().requires_grad_()
+        logits = (h.to(dt) @ w.to(dt).t())
+        logp_all = logits.float().log_softmax(-1)
+        logp = logp_all.gather(-1, target[:, None]).squeeze(-1)
+        (logp * upstream).sum().backward()
+        ent = -(logp_all.exp() * logp_all).sum(-1)
+        return logp, ent, logits.float().mean(-1), logp_all.argmax(-1) == target, h.grad, w.grad
+
+    def ours():
+        h, w = h0.clone().requires_grad_(), w0.clone().requires_grad_()
+        logp, ent, mean, top1 = head.head_scores(h, w, target, dt, metrics)
+        (logp * upstream).sum().backward()
+        return logp, ent, mean, top1, h.grad, w.grad
+
+    a, b = ref(), ours()
+    tol = 1e-5 if dtype == "float32" else 2e-2  # bf16 gradients: one rounding of the logits' gradient
+    assert torch.allclose(a[0], b[0], atol=1e-5)  # log-probs: the same fp32 arithmetic on the same logits
+    if metrics:
+        assert torch.allclose(a[1], b[1], atol=1e-4) and torch.allclose(a[2], b[2], atol=1e-5)
+        assert torch.equal(a[3], b[3])
+    else:
+        assert not b[1].any() and not b[2].any() and not b[3].any()
+    for x, y in zip(a[4:], b[4:]):
+        assert x.dtype == y.dtype == torch.float32
+        assert torch.allclose(x, y, atol=tol, rtol=tol), (x - y).abs().max()
