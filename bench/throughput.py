@@ -268,7 +268,8 @@ def main(argv: list[str] | None = None) -> None:
               f"{blocks[-1]} over {blocks[0]}; {100 * last['vs_bf16_peak']:.1f}% vs "
               f"{100 * first['vs_bf16_peak']:.1f}% of the bf16 peak)", flush=True)
     if len(runs) > 1:
-        (k0, first), (k1, last) = ((k, res["sweep"][k]["stage"]) for k in (list(res["sweep"])[0], list(res["sweep"])[-1]))
+        k0, k1 = list(res["sweep"])[0], list(res["sweep"])[-1]
+        first, last = res["sweep"][k0]["stage"], res["sweep"][k1]["stage"]
         print(f"sweep_ratio={last['tokens_per_s'] / first['tokens_per_s']:.3f} (stage tokens/s, {k1} over {k0}: "
               f"{100 * last['vs_bf16_peak']:.1f}% vs {100 * first['vs_bf16_peak']:.1f}% of the bf16 peak)", flush=True)
     if args.compiled:

@@ -31,7 +31,7 @@ from selfplay.train.dist import full_state_dict, main_process
 from selfplay.train.head import SharedPromptCounter
 from selfplay.train.head import completion_only_head as patch_head
 from selfplay.train.heap import held_heap
-from selfplay.train.precision import resolve_precision
+from selfplay.train.precision import cast_frozen_linears, resolve_precision
 from selfplay.train.reflogps import attach_ref_logps, strip_after_eos
 from selfplay.train.trainer import LR_SCHEDULERS, dpo_config, progress_callback, quiet_callbacks, trainer_class
 
@@ -207,6 +207,8 @@ def train_dpo(pair_files: Sequence[Path], base_model: str, out_dir: Path, cfg: T
                                   "rejected": kept[i].rejected} for i in order])
     model, ref, ref_path, peft_config = _models(cfg, base_path, ref_model, lora_r=lora_r, lora_alpha=lora_alpha,
                                                 lora_dropout=lora_dropout)
+    if ref is not None and precision == "bf16":
+        cast_frozen_linears(ref, torch.bfloat16)  # the same reference log-probs, without a cast per forward
 
     work = out_dir.with_name(out_dir.name + ".work")
     tmp = out_dir.with_name(out_dir.name + ".tmp")

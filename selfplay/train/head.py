@@ -428,7 +428,8 @@ def completion_only_head(model, precision: str, shared_prompt: bool = False,
     def score(hidden, target):
         """(log-prob of each target, entropy, mean logit, target is top-1), from its hidden state."""
         out_head = model.get_output_embeddings()
-        if isinstance(out_head, torch.nn.Linear) and out_head.bias is None:
+        # a weight DeepSpeed ZeRO-3 partitions (ds_id) is gathered by the module's call only
+        if isinstance(out_head, torch.nn.Linear) and out_head.bias is None and not hasattr(out_head.weight, "ds_id"):
             return head_scores(hidden, out_head.weight, target, torch.bfloat16 if bf16 else torch.float32, metrics)
         with torch.autocast(hidden.device.type, dtype=torch.bfloat16, enabled=bf16):
             logits = out_head(hidden)  # [completion tokens, vocab]

@@ -35,3 +35,23 @@ def resolve_precision(requested: str, cuda: bool) -> str:
 
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
     return "bf16" if cpu_has_bf16() else "fp32"
+
+
+def cast_frozen_linears(model, dtype) -> int:
+    """Store a frozen model's linear weights in `dtype` once (the reference of bf16 training), so
+    autocast no longer casts them on every forward: its linears cast fp32 weights to the same bf16
+    values, so the outputs are unchanged. The output embedding stays: it is the input embedding's
+    weight too (tied), whose lookup autocast leaves in fp32. Returns the weights cast."""
+    import torch
+
+    skip = model.get_output_embeddings()
+    n = 0
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear) and module is not skip and module.weight.dtype != dtype:
+            module.weight.requires_grad_(False)
+            module.weight.data = module.weight.data.to(dtype)
+            if module.bias is not None:
+                module.bias.requires_grad_(False)
+                module.bias.data = module.bias.data.to(dtype)
+            n += 1
+    return n

@@ -242,3 +242,23 @@ def test_head_scores_match_autograd_log_softmax(dtype, metrics):
     for x, y in zip(a[4:], b[4:]):
         assert x.dtype == y.dtype == torch.float32
         assert torch.allclose(x, y, atol=tol, rtol=tol), (x - y).abs().max()
+
+
+@pytest.mark.model
+def test_frozen_reference_in_bf16_gives_the_same_autocast_outputs():
+    """cast_frozen_linears stores the reference's linear weights in bf16 once: under bf16 autocast
+    (training's reference forward) the logits are bit for bit those of the fp32 weights."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from selfplay.backends.models import resolve_model
+    from selfplay.train.precision import cast_frozen_linears
+
+    model = AutoModelForCausalLM.from_pretrained(resolve_model("default"), dtype=torch.float32).eval()
+    ids = torch.tensor([[1, 504, 3456, 28, 216, 1096, 47, 33, 1553, 30]])
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        before = model(input_ids=ids).logits
+        assert cast_frozen_linears(model, torch.bfloat16) == 7 * model.config.num_hidden_layers
+        after = model(input_ids=ids).logits
+    assert model.get_output_embeddings().weight.dtype == torch.float32  # tied to the input embedding
+    assert torch.equal(before, after)
