@@ -321,8 +321,8 @@ def pieces_attention(module, query, key, value, attention_mask, dropout: float =
         out.append(o.view(heads, c, dim).transpose(0, 1))  # [c, heads, dim]
     buckets = selfplay_pieces.buckets
     qs = q_all.index_select(1, torch.cat([qpos.flatten() for qpos, _, _ in buckets]))
-    ks = k_all.index_select(1, torch.cat([kpos.flatten() for _, kpos, _ in buckets]))
-    vs = v_all.index_select(1, torch.cat([kpos.flatten() for _, kpos, _ in buckets]))
+    keys = torch.cat([kpos.flatten() for _, kpos, _ in buckets])  # keys and values share positions
+    ks, vs = k_all.index_select(1, keys), v_all.index_select(1, keys)
     flat, qo, ko = [], 0, 0
     for qpos, kpos, mask in buckets:
         (p, lq), lk = qpos.shape, kpos.shape[1]
