@@ -28,7 +28,6 @@ from selfplay.config import Config, TrainSection
 from selfplay.core import io
 from selfplay.train.data import NoUsablePairs, filter_pairs, load_pairs, pair_order, pair_tokens, prompt_limit
 from selfplay.train.dist import full_state_dict, main_process
-from selfplay.train.fused import fuse_projections
 from selfplay.train.head import SharedPromptCounter
 from selfplay.train.head import completion_only_head as patch_head
 from selfplay.train.heap import held_heap
@@ -143,8 +142,7 @@ def train_dpo(pair_files: Sequence[Path], base_model: str, out_dir: Path, cfg: T
               max_grad_norm: float = 1.0, lora_r: int = 16, lora_alpha: int = 32, lora_dropout: float = 0.0,
               gradient_checkpointing: bool = False, logging_steps: int = 1, group_by_length: bool = True,
               completion_only_head: bool = True, shared_prompt: bool = True,
-              common_prefix: bool = True, attention_pieces: bool = True,
-              fused_projections: bool = True) -> dict[str, Any]:
+              common_prefix: bool = True, attention_pieces: bool = True) -> dict[str, Any]:
     """Train `base_model` on the pairs in `pair_files` and save a plain HF model to `out_dir`.
 
     cfg: the [train] section (checked here too). seed: trainer + data order (the loop passes
@@ -158,9 +156,7 @@ def train_dpo(pair_files: Sequence[Path], base_model: str, out_dir: Path, cfg: T
     shared_prompt (with it: each prompt runs once per micro-batch, not once per completion;
     head.py; the pairs of one prompt that a step holds go in one micro-batch) and common_prefix
     (with shared_prompt: a packed row holds its prompts' common first tokens once) and
-    attention_pieces (a packed row's attention runs piece by piece under sdpa) and
-    fused_projections (each layer's q/k/v and gate/up as one stacked product, train/fused.py).
-    cfg.group_by_prompt:
+    attention_pieces (a packed row's attention runs piece by piece under sdpa). cfg.group_by_prompt:
     each epoch shuffles problems, not pairs (a problem's pairs train in one step and, with
     shared_prompt, in one block; data.pair_order). cfg.engine_ref:
     the reference log-probs the sampling engine stored with the pairs, checked against a forward,
@@ -177,8 +173,7 @@ def train_dpo(pair_files: Sequence[Path], base_model: str, out_dir: Path, cfg: T
                    lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
                    gradient_checkpointing=gradient_checkpointing, logging_steps=logging_steps,
                    group_by_length=group_by_length, completion_only_head=completion_only_head,
-                   shared_prompt=shared_prompt, common_prefix=common_prefix, attention_pieces=attention_pieces,
-                   fused_projections=fused_projections)
+                   shared_prompt=shared_prompt, common_prefix=common_prefix, attention_pieces=attention_pieces)
     Config(train=cfg).validate()  # the [train] rules of selfplay/config/checks.py
     check_options(cfg, **options)
     t0 = time.perf_counter()
@@ -236,9 +231,6 @@ def train_dpo(pair_files: Sequence[Path], base_model: str, out_dir: Path, cfg: T
         patched = [patch_head(m, precision, shared_prompt, shared, common_prefix, attention_pieces,
                               metrics=m is policy) for m in (policy, trainer.ref_model) if m is not None]
         head = "completion" if all(patched) else "trl"
-    fused = 0
-    if fused_projections:  # the policy's LoRA layers are not plain linears: only its reference fuses
-        fused = sum(fuse_projections(m) for m in (trainer.model, trainer.ref_model) if m is not None)
     trainer.train_dataset = strip_after_eos(trainer.train_dataset, tokenizer.eos_token_id)
     ref_source: dict[str, Any] = {"engine": 0, "forward": len(order)}  # TRL's reference forward on every step
     t_ref = time.perf_counter()
@@ -289,7 +281,7 @@ def train_dpo(pair_files: Sequence[Path], base_model: str, out_dir: Path, cfg: T
         "seconds_per_step": train_seconds / steps if steps else None,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # KiB on Linux
         "device": "cuda" if cuda else "cpu", "threads": threads or prev_threads,
-        "precision": precision, "lm_head": head, "group_by_length": group_by_length, "fused_groups": fused,
+        "precision": precision, "lm_head": head, "group_by_length": group_by_length,
         "group_by_prompt": cfg.group_by_prompt,
         # reference log-probs of the pair slots: from the sampling engine / from a forward
         "ref_logps": ref_source,
