@@ -138,7 +138,7 @@ def bench_pairs(src: Path, n: int, out: Path, tokenizer, max_length: int) -> tup
     kept, _ = filter_pairs(load_pairs([src]), tokenizer, max_length)
     if len(kept) > n:
         kept = random.Random(0).sample(kept, n)
-    io.write_jsonl(out, [p.to_dict() for p in kept])
+    io.write_jsonl(out, kept)
     return len(kept), sum(pair_tokens(p, tokenizer)[1] for p in kept)
 
 

@@ -8,7 +8,7 @@ checkout, or a `git archive` of an earlier commit for the baseline as filed). SP
   pairs, model, out, stats: the pair JSONL, the model, the model's output dir, the stats JSON
   section:  the section's fields; options: train_dpo's keyword settings (current only)
   threads:  torch threads (null: torch's)
-The stats train_dpo returns are written to `stats` as JSON.
+train_dpo (either API) writes its stats to `stats` as JSON.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def main(spec_path: str) -> int:
 
     if spec["threads"]:
         torch.set_num_threads(spec["threads"])
-    out = Path(spec["out"])
+    out, stats = Path(spec["out"]), Path(spec["stats"])  # train_dpo writes its stats there, in both APIs
     import selfplay
 
     if not Path(selfplay.__file__).resolve().is_relative_to(Path(spec["tree"]).resolve()):
@@ -32,18 +32,17 @@ def main(spec_path: str) -> int:
         from selfplay.config import TrainSection
         from selfplay.train.dpo import train_dpo
 
-        stats = train_dpo([Path(spec["pairs"])], spec["model"], out, TrainSection(**spec["section"]), seed=0,
-                          stats_path=out.parent / "train_stats.json", **spec["options"])
+        train_dpo([Path(spec["pairs"])], spec["model"], out, TrainSection(**spec["section"]), seed=0,
+                  stats_path=stats, **spec["options"])
     elif spec["api"] == "filed":
         from selfplay.train import TrainConfig, train_dpo
 
         if spec["options"]:
             raise SystemExit(f"{spec_path}: options: the filed API takes none, got {sorted(spec['options'])}")
-        stats = train_dpo([Path(spec["pairs"])], spec["model"], out, TrainConfig(**spec["section"]).validate(),
-                          stats_path=out.parent / "train_stats.json")
+        train_dpo([Path(spec["pairs"])], spec["model"], out, TrainConfig(**spec["section"]).validate(),
+                  stats_path=stats)
     else:
         raise SystemExit(f"{spec_path}: api: must be current or filed, got {spec['api']!r}")
-    Path(spec["stats"]).write_text(json.dumps(stats, default=str))
     return 0
 
 
