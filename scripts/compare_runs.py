@@ -11,10 +11,17 @@ ids told apart by seed), against its bases and against its starts.
         --variant default=runs/pr11,runs/pr12 --variant no_posing=runs/a_nopose_s0,runs/a_nopose_s1
 
 Prints a markdown table: variant, seed(s), set, after, gain vs start [95% CI], gain vs base
-[95% CI] (paired bootstrap; McNemar p). Problems are matched by id: a run with other generators
-shares only part of its base's in-distribution split (a procedural id names its generator, level
-and index), and the cell says over how many problems it compares; a set with none shared shows
-no comparison, never a number over different problems.
+[95% CI] (paired bootstrap; McNemar p), and with bases for two or more seeds the gain vs base
+across seeds: each seed's paired gain taken as one replicate, their mean with a t interval, an
+exact sign-flip p, and the seeds below / above. The paired bootstrap counts only which problems
+were drawn; a run's trajectory (what it posed, sampled and trained on) varies from seed to seed
+too, and one change of tie-breaking in the sampler moved a set by 8 points (docs/results.md), so
+the across-seeds column is the one to read for whether a setting is better.
+
+Problems are matched by id: a run with other generators shares only part of its base's
+in-distribution split (a procedural id names its generator, level and index), and the cell says
+over how many problems it compares; a set with none shared shows no comparison, never a number
+over different problems.
 """
 from __future__ import annotations
 
@@ -27,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from selfplay.core import io  # noqa: E402
 from selfplay.core.evalsets import OOD_SETS  # noqa: E402
-from selfplay.core.metrics import gain_points, pooled_greedy_gain  # noqa: E402
+from selfplay.core.metrics import across_seeds, gain_points, pooled_greedy_gain  # noqa: E402
 
 POOLED = "OOD pooled"
 
@@ -56,6 +63,18 @@ def _cell(g: dict[str, Any], of: int | None = None) -> str:
     return f"{gain} {ci}, p = {g['mcnemar_p']:.2g}{part}"
 
 
+def _seeds_cell(gains: list[float]) -> str:
+    """The per-seed gains against the base as replicates (metrics.across_seeds): their mean, t
+    interval, exact sign-flip p and how many seeds fell below / above. Blank under two seeds."""
+    if len(gains) < 2:
+        return ""
+    a = across_seeds(gains)
+    lo, hi = a["ci"]
+    each = ", ".join(f"{100 * x:+.1f}" for x in gains)
+    return (f"{100 * a['mean']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}], sign-flip p = {a['signflip_p']:.2g}; "
+            f"{a['below']} below, {a['above']} above ({each})")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--variant", action="append", required=True, metavar="NAME=RUN[,RUN...]",
@@ -70,8 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         if seed in bases:
             raise SystemExit(f"--against: two base runs with seed {seed}")
         bases[seed] = after
-    print("| variant | seeds | set | after | vs start | vs base (same seed) |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| variant | seeds | set | after | vs start | vs base (same seed) | vs base, across seeds |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for spec in args.variant:
         name, eq, runs = spec.partition("=")
         if not eq or not runs:
@@ -89,7 +108,11 @@ def main(argv: list[str] | None = None) -> int:
             g = pooled_greedy_gain(vs_start)
             after = f"{100 * g['after']:.1f}%"
             cell_base = _cell(pooled_greedy_gain(vs_base), of=g["n"]) if vs_base else ""
-            print(f"| {name} | {','.join(map(str, seeds))} | {set_name} | {after} | {_cell(g)} | {cell_base} |")
+            per_seed = [pooled_greedy_gain([t for t in vs_base if t[0].startswith(f"{s}/")]) for s in seeds
+                        if s in bases]
+            cell_seeds = _seeds_cell([x["gain"] for x in per_seed if x["n"]])
+            print(f"| {name} | {','.join(map(str, seeds))} | {set_name} | {after} | {_cell(g)} | {cell_base} "
+                  f"| {cell_seeds} |")
     return 0
 
 

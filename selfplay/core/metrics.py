@@ -206,6 +206,51 @@ def paired_gain(before: Mapping[str, bool], after: Mapping[str, bool], seed: int
             "mcnemar_p": mcnemar_exact_p(lost, gained)}
 
 
+def t_quantile(q: float, df: int) -> float:
+    """The q quantile (0.5 < q < 1) of Student's t with df degrees of freedom: the density
+    integrated by Simpson's rule on [0, x] and inverted by bisection (numpy has no t; scipy is no
+    dependency). Within 1e-4 of the tables for df >= 1 and q <= 0.995."""
+    if not 0.5 < q < 1 or df < 1:
+        raise ValueError(f"t_quantile needs 0.5 < q < 1 and df >= 1, got q={q}, df={df}")
+    log_c = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
+
+    def cdf(x: float) -> float:  # P(T <= x) for x >= 0
+        grid = np.linspace(0.0, x, 4001)
+        dens = np.exp(log_c - (df + 1) / 2 * np.log1p(grid * grid / df))
+        h = x / 4000
+        return 0.5 + float(h / 3 * (dens[0] + dens[-1] + 4 * dens[1:-1:2].sum() + 2 * dens[2:-1:2].sum()))
+
+    lo, hi = 0.0, 1.0
+    while cdf(hi) < q:
+        lo, hi = hi, hi * 2
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if cdf(mid) < q else (lo, mid)
+    return (lo + hi) / 2
+
+
+def across_seeds(gains: Sequence[float]) -> dict[str, Any]:
+    """One gain per seed (each paired on that seed's problems), as independent replicates: a run's
+    trajectory (what it posed, sampled and trained on) varies from seed to seed, and a paired
+    bootstrap over problems sees none of that spread. Returns n, mean, ci (t interval, 95%; None
+    for one seed), signflip_p (exact two-sided: every sign pattern of the gains equally likely
+    under no effect; None for one seed) and the counts of seeds below and above zero."""
+    x = np.asarray(list(gains), dtype=float)
+    if x.size == 0:
+        raise ValueError("across_seeds needs at least one gain")
+    out: dict[str, Any] = {"n": int(x.size), "mean": float(x.mean()), "ci": None, "signflip_p": None,
+                           "below": int((x < 0).sum()), "above": int((x > 0).sum())}
+    if x.size >= 2:
+        half = t_quantile(0.975, x.size - 1) * float(x.std(ddof=1)) / math.sqrt(x.size)
+        out["ci"] = [out["mean"] - half, out["mean"] + half]
+        if x.size > 20:
+            raise ValueError(f"across_seeds: {x.size} seeds; the exact sign-flip test enumerates 2^n (n <= 20)")
+        signs = 1 - 2 * ((np.arange(2 ** x.size)[:, None] >> np.arange(x.size)) & 1)
+        means = np.abs(signs @ x) / x.size
+        out["signflip_p"] = float((means >= abs(out["mean"]) - 1e-12).mean())
+    return out
+
+
 def greedy_correct_by_id(eval_set: Mapping[str, Any]) -> dict[str, bool]:
     """problem id -> greedy answer verified correct, from one set of an eval.json."""
     return {str(p["id"]): (p.get("greedy") or {}).get("label") == "correct"

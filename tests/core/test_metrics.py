@@ -1,4 +1,5 @@
 import math
+import statistics
 
 import pytest
 
@@ -180,3 +181,36 @@ def test_the_heldout_plot_draws_a_set_at_zero(tmp_path):
     io.write_json(out / "round_0" / "eval.json", {"sets": {"svamp": rec}})
     assert plot_heldout(load_run(out), out / "heldout.png")
     assert (out / "heldout.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("q,df,table", [(0.975, 1, 12.706), (0.975, 2, 4.303), (0.975, 3, 3.182),
+                                        (0.975, 9, 2.262), (0.975, 29, 2.045), (0.995, 4, 4.604),
+                                        (0.95, 6, 1.943)])
+def test_t_quantile_matches_the_printed_tables(q, df, table):
+    from selfplay.core.metrics import t_quantile
+    assert t_quantile(q, df) == pytest.approx(table, abs=1e-3)  # the three-decimal tables of any statistics text
+
+
+def test_t_quantile_refuses_what_it_cannot_give():
+    from selfplay.core.metrics import t_quantile
+    for q, df in [(0.5, 3), (1.0, 3), (0.975, 0)]:
+        with pytest.raises(ValueError, match="t_quantile needs"):
+            t_quantile(q, df)
+
+
+def test_across_seeds_treats_each_seed_as_one_replicate():
+    from selfplay.core.metrics import across_seeds, t_quantile
+    a = across_seeds([-0.037, -0.030, -0.027, -0.037])
+    assert a["n"] == 4 and a["below"] == 4 and a["above"] == 0
+    assert a["signflip_p"] == pytest.approx(2 / 16)  # all four the same sign: 2 of the 16 sign patterns
+    half = t_quantile(0.975, 3) * statistics.stdev([-0.037, -0.030, -0.027, -0.037]) / 2
+    assert a["ci"] == pytest.approx([a["mean"] - half, a["mean"] + half])
+    mixed = across_seeds([0.02, -0.01, 0.03])  # |mean| 0.0133 or more: +++, ---, +-+ and -+- (4 of 8)
+    assert mixed["signflip_p"] == pytest.approx(4 / 8)
+    assert mixed["ci"][0] < 0 < mixed["ci"][1]
+    one = across_seeds([0.05])
+    assert one["ci"] is None and one["signflip_p"] is None and one["above"] == 1
+    with pytest.raises(ValueError, match="at least one gain"):
+        across_seeds([])
+    with pytest.raises(ValueError, match="21 seeds"):
+        across_seeds([0.01] * 21)

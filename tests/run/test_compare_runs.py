@@ -52,6 +52,10 @@ def test_gains_against_the_start_and_the_same_seeds_base_pooled_over_seeds(tmp_p
     assert rows[("v0", "heldout_procedural")][5] == "(no shared problems)"  # never across different problems
     assert rows[("v", "heldout_procedural")][5].endswith("(the 10 shared problems)")  # v1's, not v0's
     assert "shared" not in word[5]
+    # each seed's gain against its base as one replicate: v's ood_word +40 (seed 0), +20 (seed 1)
+    assert word[6].startswith("+30.0 [") and word[6].endswith("0 below, 2 above (+40.0, +20.0)")
+    assert "sign-flip p = 0.5" in word[6]  # 2 of the 4 sign patterns reach |mean| 30
+    assert rows[("v0", "ood_word")][6] == ""  # one seed: no spread to measure
 
 
 def test_a_run_without_evaluation_is_refused_by_name(tmp_path):
