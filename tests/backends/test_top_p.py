@@ -68,3 +68,34 @@ def test_most_likely_token_always_stays():
     p = torch.tensor([1e-6, 0.5, 0.95])
     out = tp.top_p_filter(logits.clone(), p, sort_filter, first_k=16)
     assert (~torch.isinf(out)).sum(1).tolist() == [1, 1, 1] and not torch.isinf(out[:, 5]).any()
+
+
+@pytest.mark.parametrize("p_value", [0.5, 0.95])
+def test_our_sort_filter_keeps_transformers_tokens(p_value):
+    logits = _logits(32, seed=7)
+    p = torch.full((32,), p_value)
+    p[::5] = 1.0
+    ours = tp.sort_filter(logits.clone(), None, p)
+    assert torch.equal(torch.isinf(ours), torch.isinf(hf_top_p(logits, p)))
+    with pytest.raises(ValueError, match="top-p only"):
+        tp.sort_filter(logits, torch.tensor([3]), p)
+
+
+def test_hf_backend_draws_the_same_tokens_either_way():
+    """The hf backend's sampler: the nucleus from each row's top tokens (its default) draws, seed for
+    seed, what the full sort draws: the same tokens kept with the same logits give the same
+    probabilities to torch.multinomial."""
+    from selfplay.backends.base import SamplingParams
+    from selfplay.backends.hf import HFBackend
+
+    logits = _logits(48, seed=11)
+    params = SamplingParams(temperature=0.8, top_p=0.95, max_new_tokens=1)
+    draws = {}
+    for method in ("topk", "sort"):
+        backend = object.__new__(HFBackend)  # the sampler only: no model to load
+        backend.top_p = method
+        gens = [torch.Generator().manual_seed(100 + r) for r in range(48)]
+        draws[method] = backend._sample(logits.clone(), gens, params)
+    assert torch.equal(draws["topk"], draws["sort"])
+    kept = ~torch.isinf(tp.sort_filter(logits / 0.8, None, torch.full((48,), 0.95)))
+    assert bool(kept.gather(1, draws["topk"][:, None]).all())  # every draw from inside its nucleus
