@@ -24,6 +24,8 @@ class HFBackend:
 
     def __init__(self, model: str, *, dtype: str = "float32", device: str | None = None,
                  batch_size: int = 64, threads: int | None = None, top_p: str = "topk", **_: object) -> None:
+        if top_p not in ("topk", "sort"):  # before the model loads
+            raise ValueError(f"top_p: 'topk' or 'sort', got {top_p!r}")
         import torch
 
 
@@ -35,8 +37,6 @@ class HFBackend:
             self.tokenizer = load_tokenizer(self.model)
             self.net = load_model(self.model, dtype=dtype, device=self.device)
         self.batch_size = max(1, int(batch_size))
-        if top_p not in ("topk", "sort"):
-            raise ValueError(f"top_p: 'topk' or 'sort', got {top_p!r}")
         # how a sampled row's nucleus is found: "topk" (its most likely tokens, exact) or "sort"
         # (the whole vocabulary, as before; bench/throughput.py --hf-top-p measures both)
         self.top_p = top_p

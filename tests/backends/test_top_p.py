@@ -99,3 +99,10 @@ def test_hf_backend_draws_the_same_tokens_either_way():
     assert torch.equal(draws["topk"], draws["sort"])
     kept = ~torch.isinf(tp.sort_filter(logits / 0.8, None, torch.full((48,), 0.95)))
     assert bool(kept.gather(1, draws["topk"][:, None]).all())  # every draw from inside its nucleus
+
+
+def test_hf_backend_refuses_an_unknown_top_p_before_loading_a_model():
+    from selfplay.backends.hf import HFBackend
+
+    with pytest.raises(ValueError, match="top_p: 'topk' or 'sort', got 'bogus'"):
+        HFBackend("no-such-model-dir", top_p="bogus")  # a model load would fail with another error
