@@ -101,15 +101,15 @@ def main(argv: list[str] | None = None) -> int:
         for set_name in names + [POOLED]:
             members = list(OOD_SETS) if set_name == POOLED else [set_name]
             vs_start = [(f"{s}/{m}", st[m], a[m]) for s, st, a in loaded for m in members if m in a and m in st]
-            vs_base = [(f"{s}/{m}", bases[s][m], a[m]) for s, _, a in loaded for m in members
-                       if s in bases and m in a and m in bases[s]]
+            base_by_seed = {s: [(f"{s}/{m}", bases[s][m], a[m]) for m in members if m in a and m in bases[s]]
+                            for s, _, a in loaded if s in bases}
+            vs_base = [t for triples in base_by_seed.values() for t in triples]
             if not vs_start:
                 continue
             g = pooled_greedy_gain(vs_start)
             after = f"{100 * g['after']:.1f}%"
             cell_base = _cell(pooled_greedy_gain(vs_base), of=g["n"]) if vs_base else ""
-            per_seed = [pooled_greedy_gain([t for t in vs_base if t[0].startswith(f"{s}/")]) for s in seeds
-                        if s in bases]
+            per_seed = [pooled_greedy_gain(triples) for triples in base_by_seed.values()]
             cell_seeds = _seeds_cell([x["gain"] for x in per_seed if x["n"]])
             print(f"| {name} | {','.join(map(str, seeds))} | {set_name} | {after} | {_cell(g)} | {cell_base} "
                   f"| {cell_seeds} |")
