@@ -60,8 +60,12 @@ def test_shipped_configs_load(name):
 
 
 # the comparison configs of docs/results.md: the default job with exactly these settings changed
+OLD26 = {"vllm.top_p": "sort", "pose.batch": 64, "pose.max_new_tokens": 160, "train.batch_size": 2,
+         "train.grad_accum": 4, "train.engine_ref": False}  # issue 26's speed settings off
 CHANGED = {
     "group.toml": {"train.group_by_prompt": True},
+    "old26.toml": OLD26,
+    "filed26.toml": {**OLD26, "train.max_steps": 12},  # and the training budget as filed
 }
 
 
