@@ -22,6 +22,12 @@ Problems are matched by id: a run with other generators shares only part of its 
 in-distribution split (a procedural id names its generator, level and index), and the cell says
 over how many problems it compares; a set with none shared shows no comparison, never a number
 over different problems.
+
+With --forms, a second table splits the generated out-of-distribution sets (ood_arith, ood_word)
+by template (selfplay_seeds/ood.py names each problem's form; the sets are drawn again from each
+run's seed and must match its eval.json): per variant and form, pooled over seeds, the base's and
+the variant's pass@1 and the paired gain, worst first. A gap that sits in a few forms says where
+to look; each form holds about a tenth of a set, so read it as a pointer, not a result.
 """
 from __future__ import annotations
 
@@ -35,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from selfplay.core import io  # noqa: E402
 from selfplay.core.evalsets import OOD_SETS  # noqa: E402
 from selfplay.core.metrics import across_seeds, gain_points, pooled_greedy_gain  # noqa: E402
+from selfplay_seeds.ood import OOD_GENERATORS, ood_problems  # noqa: E402
 
 POOLED = "OOD pooled"
 
@@ -75,6 +82,47 @@ def _seeds_cell(gains: list[float]) -> str:
             f"{a['below']} below, {a['above']} above ({each})")
 
 
+def _forms(set_name: str, seed: int, record: dict[str, Any], run: str) -> dict[str, str]:
+    """Problem id -> form of a generated OOD set as `seed` draws it now; refuses a set whose ids or
+    golds differ (drawn by other code), so no problem is filed under the wrong template."""
+    drawn = {p.id: p for p in ood_problems(set_name, len(record["problems"]), seed=seed)}
+    out = {}
+    for q in record["problems"]:
+        p = drawn.get(q["id"])
+        if p is None or p.answer != str(q.get("answer")):
+            raise SystemExit(f"--forms: {run}: {set_name} problem {q['id']} (seed {seed}) is not the one "
+                             f"selfplay_seeds/ood.py draws now")
+        out[q["id"]] = str(p.meta["form"])
+    return out
+
+
+def _form_rows(name: str, runs: list[str], loaded: list[tuple[int, Any, dict[str, Any]]],
+               bases: dict[int, dict[str, Any]], base_runs: dict[int, str]) -> list[str]:
+    """The --forms table's rows for one variant: its seeds with a base, each generated OOD set split
+    by form, pooled over seeds, worst paired gain first."""
+    rows = []
+    for set_name in sorted(OOD_GENERATORS):
+        by_form: dict[str, list[tuple[str, dict[str, Any], dict[str, Any]]]] = {}
+        for run, (s, _, after) in zip(runs, loaded):
+            if s not in bases or set_name not in after or set_name not in bases[s]:
+                continue
+            forms = _forms(set_name, s, after[set_name], run)
+            if _forms(set_name, s, bases[s][set_name], base_runs[s]) != forms:
+                raise SystemExit(f"--forms: {run} and {base_runs[s]} evaluated different {set_name} problems")
+            for form in set(forms.values()):
+                def keep(rec: dict[str, Any]) -> dict[str, Any]:
+                    return {"problems": [p for p in rec["problems"] if forms[p["id"]] == form]}
+                triple = (f"{s}/{set_name}", keep(bases[s][set_name]), keep(after[set_name]))
+                by_form.setdefault(form, []).append(triple)
+        gains = {form: pooled_greedy_gain(t) for form, t in by_form.items()}
+        for form in sorted(gains, key=lambda f: (gains[f]["gain"], f)):
+            g, per_seed = gains[form], [pooled_greedy_gain([t])["gain"] for t in by_form[form]]
+            rows.append(f"| {name} | {set_name} | {form} | {g['n']} | {100 * g['before']:.1f}% | "
+                        f"{100 * g['after']:.1f}% | {_cell(g)} | {sum(x < 0 for x in per_seed)} below, "
+                        f"{sum(x > 0 for x in per_seed)} above |")
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--variant", action="append", required=True, metavar="NAME=RUN[,RUN...]",
@@ -82,13 +130,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--against", nargs="*", default=[], type=Path, metavar="RUN",
                     help="base runs, one per seed: each variant run is compared with the one of its seed")
     ap.add_argument("--round", type=int, default=None, help="the round whose eval.json to read (default: last)")
+    ap.add_argument("--forms", action="store_true",
+                    help="also a table of ood_arith and ood_word split by template, against the bases")
     args = ap.parse_args(argv)
-    bases = {}
+    if args.forms and not args.against:
+        raise SystemExit("--forms compares with base runs: give --against")
+    bases, base_runs = {}, {}
     for run in args.against:
         seed, _, after = _sets(run, args.round)
         if seed in bases:
             raise SystemExit(f"--against: two base runs with seed {seed}")
-        bases[seed] = after
+        bases[seed], base_runs[seed] = after, str(run)
+    form_rows: list[str] = []
     print("| variant | seeds | set | after | vs start | vs base (same seed) | vs base, across seeds |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for spec in args.variant:
@@ -96,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         if not eq or not runs:
             raise SystemExit(f"--variant {spec!r}: expected NAME=RUN[,RUN...]")
         loaded = [_sets(Path(r), args.round) for r in runs.split(",")]
+        if args.forms:
+            form_rows += _form_rows(name, runs.split(","), loaded, bases, base_runs)
         seeds = [s for s, _, _ in loaded]
         names = [n for n in loaded[0][2] if all(n in a for _, _, a in loaded)]
         for set_name in names + [POOLED]:
@@ -113,6 +168,10 @@ def main(argv: list[str] | None = None) -> int:
             cell_seeds = _seeds_cell([x["gain"] for x in per_seed if x["n"]])
             print(f"| {name} | {','.join(map(str, seeds))} | {set_name} | {after} | {_cell(g)} | {cell_base} "
                   f"| {cell_seeds} |")
+    if form_rows:
+        print("\n| variant | set | form | n | base | after | vs base (same seed) | seeds |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+        print("\n".join(form_rows))
     return 0
 
 

@@ -102,3 +102,27 @@ def test_ood_generators_cannot_be_training_seeds():
     cfg.seeds.generators = ["add", "ood_word"]
     with pytest.raises(ValueError, match="seeds.generators"):
         cfg.validate()
+
+
+@pytest.mark.parametrize("name", sorted(OOD_GENERATORS))
+def test_each_problem_names_its_template(name):
+    """meta["form"] (compare_runs --forms): one form per template, and every problem of a form in
+    that template's wording."""
+    problems = ood_problems(name, 300, seed=0)
+    by_form: dict[str, set[str]] = {}
+    for p in problems:
+        by_form.setdefault(p.meta["form"], set()).add(skeleton(p.question))
+    assert len(by_form) == 10
+    assert all(len(s) == 1 for s in by_form.values()), by_form
+    assert len({next(iter(s)) for s in by_form.values()}) == 10
+
+
+@pytest.mark.parametrize("name,digest", [("ood_arith", "d1c8210ef0c90eba"), ("ood_word", "eb38cb962489d8a0")])
+def test_ood_sets_are_the_ones_earlier_runs_were_evaluated_on(name, digest):
+    """Runs are compared across code versions problem by problem (scripts/compare_runs.py): the sets
+    a seed draws must not change (digest of ids, questions and golds of seeds 0, 1 and 7)."""
+    h = hashlib.sha256()
+    for seed in (0, 1, 7):
+        for p in ood_problems(name, 300, seed=seed):
+            h.update(f"{p.id}|{p.question}|{p.answer}\n".encode())
+    assert h.hexdigest()[:16] == digest
