@@ -96,6 +96,14 @@ def _forms(set_name: str, seed: int, record: dict[str, Any], run: str) -> dict[s
     return out
 
 
+def _split(record: dict[str, Any], forms: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """An eval.json set record split by form: form -> a record of that form's problems."""
+    out: dict[str, dict[str, Any]] = {}
+    for p in record["problems"]:
+        out.setdefault(forms[p["id"]], {"problems": []})["problems"].append(p)
+    return out
+
+
 def _form_rows(name: str, runs: list[str], loaded: list[tuple[int, Any, dict[str, Any]]],
                bases: dict[int, dict[str, Any]], base_runs: dict[int, str]) -> list[str]:
     """The --forms table's rows for one variant: its seeds with a base, each generated OOD set split
@@ -109,11 +117,9 @@ def _form_rows(name: str, runs: list[str], loaded: list[tuple[int, Any, dict[str
             forms = _forms(set_name, s, after[set_name], run)
             if _forms(set_name, s, bases[s][set_name], base_runs[s]) != forms:
                 raise SystemExit(f"--forms: {run} and {base_runs[s]} evaluated different {set_name} problems")
-            for form in set(forms.values()):
-                def keep(rec: dict[str, Any]) -> dict[str, Any]:
-                    return {"problems": [p for p in rec["problems"] if forms[p["id"]] == form]}
-                triple = (f"{s}/{set_name}", keep(bases[s][set_name]), keep(after[set_name]))
-                by_form.setdefault(form, []).append(triple)
+            base_by, after_by = _split(bases[s][set_name], forms), _split(after[set_name], forms)
+            for form in after_by:
+                by_form.setdefault(form, []).append((f"{s}/{set_name}", base_by[form], after_by[form]))
         gains = {form: pooled_greedy_gain(t) for form, t in by_form.items()}
         for form in sorted(gains, key=lambda f: (gains[f]["gain"], f)):
             g, per_seed = gains[form], [pooled_greedy_gain([t])["gain"] for t in by_form[form]]
