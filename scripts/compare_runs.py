@@ -154,9 +154,10 @@ def main(argv: list[str] | None = None) -> int:
         name, eq, runs = spec.partition("=")
         if not eq or not runs:
             raise SystemExit(f"--variant {spec!r}: expected NAME=RUN[,RUN...]")
-        loaded = [_sets(Path(r), args.round) for r in runs.split(",")]
+        run_list = runs.split(",")
+        loaded = [_sets(Path(r), args.round) for r in run_list]
         if args.forms:
-            form_rows += _form_rows(name, runs.split(","), loaded, bases, base_runs)
+            form_rows += _form_rows(name, run_list, loaded, bases, base_runs)
         seeds = [s for s, _, _ in loaded]
         names = [n for n in loaded[0][2] if all(n in a for _, _, a in loaded)]
         for set_name in names + [POOLED]:
